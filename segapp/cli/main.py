@@ -1,0 +1,86 @@
+"""``segapp fit|validate|test|predict --config ...``: the LightningCLI application.
+
+Run folder (``trainer.default_root_dir``, e.g. ``runs/quickstart``)::
+
+    checkpoints/best.ckpt   best val/dice so far       checkpoints/last.ckpt   end of the last epoch
+    logs/version_N/         config.yaml, metrics.csv, hparams.yaml, TensorBoard events
+
+``--ckpt_path last`` resumes from ``checkpoints/last.ckpt`` of that folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+
+from segapp.data import DataError, LesionDataModule  # noqa: E402
+from segapp.io import ReadError  # noqa: E402
+from segapp.lit import SegmentationModule  # noqa: E402
+from segapp.lit.callbacks import RunSummary  # noqa: E402
+
+
+def _ckpt_dir(root: str | None) -> str:
+    return str(Path(root or ".") / "checkpoints")
+
+
+class SegappCLI(LightningCLI):
+    """LightningCLI with a fixed run-folder layout, a best/last checkpoint and TB + CSV loggers."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "trainer.default_root_dir": "runs/default",
+                "checkpoint.monitor": "val/dice",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_ckpt_dir)
+        parser.link_arguments("data.in_channels", "model.net.init_args.in_channels")
+
+    def instantiate_trainer(self, **kwargs):
+        cfg = self._get(self.config_init, "trainer", default={})
+        if cfg.get("logger") in (True, None):
+            root = cfg.get("default_root_dir") or "runs/default"
+            tb = TensorBoardLogger(save_dir=root, name="logs", default_hp_metric=False)
+            kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="logs", version=tb.version)]
+        return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        self.trainer.callbacks.append(RunSummary())
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> SegappCLI:
+    """Build (and by default run) the CLI; ``args`` as on the command line."""
+    return SegappCLI(
+        SegmentationModule,
+        LesionDataModule,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main(args: list[str] | None = None) -> None:
+    """Console entry point; data problems end with one ``error:`` line and exit code 2."""
+    try:
+        cli(args)
+    except (DataError, ReadError) as e:
+        print(f"segapp: error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

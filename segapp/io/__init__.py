@@ -1,0 +1,25 @@
+"""Readers, writers and the one preprocessing function shared by training and inference.
+
+This room imports nothing else of segapp, so a slim inference container can use it alone.
+"""
+
+from segapp.io.errors import ReadError
+from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, to_channels
+from segapp.io.preprocess import PreprocessSpec, normalize, preprocess, resize_image, to_float01
+from segapp.io.writers import atomic_write, write_mask_png
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MASK_EXTENSIONS",
+    "PreprocessSpec",
+    "ReadError",
+    "atomic_write",
+    "normalize",
+    "preprocess",
+    "read_image",
+    "read_mask",
+    "resize_image",
+    "to_channels",
+    "to_float01",
+    "write_mask_png",
+]

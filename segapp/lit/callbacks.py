@@ -1,0 +1,33 @@
+"""Callbacks the CLI adds to every run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+
+
+def _fmt(v) -> str:
+    return f"{float(v):.4f}" if v is not None else "n/a"
+
+
+class RunSummary(Callback):
+    """Prints, at the end of ``fit``, the best validation scores and where the run's files are."""
+
+    @rank_zero_only
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        metrics = trainer.callback_metrics
+        lines = ["", "segapp run summary"]
+        if ckpt is not None and ckpt.best_model_path:
+            lines.append(f"  best {ckpt.monitor}: {_fmt(ckpt.best_model_score)}")
+        lines.append(f"  last val/dice: {_fmt(metrics.get('val/dice'))}   last val/iou: {_fmt(metrics.get('val/iou'))}")
+        lines.append(f"  tuned threshold: {getattr(pl_module, 'tuned_threshold', 0.5):.2f}")
+        if ckpt is not None:
+            lines.append(f"  best checkpoint: {ckpt.best_model_path or 'n/a'}")
+            lines.append(f"  last checkpoint: {Path(ckpt.dirpath) / 'last.ckpt'}")
+        if trainer.log_dir:
+            lines.append(f"  logs and config: {trainer.log_dir}")
+        print("\n".join(lines), flush=True)

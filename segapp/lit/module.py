@@ -1,0 +1,142 @@
+"""SegmentationModule: binary lesion segmentation as a LightningModule."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from torch import Tensor, nn
+
+from segapp.io import PreprocessSpec
+from segapp.lit.checkpoint_meta import SCHEMA_VERSION, build_meta
+from segapp.lit.losses import LossName, create_loss
+from segapp.lit.metrics import PerImageDice, PerImageIoU
+from segapp.lit.threshold import ThresholdSweep
+from segapp.nets import UNet
+
+log = logging.getLogger(__name__)
+
+
+def _default_optimizer(params) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=1e-3, weight_decay=1e-4)
+
+
+class SegmentationModule(L.LightningModule):
+    """Trains a net that maps ``(N, C, H, W)`` images to ``(N, 1, H, W)`` lesion logits.
+
+    Args:
+        net: A registered segapp net (``class_path`` + ``init_args`` in YAML).
+        loss: ``dice_bce`` (MONAI DiceCELoss, sigmoid), ``dice`` or ``bce``.
+        optimizer: Optimiser factory (LightningCLI ``OptimizerCallable``).
+        scheduler: Optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``monitor``.
+        monitor: Metric for the plateau scheduler (and the checkpoint callback by default).
+        threshold: Probability threshold for metrics during training.
+        tune_threshold: After each validation, pick the threshold on a small grid that
+            maximises mean validation Dice; stored in the checkpoint for inference.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module | None = None,
+        loss: LossName = "dice_bce",
+        optimizer: OptimizerCallable = _default_optimizer,
+        scheduler: LRSchedulerCallable | None = None,
+        monitor: str = "val/dice",
+        threshold: float = 0.5,
+        tune_threshold: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
+        self.net = net if net is not None else UNet()
+        self.loss_fn = create_loss(loss)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.train_dice = PerImageDice(threshold)
+        self.val_dice = PerImageDice(threshold)
+        self.val_iou = PerImageIoU(threshold)
+        self.test_dice = PerImageDice(threshold)
+        self.test_iou = PerImageIoU(threshold)
+        self.sweep = ThresholdSweep()
+        self.tuned_threshold: float = threshold
+        self.preprocess_spec: PreprocessSpec | None = None
+        self.data_fingerprint: str | None = None
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def setup(self, stage: str) -> None:
+        dm = getattr(self.trainer, "datamodule", None)
+        if dm is not None and hasattr(dm, "preprocess_spec"):
+            self.preprocess_spec = dm.preprocess_spec()
+            self.data_fingerprint = getattr(dm, "fingerprint", None)
+
+    def _shared_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+        logits = self(batch["image"])
+        loss = self.loss_fn(logits.float(), batch["mask"])
+        return loss, torch.sigmoid(logits.float())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        loss, probs = self._shared_step(batch)
+        self.train_dice(probs.detach(), batch["mask"])
+        n = batch["image"].shape[0]
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=n, sync_dist=True)
+        self.log("train/dice", self.train_dice, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, probs = self._shared_step(batch)
+        self.val_dice(probs, batch["mask"])
+        self.val_iou(probs, batch["mask"])
+        if self.hparams.tune_threshold:
+            self.sweep.update(probs, batch["mask"])
+        n = batch["image"].shape[0]
+        self.log("val/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("val/dice", self.val_dice, on_epoch=True, prog_bar=True, batch_size=n)
+        self.log("val/iou", self.val_iou, on_epoch=True, batch_size=n)
+
+    def on_validation_epoch_end(self) -> None:
+        if not self.hparams.tune_threshold or self.trainer.sanity_checking:
+            self.sweep.reset()
+            return
+        best_t, best_dice = self.sweep.compute()
+        self.sweep.reset()
+        self.tuned_threshold = float(best_t)
+        self.log("val/best_threshold", best_t)
+        self.log("val/dice_at_best_threshold", best_dice)
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        loss, probs = self._shared_step(batch)
+        self.test_dice(probs, batch["mask"])
+        self.test_iou(probs, batch["mask"])
+        n = batch["image"].shape[0]
+        self.log("test/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
+        self.log("test/dice", self.test_dice, on_epoch=True, batch_size=n)
+        self.log("test/iou", self.test_iou, on_epoch=True, batch_size=n)
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """Probabilities ``(N, 1, H, W)`` at training resolution."""
+        return torch.sigmoid(self(batch["image"]).float())
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": self.hparams.monitor}}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Add the plain-JSON ``segapp`` block that inference reads without Lightning."""
+        checkpoint["segapp"] = build_meta(
+            self.net, self.preprocess_spec, self.tuned_threshold, self.data_fingerprint
+        )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        meta = checkpoint.get("segapp")
+        if meta and meta.get("schema_version") == SCHEMA_VERSION:
+            self.tuned_threshold = float(meta["threshold"])
+            if meta.get("preprocess"):
+                self.preprocess_spec = PreprocessSpec.from_dict(meta["preprocess"])
+            self.data_fingerprint = meta.get("data_fingerprint")

@@ -1,0 +1,65 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from segapp.cli.main import cli
+from tests.conftest import REPO, fit_args
+
+CONFIGS = sorted((REPO / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "configs")))
+def test_every_config_is_accepted_by_the_cli_parser(config):
+    """Parsed by the CLI's own parser (types, Literal choices, class paths), not yaml.safe_load."""
+    app = cli(["--config", str(REPO / "configs" / "quickstart.yaml"), "--config", str(config)], run=False)
+    assert app.model is not None and app.datamodule is not None
+
+
+def test_fit_fast_dev_run_on_generated_files(synth_root, tmp_path):
+    cli(fit_args(synth_root, tmp_path, "--trainer.fast_dev_run", "true"))
+
+
+def test_print_config_shows_model_and_data_sections(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.main", "fit", "--config", str(REPO / "configs/quickstart.yaml"), "--print_config"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "class_path: segapp.nets.UNet" in out.stdout and "root: data/synthetic" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["missing", "empty"])
+def test_bad_data_path_gives_one_clear_error_line(kind, tmp_path):
+    root = tmp_path / "nope"
+    if kind == "empty":
+        (root / "images").mkdir(parents=True)
+        (root / "masks").mkdir()
+    cmd = [sys.executable, "-m", "segapp.cli.main", *fit_args(root, tmp_path / "run", "--trainer.max_epochs", "1")]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("segapp: error:") and str(root) in last
+    assert ("does not exist" in last) if kind == "missing" else ("no image/mask pairs" in last)
+
+
+def test_checkpoint_block_is_plain_json_loadable_with_weights_only(tiny_ckpt):
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    meta = ckpt["segapp"]
+    assert meta["schema_version"] == 1
+    assert meta["net"]["name"] == "unet" and meta["net"]["kwargs"]["depth"] == 3
+    pre = meta["preprocess"]
+    assert pre["size"] == [64, 64] and pre["in_channels"] == 3 and pre["size_policy"] == "resize"
+    assert len(pre["mean"]) == 3 and all(0 < s < 1 for s in pre["std"])
+    assert 0.3 <= meta["threshold"] <= 0.7
+    assert isinstance(meta["data_fingerprint"], str) and len(meta["data_fingerprint"]) == 16
+
+
+def test_run_folder_layout(tiny_ckpt):
+    run = Path(tiny_ckpt).parents[1]
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    logs = sorted((run / "logs").glob("version_*"))
+    assert logs and (logs[-1] / "config.yaml").is_file() and (logs[-1] / "metrics.csv").is_file()
