@@ -16,7 +16,7 @@ from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
-from lightning.pytorch.callbacks import ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 
@@ -24,6 +24,7 @@ from segapp.data import DataError, LesionDataModule  # noqa: E402
 from segapp.io import ReadError  # noqa: E402
 from segapp.lit import SegmentationModule  # noqa: E402
 from segapp.lit.callbacks import RunSummary  # noqa: E402
+from segapp.lit.run_info import build_run_info  # noqa: E402
 
 
 def _ckpt_dir(root: str | None) -> str:
@@ -57,8 +58,17 @@ class SegappCLI(LightningCLI):
             kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="logs", version=tb.version)]
         return super().instantiate_trainer(**kwargs)
 
+    def _record_run(self) -> None:
+        """Give the module the resolved config, git commit and versions (saved in checkpoints)."""
+        cfg = self.config.get(str(self.subcommand), self.config)
+        text = self._parser(self.subcommand).dump(cfg, skip_none=False)
+        self.model.run_info = build_run_info(text, None)
+
     def before_fit(self) -> None:
+        self._record_run()
         self.trainer.callbacks.append(RunSummary())
+        if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> SegappCLI:

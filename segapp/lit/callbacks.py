@@ -8,13 +8,24 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 
+from segapp.lit.run_info import write_run_info
+
 
 def _fmt(v) -> str:
     return f"{float(v):.4f}" if v is not None else "n/a"
 
 
 class RunSummary(Callback):
-    """Prints, at the end of ``fit``, the best validation scores and where the run's files are."""
+    """Writes ``run_info.json`` beside the logs at the start of ``fit``; prints, at the end, the
+    best validation scores and where the run's files are."""
+
+    @rank_zero_only
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        info = getattr(pl_module, "run_info", None)
+        if info is not None:
+            info["data_fingerprint"] = getattr(pl_module, "data_fingerprint", None)
+            if trainer.log_dir:
+                write_run_info(info, trainer.log_dir)
 
     @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
