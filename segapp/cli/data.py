@@ -1,11 +1,21 @@
-"""``segapp-data``: dataset tools (``synth`` generates the built-in synthetic lesion dataset)."""
+"""``segapp-data``: dataset tools.
+
+``synth`` generates the built-in synthetic lesion dataset; ``check`` runs the pre-flight check
+on a dataset folder (pairs, unpaired and unreadable files, sizes, mask values, empty masks,
+duplicates) and prints a report, or one JSON object with ``--json``. Exit code 0 when the data
+can be trained on, 1 when the check found errors (or warnings with ``--strict``), 2 when the
+folder cannot be read as a dataset at all.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
+from segapp.data.errors import DataError
 from segapp.data.synth import generate
+from segapp.io import ReadError
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -14,8 +24,19 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    from segapp.data.check import check_dataset, format_report
+    from segapp.data.splits import data_fingerprint
+    from segapp.data.layouts import discover
+
+    disc = discover(args.path, args.layout, mask_suffix=args.mask_suffix, mask_dir=args.mask_dir, csv_name=args.csv_name)
+    rep = check_dataset(disc, args.threshold, data_fingerprint(disc), use_cache=not args.no_cache)
+    print(json.dumps(rep.to_dict()) if args.json else format_report(rep))
+    return 1 if rep.errors or (args.strict and rep.warnings) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segapp-data", description=__doc__)
+    parser = argparse.ArgumentParser(prog="segapp-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="generate synthetic dermoscopy-like lesion images and masks")
     s.add_argument("--out", required=True, help="output folder (gets images/ and masks/)")
@@ -23,12 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     s.add_argument("--seed", type=int, default=0, help="seed; the same seed gives identical files")
     s.set_defaults(func=_synth)
+    c = sub.add_parser("check", help="pre-flight check of a dataset folder or CSV manifest")
+    c.add_argument("path", help="dataset folder (or CSV manifest)")
+    c.add_argument("--layout", default="auto", choices=["auto", "isic2018", "paired", "suffix", "csv"], help="pairing rule (default: detect)")
+    c.add_argument("--mask-suffix", default="_mask", help="suffix layout: mask stem = image stem + this (default _mask)")
+    c.add_argument("--mask-dir", default=None, help="suffix layout: folder of the masks, relative to PATH")
+    c.add_argument("--csv-name", default=None, help="csv layout: manifest file name inside PATH")
+    c.add_argument("--threshold", type=float, default=127, help="mask binarisation threshold, 0-255 scale (default 127)")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
+    c.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
+    c.add_argument("--no-cache", action="store_true", help="re-read every file instead of using the cached result")
+    c.set_defaults(func=_check)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(args.func(args))
+    try:
+        code = args.func(args)
+    except (DataError, ReadError) as e:
+        print(f"segapp-data: error: {e}", file=sys.stderr)
+        code = 2
+    sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,10 @@ def _decode(path: Path) -> np.ndarray:
         raise ReadError(path, "file not found")
     if path.stat().st_size == 0:
         raise ReadError(path, "file is empty (0 bytes)")
+    from segapp.io.scans import is_scan_file, read_first_frame  # DICOM / NIfTI: first 2D frame
+
+    if is_scan_file(path):
+        return read_first_frame(path)
     if path.suffix.lower() in _TIFF:
         arr = _read_tiff(path)
     else:
@@ -112,23 +116,40 @@ def read_image(path: str | Path) -> np.ndarray:
     return _decode(Path(path))
 
 
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+
+
+def mask_values(arr: np.ndarray, lossy: bool = False) -> np.ndarray:
+    """Raw mask pixels (``H x W x C``, any dtype) on the 0-255 scale as float32 ``H x W``.
+
+    Colour masks use the maximum over RGB; alpha is used only when the colour channels are all
+    zero (a mask drawn as transparency). 16-bit masks are divided by 257. Masks whose maximum is
+    1 (0/1 label PNGs, 1-bit files) are scaled by 255, except ``lossy`` (JPEG) files, where a
+    maximum of 1 is compression noise in an empty mask.
+    """
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    colour = arr[:, :, :-1] if arr.shape[2] in (2, 4) else arr
+    if arr.shape[2] in (2, 4) and not colour.any():
+        colour = arr[:, :, -1:]
+    values = colour.max(axis=2).astype(np.float32)
+    top = float(values.max()) if values.size else 0.0
+    if arr.dtype == np.uint16 and top > 255:
+        values = values / 257.0
+    elif top <= 1 and not lossy:
+        values = values * 255.0
+    return values
+
+
 def read_mask(path: str | Path, threshold: float = 127) -> np.ndarray:
     """Read a binary mask as an ``H x W`` bool array.
 
-    The threshold is on the 0-255 scale: a pixel is foreground when its value (first channel,
-    or the maximum over RGB channels) is above ``threshold``. Masks stored as 0/1 (maximum
-    value 1) are treated as 0/255, and 16-bit masks are rescaled to 0-255 first, so the same
-    threshold is right for JPEG masks with artefacts, 0/255 PNGs, 0/1 PNGs and 1-bit files.
+    The threshold is on the 0-255 scale: a pixel is foreground when its value (see
+    :func:`mask_values`) is above ``threshold``. The same threshold is right for JPEG masks
+    with artefacts, 0/255 PNGs, 0/1 PNGs, palette, RGBA, 16-bit and 1-bit files.
 
     Raises:
         ReadError: when the file cannot be decoded.
     """
-    arr = _decode(Path(path))
-    if arr.shape[2] in (2, 4):
-        arr = arr[:, :, :-1]
-    values = arr.max(axis=2).astype(np.float32)
-    if arr.dtype == np.uint16 and values.max() > 255:
-        values = values / 257.0
-    elif values.max() <= 1:
-        values = values * 255.0
-    return values > threshold
+    path = Path(path)
+    return mask_values(_decode(path), lossy=path.suffix.lower() in LOSSY_EXTENSIONS) > threshold

@@ -1,0 +1,98 @@
+"""``segapp-cv``: k-fold cross-validation from one config.
+
+Trains every fold with ``segapp fit`` (same config, ``--data.num_folds K --data.fold k``, run
+folder ``OUT/fold_k``) and writes ``OUT/cv_summary.md`` and ``OUT/cv_summary.json`` with the
+best validation Dice per fold and mean +- std. Arguments it does not know go to ``segapp fit``::
+
+    segapp-cv --num-folds 5 --out runs/cv_kvasir --config configs/quickstart.yaml --data configs/data/kvasir.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from segapp.data.errors import DataError
+from segapp.io import ReadError, atomic_write
+
+
+def _best_dice(run) -> float:
+    """Best monitored validation Dice of a finished ``segapp fit`` run."""
+    ckpt = run.trainer.checkpoint_callback
+    score = getattr(ckpt, "best_model_score", None) if ckpt is not None else None
+    if score is None:
+        score = run.trainer.callback_metrics.get("val/dice")
+    if score is None:
+        raise RuntimeError("the fold finished without a val/dice value; check that validation runs (trainer.limit_val_batches > 0)")
+    return float(score)
+
+
+def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] | None = None) -> list[dict]:
+    """Train the given folds (default: all) and return one row per fold."""
+    from segapp.cli.main import cli
+
+    rows = []
+    for k in folds if folds is not None else range(num_folds):
+        run_dir = out / f"fold_{k}"
+        run = cli(["fit", *fit_args, "--data.num_folds", str(num_folds), "--data.fold", str(k), "--trainer.default_root_dir", str(run_dir)])
+        splits = run.datamodule.splits
+        rows.append({"fold": k, "val_dice": _best_dice(run), "train": len(splits["train"]), "val": len(splits["val"]), "run_dir": str(run_dir)})
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Mean and sample standard deviation (0 for one fold) of the per-fold Dice."""
+    dice = [r["val_dice"] for r in rows]
+    return {
+        "folds": rows,
+        "mean_val_dice": statistics.fmean(dice),
+        "std_val_dice": statistics.stdev(dice) if len(dice) > 1 else 0.0,
+    }
+
+
+def format_table(summary: dict, command: str) -> str:
+    """Markdown table of the per-fold results and the mean +- std row."""
+    lines = [
+        "# Cross-validation summary", "", f"Command: `{command}`", "",
+        "| fold | train pairs | val pairs | best val Dice | run folder |", "|---:|---:|---:|---:|---|",
+    ]  # fmt: skip
+    for r in summary["folds"]:
+        lines.append(f"| {r['fold']} | {r['train']} | {r['val']} | {r['val_dice']:.4f} | {r['run_dir']} |")
+    lines.append(f"| mean +- std | | | {summary['mean_val_dice']:.4f} +- {summary['std_val_dice']:.4f} | |")
+    return "\n".join(lines) + "\n"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segapp-cv", description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--num-folds", type=int, default=5, help="number of folds K (default 5)")
+    p.add_argument("--folds", default=None, help="comma-separated subset of folds to train, e.g. 0,1 (default: all)")
+    p.add_argument("--out", default="runs/cv", help="output folder: fold_k/ run folders and cv_summary.{md,json}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args, fit_args = build_parser().parse_known_args(argv)
+    if args.num_folds < 2:
+        print(f"segapp-cv: error: --num-folds must be at least 2, got {args.num_folds}", file=sys.stderr)
+        sys.exit(2)
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else None
+    out = Path(args.out)
+    try:
+        summary = summarize(run_folds(fit_args, args.num_folds, out, folds))
+    except (DataError, ReadError) as e:
+        print(f"segapp-cv: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    table = format_table(summary, "segapp-cv " + " ".join(argv))
+    with atomic_write(out / "cv_summary.json") as tmp:
+        tmp.write_text(json.dumps(summary, indent=2))
+    with atomic_write(out / "cv_summary.md") as tmp:
+        tmp.write_text(table)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

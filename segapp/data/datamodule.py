@@ -1,0 +1,217 @@
+"""LightningDataModule for lesion datasets: layouts, pre-flight check, splits, stats, loaders."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from torch.utils.data import DataLoader, Sampler
+
+from segapp.data.check import CheckReport, check_dataset
+from segapp.data.dataset import LesionDataset
+from segapp.data.errors import DataError
+from segapp.data.layouts import Discovery, LayoutName, Pair, discover
+from segapp.data.splits import data_fingerprint, make_splits
+from segapp.data.stats import NormalizeMode, Stats, cached_channel_stats, explicit_stats, imagenet_stats
+from segapp.data.transforms import AugmentPreset, build_augment
+from segapp.data.transforms import augment_params as check_augment
+from segapp.io import PreprocessSpec
+
+log = logging.getLogger(__name__)
+Normalize = NormalizeMode
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed a worker's albumentations pipeline from torch's per-worker seed (set by seed_everything)."""
+    info = torch.utils.data.get_worker_info()
+    aug = getattr(info.dataset, "augment", None) if info else None
+    if aug is not None:
+        aug.set_random_seed(torch.initial_seed() % 2**32)
+
+
+class LesionDataModule(L.LightningDataModule):
+    """Reads a lesion dataset, checks it, splits it reproducibly and serves resized, normalised tensors.
+
+    Args:
+        root: Dataset folder (or CSV manifest).
+        layout: How image and mask files are paired; ``auto`` detects it.
+        mask_suffix: ``suffix`` layout: mask file stem = image stem + this (+ ``_1``, ``_2``...).
+        mask_dir: ``suffix`` layout: folder (relative to root) holding the masks, if apart.
+        csv_name: ``csv`` layout: manifest file name when ``root`` holds several CSVs.
+        image_size: Network input size (square), pixels; a multiple of ``2**depth``.
+        in_channels: 3 (gray images repeated) or 1 (RGB to gray). Linked to the model.
+        val_fraction: Share of pairs held out for validation (ignored with k-fold).
+        test_fraction: Share of pairs held out for testing.
+        seed: Split seed: the same files and seed give the same split and folds.
+        group_regex: Regex on image file names giving a group id (first capture group), so a
+            patient or lesion never spans two splits or folds. A CSV ``group`` column wins.
+        num_folds: k-fold cross-validation when >= 2 (the test split stays out of the folds).
+        fold: Which fold is validation, ``0..num_folds-1``.
+        train_subset: Keep a seeded subset of this many training pairs (small-data experiments).
+        batch_size: Training and evaluation batch size.
+        num_workers: DataLoader worker processes.
+        augment: Augmentation preset for training: none, light, standard, strong.
+        augment_params: Overrides of preset knobs (see :data:`segapp.data.transforms.PRESETS`).
+        normalize: ``auto`` (the net's pretrained statistics, else ``dataset``), ``imagenet``,
+            ``dataset`` (mean/std of the training split, cached), ``none``, or ``{mean, std}``.
+        mask_threshold: Mask binarisation threshold on the 0-255 scale.
+        strict: Treat pre-flight warnings (unpaired files, non-binary masks...) as errors.
+        check: Run the pre-flight check in ``setup()`` (cached by data fingerprint).
+        cache: Keep resized copies of images and masks in the user cache folder.
+    """
+
+    def __init__(
+        self,
+        root: str = "data/synthetic",
+        layout: LayoutName = "auto",
+        mask_suffix: str = "_mask",
+        mask_dir: str | None = None,
+        csv_name: str | None = None,
+        image_size: int = 256,
+        in_channels: int = 3,
+        val_fraction: float = 0.2,
+        test_fraction: float = 0.0,
+        seed: int = 42,
+        group_regex: str | None = None,
+        num_folds: int = 0,
+        fold: int = 0,
+        train_subset: int | None = None,
+        batch_size: int = 8,
+        num_workers: int = 2,
+        augment: AugmentPreset = "light",
+        augment_params: dict[str, Any] | None = None,
+        normalize: NormalizeMode | dict[str, list[float]] = "auto",
+        mask_threshold: float = 127,
+        strict: bool = False,
+        check: bool = True,
+        cache: bool = False,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        if in_channels not in (1, 3):
+            raise ValueError(f"data.in_channels must be 1 or 3, got {in_channels}")
+        if image_size < 8:
+            raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
+        check_augment(augment, augment_params)
+        if isinstance(normalize, dict):
+            explicit_stats(normalize, in_channels)
+        self.size = (image_size, image_size)
+        self.discovery: Discovery | None = None
+        self.report: CheckReport | None = None
+        self.splits: dict[str, list[Pair]] = {}
+        self.spec: PreprocessSpec | None = None
+        self.fingerprint: str | None = None
+
+    def discover(self) -> Discovery:
+        """Find the pairs on disk (raises :class:`DataError` with a one-line fix)."""
+        h = self.hparams
+        return discover(h.root, h.layout, mask_suffix=h.mask_suffix, mask_dir=h.mask_dir, csv_name=h.csv_name)
+
+    def _net_stats(self) -> Stats | None:
+        module = getattr(self.trainer, "lightning_module", None) if self.trainer else None
+        return getattr(getattr(module, "net", None), "pretrained_stats", None)
+
+    def _resolve_stats(self) -> Stats:
+        c = self.hparams.in_channels
+        mode = self.hparams.normalize
+        if isinstance(mode, dict):
+            return explicit_stats(mode, c)
+        if mode == "auto":
+            stats = self._net_stats()
+            if stats is not None:
+                return tuple(stats[0]), tuple(stats[1])
+            mode = "dataset"
+        if mode == "imagenet":
+            return imagenet_stats(c)
+        if mode == "none":
+            return (0.0,) * c, (1.0,) * c
+        return cached_channel_stats(self.splits["train"], self.size, c)
+
+    def preflight(self) -> CheckReport:
+        """Run (or read from the cache) the pre-flight check; raise on errors, log warnings.
+
+        Raises:
+            DataError: on errors, or on warnings with ``data.strict: true``.
+        """
+        rep = check_dataset(self.discovery, self.hparams.mask_threshold, self.fingerprint)
+        if rep.errors:
+            raise DataError(f"{self.hparams.root}: {rep.errors[0]} (run `segapp-data check {self.hparams.root}` for the full report)")
+        if rep.warnings and self.hparams.strict:
+            raise DataError(f"{self.hparams.root}: {rep.warnings[0]}; data.strict is true: fix the data or set data.strict: false")
+        for w in rep.warnings:
+            log.warning("data: %s", w)
+        return rep
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.spec is not None:
+            return
+        h = self.hparams
+        self.discovery = self.discover()
+        self.fingerprint = data_fingerprint(self.discovery)
+        if h.check:
+            self.report = self.preflight()
+        self.splits = make_splits(
+            self.discovery.pairs, h.val_fraction, h.test_fraction, h.seed,
+            group_regex=h.group_regex, num_folds=h.num_folds, fold=h.fold, train_subset=h.train_subset,
+        )  # fmt: skip
+        mean, std = self._resolve_stats()
+        self.spec = PreprocessSpec(size=self.size, in_channels=h.in_channels, mean=mean, std=std)
+        log.info("data: %d train / %d val / %d test pairs from %s (%s)", *(len(self.splits[k]) for k in ("train", "val", "test")), h.root, self.discovery.layout)
+
+    def preprocess_spec(self) -> PreprocessSpec:
+        if self.spec is None:
+            raise RuntimeError("LesionDataModule.setup() must run before preprocess_spec()")
+        return self.spec
+
+    def dataset(self, split: str, train: bool) -> LesionDataset:
+        """The dataset of a split; ``train`` adds the augmentation pipeline."""
+        h = self.hparams
+        pairs = self.splits[split]
+        if not pairs:
+            raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
+        aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params) if train else None
+        if aug is not None:
+            aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
+        return LesionDataset(pairs, self.spec, augment=aug, mask_threshold=h.mask_threshold, cache=h.cache)
+
+    def _eval_sampler(self, ds) -> Sampler | None:
+        """Under DDP, give each rank a disjoint share of an evaluation split, without padding.
+
+        Lightning's default DistributedSampler pads the last batch with repeated samples so that
+        every rank gets the same count; those repeats would enter the per-image Dice. Our metrics
+        sum states across ranks, so uneven shares are exact.
+        """
+        trainer = self.trainer
+        if trainer is None or trainer.world_size <= 1:
+            return None
+        return UnrepeatedDistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        ds = self.dataset(split, train)
+        nw = self.hparams.num_workers
+        sampler = None if train else self._eval_sampler(ds)
+        return DataLoader(
+            ds,
+            batch_size=self.hparams.batch_size,
+            shuffle=train,
+            sampler=sampler,
+            drop_last=train and len(ds) > self.hparams.batch_size,
+            num_workers=nw,
+            persistent_workers=nw > 0,
+            worker_init_fn=_seed_worker if nw > 0 else None,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)

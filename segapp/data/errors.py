@@ -1,0 +1,5 @@
+"""Errors about the user's data: one line that names the path, what was expected, and the fix."""
+
+
+class DataError(ValueError):
+    """The dataset at a configured path is missing, empty or inconsistent."""

@@ -1,0 +1,128 @@
+"""What every layout returns (:class:`Pair`, :class:`Discovery`) and the helpers they share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from segapp.data.errors import DataError
+from segapp.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
+
+SPLIT_ALIASES = {
+    "train": "train", "training": "train", "trn": "train",
+    "val": "val", "valid": "val", "validation": "val", "dev": "val",
+    "test": "test", "testing": "test", "tst": "test",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One training example: an image and the mask file(s) OR-ed into its ground truth.
+
+    Attributes:
+        key: Unique name of the example (file stem, or relative path without extension).
+        image: Image file.
+        masks: One or more mask files; several are OR-ed together.
+        split: ``train``/``val``/``test`` when the layout fixes it (split folders, CSV column).
+        fold: Fold index when a CSV ``fold`` column fixes it.
+        group: Group id (patient, lesion) from a CSV ``group`` column.
+    """
+
+    key: str
+    image: Path
+    masks: tuple[Path, ...]
+    split: str | None = None
+    fold: int | None = None
+    group: str | None = None
+
+
+@dataclass
+class Discovery:
+    """What a layout found: pairs, and the files it could not pair.
+
+    Attributes:
+        layout: Name of the layout that produced it.
+        pairs: Image/mask pairs, sorted by key.
+        images_without_mask: Image files with no mask.
+        masks_without_image: Mask files with no image.
+        missing: Files a manifest names that do not exist.
+        root: The dataset folder (or the manifest's folder).
+    """
+
+    layout: str
+    pairs: list[Pair]
+    images_without_mask: list[Path] = field(default_factory=list)
+    masks_without_image: list[Path] = field(default_factory=list)
+    missing: list[Path] = field(default_factory=list)
+    root: Path | None = None
+
+    def files(self) -> list[Path]:
+        """Every image and mask file of the pairs (sorted, unique)."""
+        out = {p.image for p in self.pairs}
+        for p in self.pairs:
+            out.update(p.masks)
+        return sorted(out)
+
+
+def check_root(root: str | Path, expected: str = "a dataset folder") -> Path:
+    """Return ``root`` as a Path, or raise :class:`DataError` if it does not exist."""
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise DataError(f"data folder {root} does not exist; expected {expected} (set data.root)")
+    return root
+
+
+def is_visible_file(p: Path, exts: tuple[str, ...]) -> bool:
+    """A regular, non-hidden file with one of ``exts`` (case-insensitive)."""
+    return p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
+
+
+def files_by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    """Map file stem -> path for the files of ``folder`` (first one wins on equal stems)."""
+    out: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if is_visible_file(p, exts):
+            out.setdefault(p.stem, p)
+    return out
+
+
+def split_subfolders(root: Path, probe) -> dict[str, Path]:
+    """Subfolders of ``root`` named like a split (train/val/test...) for which ``probe(dir)`` holds."""
+    out: dict[str, Path] = {}
+    if not root.is_dir():
+        return out
+    for d in sorted(root.iterdir()):
+        split = SPLIT_ALIASES.get(d.name.lower())
+        if split and d.is_dir() and probe(d) and split not in out:
+            out[split] = d
+    return out
+
+
+def normalize_split(value: str, where: str) -> str:
+    """Map a split name (``Training``, ``valid``...) to ``train``/``val``/``test``."""
+    split = SPLIT_ALIASES.get(value.strip().lower())
+    if split is None:
+        raise DataError(f"{where}: unknown split {value!r}; expected one of train, val, test (or training/validation)")
+    return split
+
+
+def no_pairs_error(root: Path, layout: str, n_images: int, n_masks: int, hint: str) -> DataError:
+    """The one-line error for a layout that found no pairs."""
+    return DataError(
+        f"no image/mask pairs in {root} (layout {layout!r}): found {n_images} images and {n_masks} masks; "
+        f"{hint} (image extensions: {', '.join(IMAGE_EXTENSIONS)}; or set data.layout)"
+    )
+
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "MASK_EXTENSIONS",
+    "Discovery",
+    "Pair",
+    "check_root",
+    "files_by_stem",
+    "is_visible_file",
+    "no_pairs_error",
+    "normalize_split",
+    "split_subfolders",
+]

@@ -1,0 +1,197 @@
+"""Reproducible splits: the same files and seed give the same split on every machine.
+
+Everything is decided on sorted keys with a seeded generator, never on directory order. Groups
+(patient, lesion) are kept whole: a group lands in exactly one split and one fold.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+
+from segapp.data.errors import DataError
+from segapp.data.layouts import Discovery, Pair
+
+
+def seeded_permutation(keys: Sequence[str], seed: int) -> list[int]:
+    """A permutation of ``range(len(keys))`` that depends only on the sorted keys and ``seed``."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    rng = np.random.default_rng(seed)
+    return [order[i] for i in rng.permutation(len(order))]
+
+
+def _check_fractions(val_fraction: float, test_fraction: float) -> None:
+    if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
+        raise ValueError(
+            f"data.val_fraction ({val_fraction}) and data.test_fraction ({test_fraction}) must be in [0, 1) "
+            "and sum to less than 1"
+        )
+
+
+def split_indices(keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+    """Split into ``train``/``val``/``test`` index lists by seed and fractions (one key = one group).
+
+    Raises:
+        ValueError: if the fractions are out of range or leave no training data.
+    """
+    return grouped_split(list(keys), val_fraction, test_fraction, seed)
+
+
+def group_of(pair: Pair, group_regex: str | None) -> str:
+    """Group id of a pair: its CSV ``group``, else the regex match on the image file name, else its key.
+
+    With a capture group in ``group_regex`` the first group is the id, else the whole match.
+
+    Raises:
+        DataError: when the regex does not match a file name.
+    """
+    if pair.group:
+        return pair.group
+    if not group_regex:
+        return pair.key
+    m = re.search(group_regex, pair.image.name)
+    if m is None:
+        raise DataError(f"data.group_regex {group_regex!r} does not match {pair.image.name}; expected a pattern found in every image file name")
+    return m.group(1) if m.groups() else m.group(0)
+
+
+def grouped_split(groups: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
+    """Split items (given by their group ids) so that each group lands in one split.
+
+    Groups are visited in a seeded order; ``test`` then ``val`` take whole groups until they
+    reach their share of items; the rest is ``train``.
+
+    Raises:
+        ValueError: on bad fractions or when nothing is left for training.
+    """
+    _check_fractions(val_fraction, test_fraction)
+    n = len(groups)
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    names = sorted(members)
+    order = [names[i] for i in seeded_permutation(names, seed)]
+    want = {"test": round(n * test_fraction), "val": max(1, round(n * val_fraction)) if val_fraction > 0 else 0}
+    out: dict[str, list[int]] = {"val": [], "test": [], "train": []}
+    for g in order:
+        target = next((s for s in ("test", "val") if len(out[s]) < want[s]), "train")
+        out[target] += members[g]
+    if not out["train"]:
+        raise ValueError(f"{n} pairs leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}")
+    return {k: sorted(v) for k, v in out.items()}
+
+
+def assign_folds(groups: Sequence[str], num_folds: int, seed: int) -> list[int]:
+    """Fold index per item; whole groups, balanced by item count, fixed by sorted groups and seed.
+
+    Raises:
+        DataError: when there are fewer groups than folds.
+    """
+    members: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        members.setdefault(g, []).append(i)
+    if len(members) < num_folds:
+        raise DataError(f"data.num_folds={num_folds} but the training pool has only {len(members)} group(s); expected at least one per fold")
+    names = sorted(members)
+    order = [names[i] for i in seeded_permutation(names, seed)]
+    order.sort(key=lambda g: -len(members[g]))  # stable: big groups first, seeded order within a size
+    load = [0] * num_folds
+    fold = [0] * len(groups)
+    for g in order:
+        k = min(range(num_folds), key=lambda j: (load[j], j))
+        load[k] += len(members[g])
+        for i in members[g]:
+            fold[i] = k
+    return fold
+
+
+def fingerprint(files: Sequence[tuple[str, int]]) -> str:
+    """SHA-256 (first 16 hex digits) of a sorted list of ``(relative path, size in bytes)``."""
+    h = hashlib.sha256()
+    for name, size in sorted(files):
+        h.update(f"{name}\0{size}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _explicit(pairs: Sequence[Pair]) -> dict[str, list[int]] | None:
+    """Index lists from the splits the layout fixed (split folders, CSV column), or ``None``."""
+    named = [p.split for p in pairs]
+    if not any(named):
+        return None
+    if not all(named):
+        first = next(p for p in pairs if not p.split)
+        raise DataError(f"{first.image}: no split although other pairs have one; expected a split for every pair (fill the CSV split column or use split folders for all files)")
+    return {s: [i for i, n in enumerate(named) if n == s] for s in ("train", "val", "test")}
+
+
+def _kfold(pairs: Sequence[Pair], pool: list[int], groups: list[str], num_folds: int, fold: int, seed: int) -> tuple[list[int], list[int]]:
+    if not 0 <= fold < num_folds:
+        raise DataError(f"data.fold={fold} is out of range for data.num_folds={num_folds}; expected 0..{num_folds - 1}")
+    given = [pairs[i].fold for i in pool]
+    if all(f is not None for f in given):
+        bad = [f for f in given if not 0 <= f < num_folds]
+        if bad:
+            raise DataError(f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}")
+        folds = given
+    else:
+        folds = assign_folds([groups[i] for i in pool], num_folds, seed)
+    val = [i for i, f in zip(pool, folds, strict=True) if f == fold]
+    in_val = set(val)
+    return [i for i in pool if i not in in_val], val
+
+
+def make_splits(
+    pairs: Sequence[Pair],
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.0,
+    seed: int = 42,
+    group_regex: str | None = None,
+    num_folds: int = 0,
+    fold: int = 0,
+    train_subset: int | None = None,
+) -> dict[str, list[Pair]]:
+    """Decide ``train``/``val``/``test`` for a dataset.
+
+    Splits fixed by the layout win (a missing val or test split is held out of the fixed
+    training split by the fractions); otherwise groups are split by ``seed`` and fractions. With
+    ``num_folds >= 2`` the non-test pool is cut into folds (CSV ``fold`` column if complete,
+    else seeded and grouped) and fold ``fold`` is validation. ``train_subset`` keeps a seeded
+    subset of the training pairs.
+
+    Raises:
+        DataError: on inconsistent split/fold settings or data.
+        ValueError: on fractions out of range.
+    """
+    groups = [group_of(p, group_regex) for p in pairs]
+    idx = _explicit(pairs)
+    kfold = num_folds >= 2
+    if idx is None:
+        idx = grouped_split(groups, 0.0 if kfold else val_fraction, test_fraction, seed)
+    else:
+        carve_val = val_fraction if not idx["val"] and not kfold else 0.0
+        carve_test = test_fraction if not idx["test"] else 0.0
+        if carve_val or carve_test:  # held out from the fixed training split
+            train = idx["train"]
+            sub = grouped_split([groups[i] for i in train], carve_val, carve_test, seed)
+            for k in ("val", "test"):
+                idx[k] = sorted(idx[k] + [train[j] for j in sub[k]])
+            idx["train"] = sorted(train[j] for j in sub["train"])
+    if kfold:
+        idx["train"], idx["val"] = _kfold(pairs, sorted(idx["train"] + idx["val"]), groups, num_folds, fold, seed)
+    if train_subset is not None:
+        train = idx["train"]
+        if not 0 < train_subset <= len(train):
+            raise DataError(f"data.train_subset={train_subset} but the training split has {len(train)} pairs; expected 1..{len(train)} (or null for all)")
+        perm = seeded_permutation([pairs[i].key for i in train], seed + 1)
+        idx["train"] = sorted(train[j] for j in perm[:train_subset])
+    return {k: [pairs[i] for i in idx[k]] for k in ("train", "val", "test")}
+
+
+def data_fingerprint(disc: Discovery) -> str:
+    """Fingerprint of a dataset: every image and mask file's path (relative to the root) and size."""
+    base = str(disc.root) if disc.root is not None else "."
+    return fingerprint([(os.path.relpath(p, base), p.stat().st_size) for p in disc.files()])

@@ -1,0 +1,87 @@
+"""Pre-flight check: counts, listed problems, errors vs warnings, JSON CLI, cache."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import segapp.data.check as check_mod
+from segapp.cli.data import main as data_main
+from segapp.data.check import check_dataset, format_report
+from segapp.data.errors import DataError
+from segapp.data.layouts import discover
+from tests.conftest import REPO
+
+
+def test_messy_dataset_report(messy_root):
+    rep = check_dataset(discover(messy_root))
+    assert rep.pairs == 7
+    assert [u["path"].endswith("broken.png") for u in rep.unreadable] == [True]
+    assert "not a readable image" in rep.unreadable[0]["reason"]
+    assert rep.images_without_mask[0].endswith("lonely.png") and rep.masks_without_image[0].endswith("orphan.png")
+    assert rep.duplicates == [["dup", "rgb"]]
+    assert rep.image_types == {"uint8x3": 4, "uint8x4": 1, "uint16x1": 1}
+    assert rep.sizes["most_common"] == {"32x32": 6}
+    assert rep.empty_masks == 0
+    assert rep.errors and rep.errors[0].startswith("1 unreadable file(s), e.g.") and "fix: replace or delete" in rep.errors[0]
+    text = "\n".join(rep.warnings)
+    assert "without a mask" in text and "without an image" in text and "identical images" in text
+    assert "FAILED" in format_report(rep)
+
+
+def test_clean_dataset_is_ok_and_binary(paired_root):
+    rep = check_dataset(discover(paired_root))
+    assert rep.ok and rep.warnings == []
+    assert rep.mask_values["0"] + rep.mask_values["255"] == pytest.approx(1.0)
+
+
+def test_all_empty_masks_is_an_error(paired_root):
+    rep = check_dataset(discover(paired_root), threshold=255)
+    assert any("all 10 masks are empty at threshold 255" in e for e in rep.errors)
+
+
+def test_result_is_cached_by_files(paired_root, monkeypatch):
+    disc = discover(paired_root)
+    first = check_dataset(disc)
+    monkeypatch.setattr(check_mod, "_inspect", lambda *a: pytest.fail("re-read a file although the check is cached"))
+    assert check_dataset(disc) == first
+    (paired_root / "masks" / "img00.png").write_bytes((paired_root / "masks" / "img01.png").read_bytes())
+    with pytest.raises(pytest.fail.Exception):
+        check_dataset(discover(paired_root))  # a changed file invalidates the cached result
+
+
+def test_cli_json_has_integer_pairs(messy_root, capsys):
+    with pytest.raises(SystemExit) as e:
+        data_main(["check", str(messy_root), "--json"])
+    assert e.value.code == 1  # errors: the unreadable file
+    obj = json.loads(capsys.readouterr().out)
+    assert obj["pairs"] == 7 and isinstance(obj["pairs"], int)
+
+
+def test_cli_bad_folder_is_one_error_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        data_main(["check", str(tmp_path / "nowhere")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("segapp-data: error:") and "nowhere does not exist" in err[0]
+
+
+def test_cli_subprocess_readable_report(paired_root, isolated_cache):
+    env = {"SEGAPP_CACHE_DIR": str(isolated_cache), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-m", "segapp.cli.data", "check", str(paired_root)], capture_output=True, text=True, env=env, cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert "pairs        10" in out.stdout and "result       OK" in out.stdout
+
+
+def test_datamodule_stops_on_errors_and_on_warnings_when_strict(messy_root, paired_root, tmp_path):
+    from segapp.data import LesionDataModule
+
+    with pytest.raises(DataError, match=r"unreadable file.*broken\.png.*segapp-data check"):
+        LesionDataModule(root=str(messy_root), image_size=32).setup()
+    (paired_root / "images" / "extra.png").write_bytes((paired_root / "images" / "img00.png").read_bytes())
+    LesionDataModule(root=str(paired_root), image_size=32, normalize="none").setup()  # warnings only
+    with pytest.raises(DataError, match="data.strict is true"):
+        LesionDataModule(root=str(paired_root), image_size=32, strict=True).setup()

@@ -1,0 +1,117 @@
+"""Pairing in every layout: counts, keys, unpaired files, splits from folders, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from segapp.data.errors import DataError
+from segapp.data.layouts import LAYOUTS, detect_layout, discover, find_paired
+from tests.data.conftest import make_paired, rgb, save
+
+
+def test_paired_counts_and_unpaired(messy_root):
+    d = discover(messy_root)
+    assert d.layout == "paired"
+    assert [p.key for p in d.pairs] == ["broken", "dup", "gray16", "jpg", "pal", "rgb", "rgba"]
+    assert [p.name for p in d.images_without_mask] == ["lonely.png"]
+    assert [p.name for p in d.masks_without_image] == ["orphan.png"]
+    jpg = next(p for p in d.pairs if p.key == "jpg")
+    assert jpg.image.suffix == ".png" and jpg.masks[0].suffix == ".jpg"  # extensions may differ
+
+
+def test_find_paired_is_discover_paired(paired_root):
+    assert find_paired(paired_root).pairs == discover(paired_root, "paired").pairs
+
+
+def test_paired_split_folders(tmp_path):
+    make_paired(tmp_path / "ds" / "train", n=4)
+    make_paired(tmp_path / "ds" / "validation", n=2)
+    d = discover(tmp_path / "ds")
+    assert d.layout == "paired"
+    assert sorted({p.split for p in d.pairs}) == ["train", "val"]
+    assert sum(p.split == "val" for p in d.pairs) == 2
+    assert len({p.key for p in d.pairs}) == 6  # keys stay unique across split folders
+
+
+def test_isic2018(isic_root):
+    d = discover(isic_root)
+    assert d.layout == "isic2018"
+    assert len(d.pairs) == 10
+    assert {p.split: sum(q.split == p.split for q in d.pairs) for p in d.pairs} == {"train": 6, "val": 2, "test": 2}
+    first = d.pairs[0]
+    assert first.key == "ISIC_0000000" and first.masks[0].name == "ISIC_0000000_segmentation.png"
+
+
+def test_suffix_busi_multi_mask(busi_root):
+    d = discover(busi_root)
+    assert d.layout == "suffix"
+    assert len(d.pairs) == 6
+    b1 = next(p for p in d.pairs if p.key == "benign/benign (1)")
+    assert [m.name for m in b1.masks] == ["benign (1)_mask.png", "benign (1)_mask_1.png"]
+    assert [p.name for p in d.images_without_mask] == ["normal (1).png"]
+
+
+def test_suffix_masks_apart(tmp_path):
+    root = tmp_path / "apart"
+    for i in range(3):
+        save(root / "img" / f"case{i}.png", rgb(i))
+        save(root / "gt" / f"case{i}_label.png", rgb(i)[..., 0])
+    d = discover(root, "suffix", mask_suffix="_label", mask_dir="gt")
+    assert [p.key for p in d.pairs] == ["case0", "case1", "case2"]
+    assert all(p.masks[0].parent.name == "gt" for p in d.pairs)
+
+
+def test_csv_manifest(csv_root):
+    d = discover(csv_root)
+    assert d.layout == "csv"
+    assert len(d.pairs) == 12
+    assert [p.name for p in d.missing] == ["ghost.png", "ghost_seg.png"]
+    p = next(p for p in d.pairs if p.key == "files/p1_5")
+    assert (p.split, p.fold, p.group) == ("train", 2, "patient1")
+    assert p.image == csv_root / "files" / "p1_5.png"  # relative to the CSV's folder
+    assert discover(csv_root / "manifest.csv").pairs == d.pairs  # the CSV itself as root
+
+
+def test_csv_multi_mask_rows_are_merged(tmp_path):
+    root = tmp_path / "m"
+    save(root / "a.png", rgb(0))
+    save(root / "a1.png", rgb(1)[..., 0])
+    save(root / "a2.png", rgb(2)[..., 0])
+    (root / "list.csv").write_text("image,mask\na.png,a1.png\na.png,a2.png\n")
+    d = discover(root)
+    assert [m.name for m in d.pairs[0].masks] == ["a1.png", "a2.png"]
+
+
+def test_csv_bad_split_value_names_row(tmp_path):
+    root = tmp_path / "bad"
+    save(root / "a.png", rgb(0))
+    (root / "list.csv").write_text("image,mask,split\na.png,a.png,holdout\n")
+    with pytest.raises(DataError, match=r"list\.csv:2: unknown split 'holdout'; expected one of train, val, test"):
+        discover(root)
+
+
+def test_auto_detection_order(paired_root, isic_root, busi_root, csv_root):
+    assert [detect_layout(r) for r in (paired_root, isic_root, busi_root, csv_root)] == ["paired", "isic2018", "suffix", "csv"]
+
+
+def test_unknown_folder_lists_layouts(tmp_path):
+    (tmp_path / "x").mkdir()
+    save(tmp_path / "x" / "a.png", rgb(0))
+    with pytest.raises(DataError, match="cannot tell the layout") as e:
+        discover(tmp_path / "x")
+    assert all(name in str(e.value) for name in LAYOUTS)
+
+
+def test_missing_root_and_unknown_layout(tmp_path):
+    with pytest.raises(DataError, match=r"nope does not exist.*set data.root"):
+        discover(tmp_path / "nope")
+    with pytest.raises(DataError, match="unknown data.layout 'voc'; expected one of: auto, csv"):
+        discover(tmp_path, "voc")  # type: ignore[arg-type]
+
+
+def test_paired_without_pairs_says_what_it_found(tmp_path):
+    root = tmp_path / "p"
+    save(root / "images" / "a.png", rgb(0))
+    save(root / "masks" / "b.png", rgb(1))
+    with pytest.raises(DataError, match=r"no image/mask pairs .* found 1 images and 1 masks; expected the same file stem"):
+        discover(root, "paired")
