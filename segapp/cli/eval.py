@@ -1,0 +1,90 @@
+"""``segapp-eval``: score predicted masks against ground truth and write a report.
+
+  segapp-eval --pred PRED_DIR --gt DATA_DIR --out REPORT_DIR   # metrics.csv, summary.json, report.html
+  segapp-eval --compare RUN_A RUN_B [--out DIR]                # paired test of per-image Dice
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+
+from segapp.eval import EmptyPolicy, MetricConfig, ReportOptions, pair_folders, write_report
+from segapp.eval.compare import compare_runs
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segapp-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--pred", help="predicted masks: the --output folder of segapp-predict, or a folder of masks")
+    p.add_argument("--gt", help="ground-truth dataset folder (e.g. with images/ and masks/)")
+    p.add_argument("--layout", default="auto", help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv (default auto)")
+    p.add_argument("--out", help="report folder")
+    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two runs (eval folders or metrics.csv files)")
+    p.add_argument("--metric", default="dice", help="per-image column compared by --compare (default dice)")
+    p.add_argument("--worst", type=int, default=12, help="worst cases shown in the gallery (default 12)")
+    p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"), help="pixel size in mm; distances in mm")
+    p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1/NSD tolerance, px or mm (default 2)")
+    p.add_argument("--empty-empty", default="1", help="score when GT and prediction are both empty: a number in [0,1] or nan (default 1)")
+    p.add_argument("--distance-empty", choices=("nan", "max"), default="nan", help="HD95/ASSD when one mask is empty (default nan: left out and counted)")
+    p.add_argument("--connectivity", type=int, choices=(4, 8), default=8, help="lesion connectivity (default 8)")
+    p.add_argument("--lesion-min-overlap", type=float, default=0.0, help="overlap share that detects a lesion (default 0: any)")
+    p.add_argument("--min-lesion-area", type=int, default=10, help="smaller components are not lesions for detection counts, px (default 10)")
+    p.add_argument("--gt-threshold", type=float, default=127, help="ground-truth mask threshold on 0-255 (default 127)")
+    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    return p
+
+
+def _f(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.4f}"
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    if not (args.pred and args.gt and args.out):
+        raise ValueError("--pred, --gt and --out are all needed (or use --compare A B)")
+    empty = math.nan if args.empty_empty.lower() == "nan" else float(args.empty_empty)
+    cfg = MetricConfig(
+        policy=EmptyPolicy(empty_empty=empty, distance_empty=args.distance_empty),
+        spacing=tuple(args.spacing) if args.spacing else None,
+        tolerance=args.tolerance,
+        connectivity=args.connectivity,
+        lesion_min_overlap=args.lesion_min_overlap,
+        min_lesion_area=args.min_lesion_area,
+    )
+    opts = ReportOptions(worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold)
+    pairing = pair_folders(args.pred, args.gt, args.layout)
+    doc = write_report(args.out, pairing.cases, cfg, opts, pairing.unpaired,
+                       source={"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout})  # fmt: skip
+    s = doc["summary"]
+    lo, hi = s["dice_macro_ci"]
+    print(f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
+          f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; "
+          f"HD95 median {_f(s['metrics']['hd95']['median'])} {doc['config']['unit']}")  # fmt: skip
+    print(f"report: {args.out}/report.html")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    r = compare_runs(args.compare[0], args.compare[1], args.metric, args.out, seed=args.seed)
+    lo, hi = r["mean_diff_ci"]
+    print(f"{r['metric']}: A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+          f"on {r['n_paired']} paired images (B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}); "
+          f"Wilcoxon p = {r['wilcoxon_p']:.3g}")  # fmt: skip
+    if r["only_a"] or r["only_b"]:
+        print(f"not paired: {r['only_a']} images only in A, {r['only_b']} only in B")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        rc = _compare(args) if args.compare else _evaluate(args)
+    except (ValueError, OSError) as e:
+        print(f"segapp-eval: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(rc)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,191 @@
+"""Evaluate paired cases and write ``metrics.csv``, ``summary.json``, figures and ``report.html``."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from segapp.eval.figures import gallery, histograms, overlay, png_bytes
+from segapp.eval.html import render_html
+from segapp.eval.metrics import COUNT_COLUMNS, METRIC_COLUMNS, MetricConfig, image_metrics
+from segapp.eval.pairing import EvalCase
+from segapp.eval.stats import summarize
+from segapp.io import ReadError, atomic_write, read_image, read_mask
+
+CSV_COLUMNS: tuple[str, ...] = ("image",) + METRIC_COLUMNS + COUNT_COLUMNS
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """Report settings besides the metric configuration.
+
+    Args:
+        worst: Number of worst cases (lowest Dice) in the gallery.
+        n_boot: Bootstrap resamples for the confidence intervals.
+        seed: Bootstrap seed.
+        gt_threshold: Ground-truth mask binarisation threshold (0-255 scale).
+        pred_threshold: Prediction mask binarisation threshold (0-255 scale).
+        title: Report title.
+    """
+
+    worst: int = 12
+    n_boot: int = 2000
+    seed: int = 0
+    gt_threshold: float = 127
+    pred_threshold: float = 127
+    title: str = "segapp evaluation"
+
+
+def load_gt(paths: Sequence[Path], threshold: float = 127) -> np.ndarray:
+    """OR together the ground-truth mask files of one image."""
+    mask = read_mask(paths[0], threshold)
+    for p in paths[1:]:
+        mask = mask | read_mask(p, threshold)
+    return mask
+
+
+def evaluate_cases(
+    cases: Sequence[EvalCase], cfg: MetricConfig, opts: ReportOptions
+) -> tuple[list[dict], list[dict[str, str]]]:
+    """Score every case; unreadable files and size mismatches become ``unpaired`` entries.
+
+    Returns:
+        ``(rows, problems)``: one ``metrics.csv`` row per scored image, and the skipped ones.
+    """
+    rows, problems = [], []
+    for c in cases:
+        try:
+            gt = load_gt(c.gt, opts.gt_threshold)
+            pred = read_mask(c.pred, opts.pred_threshold)
+        except ReadError as e:
+            problems.append({"side": "read", "file": str(e.path), "reason": e.reason})
+            continue
+        if gt.shape != pred.shape:
+            problems.append({"side": "prediction", "file": str(c.pred),
+                             "reason": f"size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
+                                       f"{gt.shape[1]}x{gt.shape[0]}; predict at original resolution"})  # fmt: skip
+            continue
+        rows.append({"image": c.key, **image_metrics(pred, gt, cfg)})
+    return rows, problems
+
+
+def worst_cases(rows: Sequence[Mapping], n: int) -> list[Mapping]:
+    """The ``n`` rows with the lowest Dice, ascending (undefined Dice last, ties by name)."""
+    return sorted(rows, key=lambda r: (math.isnan(float(r["dice"])), float(r["dice"]), str(r["image"])))[:n]
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return str(v)
+
+
+def write_metrics_csv(path: Path, rows: Sequence[Mapping]) -> None:
+    """One row per image, columns :data:`CSV_COLUMNS`."""
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CSV_COLUMNS)
+        for r in rows:
+            w.writerow([_fmt(r[c]) for c in CSV_COLUMNS])
+
+
+def read_metrics_csv(path: str | Path) -> list[dict]:
+    """Read a ``metrics.csv`` back (numbers as float/int, ``case`` and ``image`` as text)."""
+    out = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            row: dict = {}
+            for k, v in r.items():
+                row[k] = v if k in ("image", "case") else (int(v) if v.lstrip("-").isdigit() else float(v))
+            out.append(row)
+    return out
+
+
+def json_safe(obj):
+    """NaN/inf -> None, tuples -> lists, recursively (JSON has no NaN)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, Mapping):
+        return {str(k): json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
+CaseLoader = Callable[[str], tuple[np.ndarray | None, np.ndarray, np.ndarray]]
+
+
+def case_loader(cases: Sequence[EvalCase], opts: ReportOptions) -> CaseLoader:
+    """``key -> (image or None, gt, pred)`` for the gallery; the image may be missing."""
+    by_key = {c.key: c for c in cases}
+
+    def load(key: str):
+        c = by_key[key]
+        image = None
+        if c.image is not None:
+            try:
+                image = read_image(c.image)
+            except ReadError:
+                image = None
+        return image, load_gt(c.gt, opts.gt_threshold), read_mask(c.pred, opts.pred_threshold)
+
+    return load
+
+
+def write_report(
+    out_dir: str | Path,
+    cases: Sequence[EvalCase],
+    cfg: MetricConfig | None = None,
+    opts: ReportOptions | None = None,
+    unpaired: Sequence[Mapping[str, str]] = (),
+    source: Mapping[str, str] | None = None,
+) -> dict:
+    """Evaluate ``cases`` and write the full report into ``out_dir``.
+
+    Args:
+        out_dir: Output folder (created).
+        cases: Paired prediction/ground-truth files.
+        cfg: Metric configuration (policy, spacing, tolerance, lesion matching).
+        opts: Report options (gallery size, bootstrap, thresholds).
+        unpaired: Files left out by pairing, listed in the report.
+        source: Free-form provenance shown in the report (e.g. prediction and GT folders).
+
+    Returns:
+        The ``summary.json`` content.
+
+    Raises:
+        ValueError: If no case could be scored.
+    """
+    cfg, opts = cfg or MetricConfig(), opts or ReportOptions()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows, problems = evaluate_cases(cases, cfg, opts)
+    unpaired = list(unpaired) + problems
+    if not rows:
+        raise ValueError(f"no image could be scored ({len(cases)} paired, {len(unpaired)} left out); see the unpaired files")
+    summary = summarize(rows, n_boot=opts.n_boot, seed=opts.seed)
+    worst = worst_cases(rows, opts.worst)
+    load = case_loader(cases, opts)
+    panels = [(r, overlay(*load(str(r["image"])))) for r in worst]
+    hist_png = histograms(rows, METRIC_COLUMNS, cfg.unit, out / "figures" / "histograms.png")
+    gallery([(f"{r['image']}  Dice {float(r['dice']):.3f}", p) for r, p in panels], out / "figures" / "worst_cases.png")
+    config = {**cfg.policy.to_dict(), "spacing": cfg.spacing, "unit": cfg.unit, "tolerance": cfg.tolerance,
+              "connectivity": cfg.connectivity, "lesion_min_overlap": cfg.lesion_min_overlap,
+              "min_lesion_area": cfg.min_lesion_area,
+              "gt_threshold": opts.gt_threshold, "pred_threshold": opts.pred_threshold,
+              "n_boot": opts.n_boot, "seed": opts.seed}  # fmt: skip
+    doc = json_safe({"source": dict(source or {}), "config": config, "summary": summary,
+                     "worst": [r["image"] for r in worst], "unpaired": unpaired})  # fmt: skip
+    write_metrics_csv(out / "metrics.csv", rows)
+    with atomic_write(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
+    html = render_html(opts.title, doc, hist_png, [(r, png_bytes(p)) for r, p in panels])
+    with atomic_write(out / "report.html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return doc

@@ -1,0 +1,145 @@
+"""Dataset-level statistics: mean, median, std, seeded bootstrap CIs, pooled scores, paired tests."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy import stats as sps
+
+from segapp.eval.metrics import METRIC_COLUMNS
+from segapp.eval.policy import CASES
+
+
+def bootstrap_ci(
+    values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap confidence interval of the mean (NaNs dropped first).
+
+    Returns ``(nan, nan)`` for no values. The same values and seed give the same interval.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    v = v[~np.isnan(v)]
+    if v.size == 0:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
+    a = (1 - level) / 2
+    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
+
+
+def describe(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> dict[str, float | int]:
+    """``n`` (finite values), ``n_nan``, ``mean``, ``median``, ``std`` (ddof=1), ``ci_low``, ``ci_high``."""
+    v = np.asarray(values, dtype=np.float64)
+    ok = v[~np.isnan(v)]
+    lo, hi = bootstrap_ci(ok, n_boot=n_boot, seed=seed)
+    nan = math.nan
+    return {
+        "n": int(ok.size),
+        "n_nan": int(v.size - ok.size),
+        "mean": float(ok.mean()) if ok.size else nan,
+        "median": float(np.median(ok)) if ok.size else nan,
+        "std": float(ok.std(ddof=1)) if ok.size > 1 else nan,
+        "ci_low": lo,
+        "ci_high": hi,
+    }
+
+
+def _pooled(rows: Sequence[Mapping], n_boot: int, seed: int) -> dict[str, float]:
+    """Micro (pooled over all pixels) Dice and IoU with bootstrap CIs over images."""
+    i = np.array([r["intersection"] for r in rows], dtype=np.float64)
+    p = np.array([r["pred_pixels"] for r in rows], dtype=np.float64)
+    t = np.array([r["gt_pixels"] for r in rows], dtype=np.float64)
+
+    def dice_iou(ii: np.ndarray, pp: np.ndarray, tt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        si, sp, st = ii.sum(-1), pp.sum(-1), tt.sum(-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return 2 * si / (sp + st), si / (sp + st - si)
+
+    d, j = dice_iou(i, p, t)
+    idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
+    bd, bj = dice_iou(i[idx], p[idx], t[idx])
+    q = lambda x: [float(np.nanquantile(x, 0.025)), float(np.nanquantile(x, 0.975))]  # noqa: E731
+    return {"dice_micro": float(d), "dice_micro_ci": q(bd), "iou_micro": float(j), "iou_micro_ci": q(bj)}
+
+
+def _lesion_totals(rows: Sequence[Mapping]) -> dict[str, float | int]:
+    tp, fp, fn = (int(sum(r[k] for r in rows)) for k in ("lesion_tp", "lesion_fp", "lesion_fn"))
+    prec = tp / (tp + fp) if tp + fp else math.nan
+    rec = tp / (tp + fn) if tp + fn else math.nan
+    f1 = 2 * prec * rec / (prec + rec) if tp else (0.0 if fp + fn else math.nan)
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": prec, "recall": rec, "f1": f1}
+
+
+def summarize(rows: Sequence[Mapping], n_boot: int = 2000, seed: int = 0) -> dict:
+    """Dataset summary of ``metrics.csv`` rows.
+
+    Args:
+        rows: One dict per image with :data:`~segapp.eval.metrics.METRIC_COLUMNS`, ``case``,
+            pixel counts and lesion counts.
+        n_boot: Bootstrap resamples for the 95 % confidence intervals.
+        seed: Bootstrap seed.
+
+    Returns:
+        ``{"n_images", "cases", "metrics": {name: describe(...)}, "dice_macro", "dice_micro",
+        "iou_micro", ..., "lesions": {...}}``. ``dice_macro`` is the mean of per-image Dice;
+        ``dice_micro`` pools intersections and areas over all images.
+
+    Raises:
+        ValueError: If ``rows`` is empty.
+    """
+    if not rows:
+        raise ValueError("no images to summarise: expected at least one paired prediction and ground truth")
+    metrics = {m: describe([float(r[m]) for r in rows], n_boot, seed) for m in METRIC_COLUMNS}
+    out: dict = {
+        "n_images": len(rows),
+        "cases": {c: sum(1 for r in rows if r["case"] == c) for c in CASES},
+        "metrics": metrics,
+        "dice_macro": metrics["dice"]["mean"],
+        "dice_macro_ci": [metrics["dice"]["ci_low"], metrics["dice"]["ci_high"]],
+    }
+    out.update(_pooled(rows, n_boot, seed))
+    out["lesions"] = _lesion_totals(rows)
+    out["distance_undefined"] = metrics["hd95"]["n_nan"]
+    return out
+
+
+def paired_compare(
+    a: Mapping[str, float], b: Mapping[str, float], n_boot: int = 2000, seed: int = 0
+) -> dict[str, float | int | list]:
+    """Paired comparison of two runs' per-image scores (``b - a``) on the images both have.
+
+    Uses the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, zero differences
+    dropped) and a paired bootstrap CI of the mean difference.
+
+    Raises:
+        ValueError: If the runs share no image.
+    """
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        raise ValueError(f"the two runs share no image names (run A has {len(a)}, run B {len(b)}); compare runs on the same images")
+    va, vb = np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
+    ok = ~(np.isnan(va) | np.isnan(vb))
+    diff = vb[ok] - va[ok]
+    nz = diff[diff != 0]
+    if nz.size:
+        res = sps.wilcoxon(nz)
+        w_stat, p = float(res.statistic), float(res.pvalue)
+    else:
+        w_stat, p = math.nan, 1.0
+    lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
+    return {
+        "n_paired": int(ok.sum()),
+        "only_a": len(set(a) - set(b)),
+        "only_b": len(set(b) - set(a)),
+        "mean_a": float(va[ok].mean()) if ok.any() else math.nan,
+        "mean_b": float(vb[ok].mean()) if ok.any() else math.nan,
+        "mean_diff": float(diff.mean()) if diff.size else math.nan,
+        "mean_diff_ci": [lo, hi],
+        "b_better": int((diff > 0).sum()),
+        "b_worse": int((diff < 0).sum()),
+        "ties": int((diff == 0).sum()),
+        "wilcoxon_statistic": w_stat,
+        "wilcoxon_p": p,
+    }

@@ -1,0 +1,74 @@
+"""Dataset statistics: bootstrap CIs, macro vs micro Dice, paired comparison."""
+
+import math
+
+import numpy as np
+import pytest
+
+from segapp.eval import bootstrap_ci, paired_compare, summarize
+from segapp.eval.stats import describe
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
+    v = np.random.default_rng(0).normal(0.8, 0.1, 200)
+    lo, hi = bootstrap_ci(v, seed=3)
+    assert (lo, hi) == bootstrap_ci(v, seed=3)
+    assert lo < v.mean() < hi
+    # standard error of the mean ~ 0.1 / sqrt(200) = 0.007: the 95 % CI is about +-0.014
+    assert 0.02 < hi - lo < 0.035
+    lo_small, hi_small = bootstrap_ci(v[:20], seed=3)
+    assert hi_small - lo_small > hi - lo
+
+
+def test_describe_counts_nans_and_constant_values():
+    d = describe([1.0, 1.0, math.nan, 1.0])
+    assert d["n"] == 3 and d["n_nan"] == 1
+    assert d["mean"] == d["median"] == d["ci_low"] == d["ci_high"] == 1.0 and d["std"] == 0.0
+    empty = describe([math.nan])
+    assert empty["n"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["ci_low"])
+
+
+def _row(name, inter, p, t, dice, case="both", hd=1.0):
+    row = {"image": name, "case": case, "intersection": inter, "pred_pixels": p, "gt_pixels": t,
+           "lesion_tp": 1, "lesion_fp": 0, "lesion_fn": 0}  # fmt: skip
+    for m in ("dice", "iou", "precision", "recall", "isic_jaccard", "bf1", "nsd"):
+        row[m] = dice
+    row.update(hd95=hd, assd=hd)
+    return row
+
+
+def test_macro_and_micro_dice_differ_as_defined():
+    # a tiny lesion missed (Dice 0) and a big one found exactly (Dice 1)
+    rows = [_row("small", 0, 0, 10, 0.0, case="missed", hd=math.nan), _row("big", 1000, 1000, 1000, 1.0)]
+    rows[0].update(lesion_tp=0, lesion_fn=1)
+    s = summarize(rows, n_boot=200)
+    assert s["dice_macro"] == pytest.approx(0.5)
+    assert s["dice_micro"] == pytest.approx(2000 / 2010)
+    assert s["iou_micro"] == pytest.approx(1000 / 1010)
+    assert s["cases"] == {"both_empty": 0, "false_pos": 0, "missed": 1, "both": 1}
+    assert s["distance_undefined"] == 1 and s["metrics"]["hd95"]["n"] == 1
+    assert s["lesions"]["tp"] == 1 and s["lesions"]["fn"] == 1 and s["lesions"]["recall"] == pytest.approx(0.5)
+
+
+def test_summarize_rejects_no_rows():
+    with pytest.raises(ValueError, match="no images"):
+        summarize([])
+
+
+def test_paired_compare_detects_a_consistent_improvement():
+    rng = np.random.default_rng(1)
+    a = {f"i{k}": float(v) for k, v in enumerate(rng.uniform(0.5, 0.9, 40))}
+    b = {k: v + 0.05 + rng.normal(0, 0.01) for k, v in a.items()}
+    b["only_b"] = 0.3
+    r = paired_compare(a, b)
+    assert r["n_paired"] == 40 and r["only_b"] == 1 and r["only_a"] == 0
+    assert r["mean_diff"] == pytest.approx(0.05, abs=0.01)
+    assert r["mean_diff_ci"][0] > 0 and r["wilcoxon_p"] < 1e-6 and r["b_better"] == 40
+
+
+def test_paired_compare_identical_runs():
+    a = {"x": 0.5, "y": 0.7, "z": 0.9}
+    r = paired_compare(a, dict(a))
+    assert r["wilcoxon_p"] == 1.0 and r["ties"] == 3 and r["mean_diff"] == 0.0
+    with pytest.raises(ValueError, match="share no image"):
+        paired_compare({"x": 1.0}, {"y": 1.0})
