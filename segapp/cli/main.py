@@ -25,6 +25,7 @@ from segapp.io import ReadError  # noqa: E402
 from segapp.lit import SegmentationModule  # noqa: E402
 from segapp.lit.callbacks import RunSummary  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
+from segapp.lit.test_report import TestReport  # noqa: E402
 
 
 def _ckpt_dir(root: str | None) -> str:
@@ -63,6 +64,10 @@ class SegappCLI(LightningCLI):
         cfg = self.config.get(str(self.subcommand), self.config)
         text = self._parser(self.subcommand).dump(cfg, skip_none=False)
         self.model.run_info = build_run_info(text, None)
+
+    def before_test(self) -> None:
+        """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
+        self.trainer.callbacks.append(TestReport())
 
     def before_fit(self) -> None:
         self._record_run()

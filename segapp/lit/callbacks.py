@@ -6,7 +6,6 @@ from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 
 from segapp.lit.run_info import write_run_info
 
@@ -19,16 +18,21 @@ class RunSummary(Callback):
     """Writes ``run_info.json`` beside the logs at the start of ``fit``; prints, at the end, the
     best validation scores and where the run's files are."""
 
-    @rank_zero_only
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         info = getattr(pl_module, "run_info", None)
         if info is not None:
             info["data_fingerprint"] = getattr(pl_module, "data_fingerprint", None)
-            if trainer.log_dir:
-                write_run_info(info, trainer.log_dir)
+            if log_dir and trainer.is_global_zero:
+                write_run_info(info, log_dir)
 
-    @rank_zero_only
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
+        if trainer.is_global_zero:
+            self._print(trainer, pl_module, log_dir)
+
+    @staticmethod
+    def _print(trainer: L.Trainer, pl_module: L.LightningModule, log_dir: str | None) -> None:
         ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
         metrics = trainer.callback_metrics
         lines = ["", "segapp run summary"]
@@ -39,6 +43,6 @@ class RunSummary(Callback):
         if ckpt is not None:
             lines.append(f"  best checkpoint: {ckpt.best_model_path or 'n/a'}")
             lines.append(f"  last checkpoint: {Path(ckpt.dirpath) / 'last.ckpt'}")
-        if trainer.log_dir:
-            lines.append(f"  logs and config: {trainer.log_dir}")
+        if log_dir:
+            lines.append(f"  logs and config: {log_dir}")
         print("\n".join(lines), flush=True)

@@ -1,0 +1,58 @@
+"""DDP on two CPU ranks: the logged validation Dice equals an independent numpy computation."""
+
+import csv
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from segapp.data.synth import generate
+from tests.conftest import fit_args
+
+
+def numpy_dice(pred: np.ndarray, gt: np.ndarray) -> float:
+    """Per-image Dice written independently of segapp's metric (both empty -> 1)."""
+    p, g = pred.astype(bool).ravel(), gt.astype(bool).ravel()
+    denom = p.sum() + g.sum()
+    return 1.0 if denom == 0 else float(2 * np.logical_and(p, g).sum() / denom)
+
+
+@pytest.mark.slow
+def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
+    from segapp.data import LesionDataModule
+    from segapp.inference import load_net
+    from segapp.io import preprocess, read_image, read_mask
+
+    root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
+    run = tmp_path / "run"
+    args = fit_args(root, run, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
+                    "--model.scheduler.init_args.max_epochs", "2", "--model.net.init_args.depth", "2",
+                    "--model.net.init_args.base_channels", "8", "--data.batch_size", "2")  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True,
+                         timeout=900, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert len(list((run / "logs").glob("version_*"))) == 1  # rank zero logs alone
+
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
+    rows = [r for r in csv.DictReader(open(next((run / "logs").glob("version_*")) / "metrics.csv")) if r.get("val/dice")]
+    logged = float(next(r["val/dice"] for r in rows if int(r["epoch"]) == ckpt["epoch"]))
+
+    dm = LesionDataModule(root=str(root), image_size=64, seed=42, val_fraction=0.2)
+    dm.setup("fit")
+    val = dm.splits["val"]
+    assert len(val) == 5
+    net, spec, _, _ = load_net(run / "checkpoints" / "best.ckpt")
+    scores = []
+    with torch.no_grad():
+        for pair in val:
+            x = torch.from_numpy(preprocess(read_image(pair.image), spec))[None]
+            pred = torch.sigmoid(net(x))[0, 0].numpy() > 0.5
+            gt = cv2.resize(read_mask(pair.masks[0]).astype(np.uint8), (64, 64), interpolation=cv2.INTER_NEAREST)
+            scores.append(numpy_dice(pred, gt))
+    assert logged == pytest.approx(float(np.mean(scores)), abs=1e-4)
