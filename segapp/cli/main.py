@@ -26,6 +26,7 @@ from segapp.lit import SegmentationModule  # noqa: E402
 from segapp.lit.callbacks import RunSummary  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
 from segapp.lit.test_report import TestReport  # noqa: E402
+from segapp.nets import EncoderWeightsError  # noqa: E402
 
 
 def _ckpt_dir(root: str | None) -> str:
@@ -88,12 +89,29 @@ def cli(args: list[str] | None = None, run: bool = True) -> SegappCLI:
     )
 
 
+_USER_ERRORS = (DataError, ReadError, EncoderWeightsError)
+
+
+def _user_error(exc: BaseException) -> BaseException | None:
+    """The user-facing error behind ``exc`` (jsonargparse wraps errors raised while instantiating)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, _USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def main(args: list[str] | None = None) -> None:
-    """Console entry point; data problems end with one ``error:`` line and exit code 2."""
+    """Console entry point; data and weights problems end with one ``error:`` line, exit code 2."""
     try:
         cli(args)
-    except (DataError, ReadError) as e:
-        print(f"segapp: error: {e}", file=sys.stderr)
+    except Exception as e:
+        err = _user_error(e)
+        if err is None:
+            raise
+        print(f"segapp: error: {err}", file=sys.stderr)
         sys.exit(2)
 
 

