@@ -1,36 +1,76 @@
-"""``segapp-predict --checkpoint FILE.ckpt --input DIR --output DIR``: masks for a folder of images."""
+"""``segapp-predict (--checkpoint FILE.ckpt | --model FILE.onnx) --input DIR --output DIR``.
+
+Masks at original resolution for every image, DICOM and NIfTI file under a folder, plus
+``predictions.csv`` and ``run.json``. Exit codes: 0 all inputs ok; 1 some inputs failed;
+2 usage or model error; 3 no input could be read. See docs/inference.md.
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 
-from segapp.inference import CheckpointError, Predictor
+from segapp.inference.checkpoint import CheckpointError, file_sha256
+from segapp.inference.folder import EXIT_USAGE, FolderOptions
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-predict", description=__doc__)
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `segapp fit` (.ckpt)")
-    p.add_argument("--input", required=True, help="folder of images, walked recursively")
-    p.add_argument("--output", required=True, help="folder for masks and predictions.csv (not inside --input)")
-    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the checkpoint's)")
+    p = argparse.ArgumentParser(prog="segapp-predict", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--checkpoint", help="checkpoint written by `segapp fit` (.ckpt; torch engine)")
+    src.add_argument("--model", help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed)")
+    p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")
+    p.add_argument("--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)")
+    p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
+    p.add_argument("--tta", choices=("none", "flip", "flip4"), default="none", help="average over flips (default none)")
+    p.add_argument("--mode", choices=("resize", "tile"), default="resize",
+                   help="resize: whole image to the training size (default); tile: Gaussian-blended windows")
+    p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
+    p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
+    p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
+    p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+                   help="auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32")
+    p.add_argument("--save-probs", nargs="?", const="png", choices=("png", "npy"), default=None,
+                   help="also write probabilities (16-bit PNG, or float32 .npy)")
+    p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
+    p.add_argument("--resume", action="store_true", help="skip inputs a previous run into --output finished")
+    p.add_argument("--nifti-axis", type=int, default=2, choices=(0, 1, 2), help="slice axis for 3D NIfTI (default 2)")
+    p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return p
+
+
+def _fail(message: str) -> None:
+    print(f"segapp-predict: error: {message}", file=sys.stderr)
+    sys.exit(EXIT_USAGE)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    from segapp.inference.engines import create_engine
+    from segapp.inference.folder import predict_folder
+    from segapp.inference.predictor import Predictor
+
+    if args.batch_size < 1 or args.workers < 0 or args.min_size < 0:
+        _fail("--batch-size must be >= 1, --workers and --min-size >= 0")
+    model_path = args.checkpoint or args.model
     try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, threshold=args.threshold)
-        t0 = time.perf_counter()
-        counts = predictor.predict_folder(args.input, args.output)
+        engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
+        predictor = Predictor(engine, threshold=args.threshold, tta=args.tta, mode=args.mode,
+                              keep_largest=args.keep_largest, min_size=args.min_size, overlap=args.overlap,
+                              batch_size=args.batch_size)  # fmt: skip
+        options = FolderOptions(save_probs=args.save_probs, overlay=args.overlay, resume=args.resume,
+                                workers=args.workers, nifti_axis=args.nifti_axis,
+                                progress=not args.no_progress and sys.stderr.isatty())  # fmt: skip
+        info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
+        summary = predict_folder(predictor, args.input, args.output, options, info)
     except (CheckpointError, ValueError) as e:
-        print(f"segapp-predict: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    n = counts["ok"] + counts["error"]
-    rate = n / max(time.perf_counter() - t0, 1e-9)
-    print(f"predicted {counts['ok']} ok / {counts['error']} failed ({rate:.1f} images/s); masks and predictions.csv in {args.output}")
-    sys.exit(0 if counts["error"] == 0 else 1)
+        _fail(str(e))
+    print(f"segapp-predict: {summary.line()}; outputs, predictions.csv and run.json in {args.output}")
+    sys.exit(summary.exit_code)
 
 
 if __name__ == "__main__":

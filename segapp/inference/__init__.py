@@ -1,6 +1,27 @@
-"""Inference from a checkpoint: no Lightning, albumentations or training code inside."""
+"""Inference from a checkpoint or an exported ONNX model: no Lightning, albumentations or training code.
 
-from segapp.inference.checkpoint import CheckpointError, load_net
-from segapp.inference.predictor import Predictor, output_name
+Importing this package does not import torch: the torch engine imports it when used, so the
+ONNX Runtime engine runs in a container without torch.
+"""
 
-__all__ = ["CheckpointError", "Predictor", "load_net", "output_name"]
+from segapp.inference.checkpoint import CheckpointError, load_net, read_meta
+from segapp.inference.engines import OnnxEngine, TorchEngine, create_engine, resolve_precision
+from segapp.inference.folder import FolderOptions, FolderSummary, predict_folder
+from segapp.inference.outputs import output_name
+from segapp.inference.predictor import Predictor, prepare_input
+
+__all__ = [
+    "CheckpointError",
+    "FolderOptions",
+    "FolderSummary",
+    "OnnxEngine",
+    "Predictor",
+    "TorchEngine",
+    "create_engine",
+    "load_net",
+    "output_name",
+    "predict_folder",
+    "prepare_input",
+    "read_meta",
+    "resolve_precision",
+]

@@ -1,19 +1,33 @@
-"""Load a segapp checkpoint safely (``weights_only``) and rebuild its net without Lightning."""
+"""Load a segapp checkpoint safely (``weights_only``) and rebuild its net without Lightning.
+
+torch is imported inside the functions so that ``import segapp.inference`` works in the slim
+ONNX Runtime container, which has no torch.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from segapp.io import PreprocessSpec
-from segapp.nets import create_net
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
 
 
 class CheckpointError(ValueError):
-    """The checkpoint is missing, unsafe to load, or lacks segapp's metadata block."""
+    """The checkpoint (or exported model) is missing, unsafe to load, or lacks segapp's metadata."""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file (recorded in ``run.json``)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def read_meta(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -22,6 +36,8 @@ def read_meta(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     Raises:
         CheckpointError: naming the file and what is wrong.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; expected a .ckpt written by `segapp fit`")
@@ -40,9 +56,21 @@ def read_meta(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
 
 
 def load_net(path: str | Path) -> tuple[nn.Module, PreprocessSpec, float, dict[str, Any]]:
-    """Rebuild the trained net (eval mode, CPU) with its preprocessing and threshold."""
+    """Rebuild the trained net (eval mode, CPU) with its preprocessing and threshold.
+
+    Returns:
+        ``(net, preprocess spec, threshold, metadata block)``.
+
+    Raises:
+        CheckpointError: unreadable checkpoint, or weights that do not fit the recorded net.
+    """
+    from segapp.nets import create_net
+
     meta, state = read_meta(path)
-    net = create_net(meta["net"]["name"], **meta["net"]["kwargs"])
-    net.load_state_dict(state)
+    try:
+        net = create_net(meta["net"]["name"], **meta["net"]["kwargs"])
+        net.load_state_dict(state)
+    except (KeyError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild the net from its metadata block: {e}") from e
     net.eval()
     return net, PreprocessSpec.from_dict(meta["preprocess"]), float(meta.get("threshold", 0.5)), meta

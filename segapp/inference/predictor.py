@@ -1,81 +1,143 @@
-"""Predict lesion masks for a folder of images, at each image's original resolution."""
+"""The Python API: masks and probabilities at each image's original resolution.
+
+``Predictor`` wraps an engine (torch checkpoint or ONNX model) with the options users set on
+the command line: threshold, test-time flips, resize or tiled mode and mask clean-up. Folder runs
+live in :mod:`segapp.inference.folder`.
+"""
 
 from __future__ import annotations
 
-import csv
-import time
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
+from typing import Literal
 
-import cv2
 import numpy as np
-import torch
 
-from segapp.inference.checkpoint import load_net
-from segapp.io import IMAGE_EXTENSIONS, PreprocessSpec, ReadError, atomic_write, preprocess, read_image, write_mask_png
+from segapp.inference.engines import Engine, create_engine
+from segapp.inference.postprocess import clean_mask, upsample
+from segapp.io import PreprocessSpec, preprocess
 
-CSV_FIELDS = ("input", "output", "status", "reason", "height", "width", "lesion_pixels", "lesion_fraction", "seconds")
+Tta = Literal["none", "flip", "flip4"]
+Mode = Literal["resize", "tile"]
+TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
+    "none": ((),),
+    "flip": ((), (-1,)),
+    "flip4": ((), (-1,), (-2,), (-2, -1)),
+}
 
 
-def output_name(rel: Path) -> Path:
-    """Mask path for an input path relative to the input root: ``a/b.jpg`` -> ``a/b.jpg.mask.png``.
-
-    Keeping the full file name makes ``x.png`` and ``x.tiff`` map to different outputs.
-    """
-    return rel.with_name(rel.name + ".mask.png")
+def prepare_input(image: np.ndarray, spec: PreprocessSpec, mode: str = "resize") -> np.ndarray:
+    """Raw image -> network input: :func:`segapp.io.preprocess` at ``spec.size`` (resize mode)
+    or at the image's own size (tile mode); the same function training validates with."""
+    if mode == "resize":
+        return preprocess(image, spec)
+    return preprocess(image, replace(spec, size=tuple(image.shape[:2])))
 
 
 @dataclass
 class Predictor:
-    """Runs a trained net on raw images; ``predict_probs`` returns probabilities at original size."""
+    """Run an engine on raw images (``H x W x C``, any dtype) and return full-resolution outputs.
 
-    net: torch.nn.Module
-    spec: PreprocessSpec
-    threshold: float = 0.5
+    Args:
+        engine: A :class:`~segapp.inference.engines.Engine` (see :func:`create_engine`).
+        threshold: Probability above which a pixel is lesion (default: the model's).
+        tta: ``none``, ``flip`` (identity + horizontal flip) or ``flip4`` (+ vertical and both);
+            probabilities are averaged over the flips.
+        mode: ``resize`` (whole image to the training size, as trained) or ``tile``
+            (Gaussian-blended windows of the training size over the image at native scale).
+        keep_largest: Keep only the largest connected component.
+        min_size: Remove components smaller than this many pixels (at original resolution).
+        overlap: Window overlap in tile mode.
+        batch_size: Images (resize) or windows (tile) per forward pass.
+    """
+
+    engine: Engine
+    threshold: float | None = None
+    tta: Tta = "none"
+    mode: Mode = "resize"
+    keep_largest: bool = False
+    min_size: int = 0
+    overlap: float = 0.25
+    batch_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.tta not in TTA_FLIPS:
+            raise ValueError(f"unknown tta {self.tta!r}; expected one of: {', '.join(TTA_FLIPS)}")
+        if self.mode not in ("resize", "tile"):
+            raise ValueError(f"unknown mode {self.mode!r}; expected resize or tile")
+        if self.batch_size < 1 or self.min_size < 0:
+            raise ValueError(f"batch_size must be >= 1 and min_size >= 0, got {self.batch_size} and {self.min_size}")
+        if self.threshold is None:
+            self.threshold = self.engine.threshold
+        if self.mode == "tile" and self.engine.spec.size_policy == "resize":
+            warnings.warn(
+                "--mode tile: this model was trained on whole images resized to "
+                f"{self.engine.spec.size[0]}x{self.engine.spec.size[1]}, not on native-scale patches; "
+                "tiles show it structures at a scale it never saw. Prefer --mode resize unless you checked it.",
+                stacklevel=2,
+            )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float | None = None) -> "Predictor":
-        net, spec, t, _ = load_net(path)
-        return cls(net=net, spec=spec, threshold=t if threshold is None else threshold)
+    def from_checkpoint(cls, path: str | Path, threshold: float | None = None, device: str = "auto",
+                        precision: str = "fp32", **options) -> Predictor:  # fmt: skip
+        """Torch engine from a ``segapp fit`` checkpoint (``weights_only`` loading)."""
+        return cls(create_engine(checkpoint=path, device=device, precision=precision), threshold=threshold, **options)
 
-    @torch.inference_mode()
+    @classmethod
+    def from_onnx(cls, path: str | Path, threshold: float | None = None, device: str = "auto", **options) -> Predictor:
+        """ONNX Runtime engine from a ``segapp-export --format onnx`` file (no torch needed)."""
+        return cls(create_engine(model=path, device=device), threshold=threshold, **options)
+
+    @property
+    def spec(self) -> PreprocessSpec:
+        """The model's preprocessing."""
+        return self.engine.spec
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """Raw ``H x W x C`` image -> ``C x h x w`` network input (the training preprocessing)."""
+        return prepare_input(image, self.engine.spec, self.mode)
+
+    def preparer(self) -> Callable[[np.ndarray], np.ndarray]:
+        """A picklable :meth:`prepare` for loader workers (holds no engine)."""
+        return partial(prepare_input, spec=self.engine.spec, mode=self.mode)
+
+    def _batch_probs(self, batch: np.ndarray) -> np.ndarray:
+        acc = np.zeros((batch.shape[0], *batch.shape[2:]), np.float32)
+        for axes in TTA_FLIPS[self.tta]:
+            x = np.flip(batch, axes).copy() if axes else batch
+            p = self.engine.probs(x)
+            acc += np.flip(p, axes) if axes else p
+        return acc / len(TTA_FLIPS[self.tta])
+
+    def _tile_probs(self, x: np.ndarray) -> np.ndarray:
+        acc = np.zeros(x.shape[1:], np.float32)
+        for axes in TTA_FLIPS[self.tta]:
+            xi = np.flip(x, axes).copy() if axes else x
+            p = self.engine.tile_probs(xi, self.overlap, self.batch_size)
+            acc += np.flip(p, axes) if axes else p
+        return acc / len(TTA_FLIPS[self.tta])
+
+    def probs_prepared(self, inputs: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
+        """Prepared inputs (from :meth:`prepare`) -> probabilities at the given original sizes."""
+        out: list[np.ndarray] = []
+        if self.mode == "tile":
+            return [upsample(self._tile_probs(x), s) for x, s in zip(inputs, sizes)]
+        for i in range(0, len(inputs), self.batch_size):
+            probs = self._batch_probs(np.stack(inputs[i : i + self.batch_size]))
+            out.extend(upsample(p, s) for p, s in zip(probs, sizes[i : i + self.batch_size]))
+        return out
+
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
         """``image`` (H x W x C, any dtype) -> float32 probabilities ``H x W``."""
-        x = torch.from_numpy(preprocess(image, self.spec))[None]
-        probs = torch.sigmoid(self.net(x).float())[0, 0].numpy()
-        h, w = image.shape[:2]
-        return cv2.resize(probs, (w, h), interpolation=cv2.INTER_LINEAR)
+        return self.probs_prepared([self.prepare(image)], [tuple(image.shape[:2])])[0]
+
+    def to_mask(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
+        """Threshold and clean probabilities: ``(bool mask, connected components)``."""
+        return clean_mask(probs > self.threshold, keep_largest=self.keep_largest, min_size=self.min_size)
 
     def predict_mask(self, image: np.ndarray) -> np.ndarray:
-        return self.predict_probs(image) > self.threshold
-
-    def predict_folder(self, input_dir: str | Path, output_dir: str | Path) -> dict[str, int]:
-        """Write ``<output>/<rel>.mask.png`` for every image under ``input_dir`` and ``predictions.csv``.
-
-        Unreadable files become ``error`` rows; the run goes on. Returns counts ``ok``/``error``.
-        """
-        input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
-        if output_dir == input_dir or input_dir in output_dir.parents:
-            raise ValueError(f"output folder {output_dir} is inside the input folder {input_dir}; choose another")
-        files = sorted(p for p in input_dir.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
-        rows, counts = [], {"ok": 0, "error": 0}
-        for f in files:
-            rel = f.relative_to(input_dir)
-            t0 = time.perf_counter()
-            row = {"input": rel.as_posix(), "output": "", "status": "ok", "reason": ""}
-            try:
-                img = read_image(f)
-                mask = self.predict_mask(img)
-                write_mask_png(output_dir / output_name(rel), mask)
-                row.update(output=output_name(rel).as_posix(), height=mask.shape[0], width=mask.shape[1],
-                           lesion_pixels=int(mask.sum()), lesion_fraction=round(float(mask.mean()), 6))  # fmt: skip
-            except ReadError as e:
-                row.update(status="error", reason=e.reason)
-            row["seconds"] = round(time.perf_counter() - t0, 4)
-            counts[row["status"]] += 1
-            rows.append(row)
-        with atomic_write(output_dir / "predictions.csv") as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
-            writer.writeheader()
-            writer.writerows(rows)
-        return counts
+        """``image`` -> bool mask ``H x W`` at the image's resolution."""
+        return self.to_mask(self.predict_probs(image))[0]

@@ -5,7 +5,8 @@ This room imports nothing else of segapp, so a slim inference container can use 
 
 from segapp.io.errors import ReadError
 from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, to_channels
-from segapp.io.preprocess import PreprocessSpec, normalize, preprocess, resize_image, to_float01
+from segapp.io.preprocess import PreprocessSpec, normalize, preprocess, resize_array, resize_image, to_float01
+from segapp.io.scans import Scan, read_scan, scan_kind
 from segapp.io.writers import atomic_write, write_mask_png
 
 __all__ = [
@@ -13,12 +14,16 @@ __all__ = [
     "MASK_EXTENSIONS",
     "PreprocessSpec",
     "ReadError",
+    "Scan",
     "atomic_write",
     "normalize",
     "preprocess",
     "read_image",
     "read_mask",
+    "read_scan",
+    "resize_array",
     "resize_image",
+    "scan_kind",
     "to_channels",
     "to_float01",
     "write_mask_png",

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-import cv2
 import numpy as np
+from PIL import Image
 
 from segapp.io.images import to_channels
 
@@ -69,6 +69,77 @@ def to_float01(arr: np.ndarray) -> np.ndarray:
     return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
 
 
+try:  # OpenCV is optional: the slim inference container resizes with Pillow instead
+    import cv2
+except ImportError:  # pragma: no cover - exercised by the no-OpenCV subprocess test
+    cv2 = None
+
+
+def _resize_pillow(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
+    """Pillow stand-in for OpenCV: area (box) when shrinking, bilinear when enlarging.
+
+    Works on ``H x W`` or ``H x W x C`` float32/uint8 arrays one channel at a time; matches
+    ``cv2.INTER_AREA`` / ``INTER_LINEAR`` / ``INTER_NEAREST`` to within interpolation detail
+    (see tests/inference/test_scans_io.py for the tolerance).
+    """
+    h, w = size
+    if nearest:
+        flt = Image.Resampling.NEAREST
+    elif h <= img.shape[0] and w <= img.shape[1]:
+        flt = Image.Resampling.BOX
+    else:
+        flt = Image.Resampling.BILINEAR
+    planes = img[:, :, None] if img.ndim == 2 else img
+    mode, dtype = ("L", np.uint8) if planes.dtype == np.uint8 else ("F", np.float32)
+    out = [
+        np.asarray(Image.fromarray(np.ascontiguousarray(planes[:, :, c], dtype), mode).resize((w, h), flt))
+        for c in range(planes.shape[2])
+    ]
+    res = np.stack(out, axis=2).astype(dtype)
+    return res[:, :, 0] if img.ndim == 2 else res
+
+
+def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: str = "area") -> np.ndarray:
+    """Resize ``H x W`` or ``H x W x C`` to ``size = (height, width)``.
+
+    Args:
+        img: float32 or uint8 array.
+        size: Target ``(height, width)``.
+        interpolation: ``area`` (images; box average when shrinking), ``linear``
+            (probability maps) or ``nearest`` (masks).
+
+    Uses OpenCV when installed, else Pillow (the slim inference container).
+    """
+    h, w = size
+    if img.shape[:2] == (h, w):
+        return img
+    if cv2 is not None:
+        flag = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[interpolation]
+        out = cv2.resize(img, (w, h), interpolation=flag)
+        return out.reshape(h, w, *img.shape[2:])
+    if interpolation == "linear":
+        return _resize_pillow(img, size) if (h > img.shape[0] or w > img.shape[1]) else _resize_linear_down(img, size)
+    return _resize_pillow(img, size, nearest=interpolation == "nearest")
+
+
+def _resize_linear_down(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear without antialiasing (as OpenCV) via Pillow's affine transform, per channel."""
+    h, w = size
+    sy, sx = img.shape[0] / h, img.shape[1] / w
+    planes = img[:, :, None] if img.ndim == 2 else img
+    coeffs = (sx, 0.0, 0.0, 0.0, sy, 0.0)  # Pillow samples at output pixel centres
+    out = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(planes[:, :, c], np.float32), "F").transform(
+                (w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(planes.shape[2])
+    ]
+    res = np.stack(out, axis=2)
+    return res[:, :, 0] if img.ndim == 2 else res
+
+
 def resize_image(arr: np.ndarray, size: tuple[int, int], in_channels: int) -> np.ndarray:
     """Channel policy, scale to [0, 1], then resize to ``size`` (area interpolation).
 
@@ -77,15 +148,14 @@ def resize_image(arr: np.ndarray, size: tuple[int, int], in_channels: int) -> np
     """
     img = to_float01(to_channels(arr, in_channels))
     h, w = size
-    if img.shape[:2] != (h, w):
-        img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA)
+    img = resize_array(img, (h, w), "area")
     return img.reshape(h, w, in_channels)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize a bool mask with nearest-neighbour; returns uint8 0/1."""
     h, w = size
-    return cv2.resize(mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST)
+    return resize_array(mask.astype(np.uint8), (h, w), "nearest")
 
 
 def normalize(img: np.ndarray, mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:

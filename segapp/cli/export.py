@@ -1,0 +1,33 @@
+"""``segapp-export --checkpoint X.ckpt --format onnx|torchscript --out FILE``: a self-describing model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from segapp.inference.checkpoint import CheckpointError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="segapp-export", description=__doc__)
+    p.add_argument("--checkpoint", required=True, help="checkpoint written by `segapp fit` (.ckpt)")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="export format (default onnx)")
+    p.add_argument("--out", required=True, help="file to write (.onnx or .pt); FILE.json is written beside it")
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from segapp.inference.export import export_model
+
+    try:
+        out = export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset)
+    except (CheckpointError, ValueError) as e:
+        print(f"segapp-export: error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"wrote {out} and {out.name}.json ({args.format}); run it with `segapp-predict --model {out}`")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,236 @@
+"""Two inference engines behind one interface: PyTorch (checkpoint) and ONNX Runtime (exported).
+
+Both take preprocessed ``N x C x H x W`` float32 batches and return ``N x H x W`` float32
+probabilities, and both tile large images with Gaussian blending. torch is imported only by the
+torch engine, so the ONNX engine runs where torch is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import numpy as np
+
+from segapp.inference.checkpoint import CheckpointError, load_net
+from segapp.inference.tiling import sliding_window
+from segapp.io import PreprocessSpec
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda"]
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ONNX_META_KEY = "segapp"
+
+
+class Engine(Protocol):
+    """What the predictor needs from an engine."""
+
+    spec: PreprocessSpec
+    threshold: float
+    meta: dict[str, Any]
+
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        """``N x C x H x W`` float32 (``H x W = spec.size``) -> ``N x H x W`` probabilities."""
+
+    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
+        """``C x H x W`` native-scale input -> ``H x W`` Gaussian-blended probabilities."""
+
+    def describe(self) -> dict[str, Any]:
+        """Engine name, device, precision and library versions for ``run.json``."""
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def resolve_precision(precision: str, device_type: str) -> str:
+    """``auto`` -> ``fp16`` on CUDA, ``bf16`` on CPUs with AMX/AVX512-BF16, else ``fp32``.
+
+    Raises:
+        ValueError: for an unknown precision name.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    if device_type == "cuda":
+        return "fp16"
+    return "bf16" if cpu_supports_bf16() else "fp32"
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
+
+
+class TorchEngine:
+    """A segapp net in eval mode, run under ``inference_mode`` with channels_last and autocast.
+
+    Args:
+        net: The trained net (from :func:`segapp.inference.load_net`).
+        spec: Its preprocessing.
+        threshold: Its probability threshold.
+        meta: The checkpoint's ``segapp`` block.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast dtype).
+        channels_last: Use the channels-last memory format (faster convolutions on CPU).
+    """
+
+    def __init__(self, net: Any, spec: PreprocessSpec, threshold: float, meta: dict[str, Any],
+                 device: str = "auto", precision: str = "auto", channels_last: bool = True) -> None:  # fmt: skip
+        import torch
+
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
+        self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.precision = resolve_precision(precision, self.device.type)
+        self.channels_last = channels_last
+        self.net = net.to(self.device).eval()
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.spec, self.threshold, self.meta = spec, threshold, meta
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "auto") -> TorchEngine:
+        net, spec, threshold, meta = load_net(path)
+        return cls(net, spec, threshold, meta, device=device, precision=precision)
+
+    def _autocast(self) -> Any:
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _sigmoid_net(self, x: Any) -> Any:
+        import torch
+
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return torch.sigmoid(self.net(x).float())
+
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode(), self._autocast():
+            x = torch.from_numpy(batch).to(self.device)
+            return self._sigmoid_net(x)[:, 0].float().cpu().numpy()
+
+    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
+        import torch
+        from monai.inferers import sliding_window_inference
+
+        with torch.inference_mode(), self._autocast():
+            x = torch.from_numpy(image[None]).to(self.device)
+            out = sliding_window_inference(x, self.spec.size, batch_size, self._sigmoid_net,
+                                           overlap=overlap, mode="gaussian", sigma_scale=0.125)  # fmt: skip
+        return out[0, 0].float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        import torch
+
+        return {"engine": "torch", "device": str(self.device), "precision": self.precision,
+                "channels_last": self.channels_last, "torch": str(torch.__version__),
+                "threads": torch.get_num_threads()}  # fmt: skip
+
+
+class OnnxEngine:
+    """An exported model (``segapp-export --format onnx``) run by ONNX Runtime, without torch.
+
+    Preprocessing and threshold come from the model's ``segapp`` metadata property (or the
+    ``FILE.json`` sidecar when the property is missing).
+
+    Args:
+        path: The ``.onnx`` file.
+        device: ``auto``/``cuda`` use the CUDA provider when ONNX Runtime has it, else CPU.
+        precision: Only ``fp32`` runs here; another explicit choice warns and runs fp32.
+        threads: Intra-op threads (``None``: ONNX Runtime's default, one per core).
+    """
+
+    def __init__(self, path: str | Path, device: str = "auto", precision: str = "auto", threads: int | None = None) -> None:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise CheckpointError(f"model {path} not found; expected a .onnx file written by `segapp-export`")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = threads
+        available = ort.get_available_providers()
+        providers = ["CPUExecutionProvider"]
+        if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            providers.insert(0, "CUDAExecutionProvider")
+        elif device == "cuda":
+            raise ValueError("--device cuda was asked for but ONNX Runtime has no CUDA provider; use --device cpu")
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=providers)
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph types
+            raise CheckpointError(f"cannot load {path} with ONNX Runtime: {e}") from e
+        if precision in ("bf16", "fp16"):
+            warnings.warn(f"the ONNX engine runs fp32; --precision {precision} is ignored", stacklevel=2)
+        self.precision = "fp32"
+        self.meta = read_onnx_meta(path, self.session)
+        self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
+        self.threshold = float(self.meta.get("threshold", 0.5))
+        self.input_name = self.session.get_inputs()[0].name
+        self.providers = self.session.get_providers()
+
+    def probs(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
+        return _sigmoid(logits[:, 0])
+
+    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
+        return sliding_window(image, self.spec.size, self.probs, overlap=overlap, batch_size=batch_size)
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"engine": "onnxruntime", "providers": self.providers, "precision": self.precision,
+                "onnxruntime": ort.__version__}  # fmt: skip
+
+
+def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
+    """The ``segapp`` block of an exported ONNX model (metadata property, else ``FILE.json``).
+
+    Raises:
+        CheckpointError: when neither holds a block with ``preprocess``.
+    """
+    path = Path(path)
+    text = None
+    if session is not None:
+        text = session.get_modelmeta().custom_metadata_map.get(ONNX_META_KEY)
+    sidecar = path.with_name(path.name + ".json")
+    if text is None and sidecar.is_file():
+        text = sidecar.read_text()
+    meta = json.loads(text) if text else None
+    if not meta or not meta.get("preprocess"):
+        raise CheckpointError(
+            f"{path} carries no segapp metadata (ONNX metadata property {ONNX_META_KEY!r} or {sidecar.name}); "
+            "export it with `segapp-export --format onnx`"
+        )
+    return meta
+
+
+def create_engine(checkpoint: str | Path | None = None, model: str | Path | None = None,
+                  device: str = "auto", precision: str = "auto") -> Engine:  # fmt: skip
+    """The one factory: a torch engine for ``checkpoint`` or an ONNX Runtime engine for ``model``.
+
+    Raises:
+        ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, or for a
+            ``model`` that is not ``.onnx``.
+    """
+    if (checkpoint is None) == (model is None):
+        raise ValueError("give exactly one of --checkpoint FILE.ckpt (torch) or --model FILE.onnx (ONNX Runtime)")
+    if model is not None:
+        if Path(model).suffix.lower() != ".onnx":
+            raise ValueError(f"--model expects an .onnx file from `segapp-export`, got {model}")
+        return OnnxEngine(model, device=device, precision=precision)
+    return TorchEngine.from_checkpoint(checkpoint, device=device, precision=precision)

@@ -1,0 +1,107 @@
+"""Decode and preprocess input files, in parallel DataLoader workers when torch is installed.
+
+Each item is one input file: its frames' network inputs, sizes and non-identifying metadata,
+or the reason it could not be read. Decoding never raises: a bad file becomes an error item.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from segapp.io import ReadError
+from segapp.io.scans import read_scan
+
+
+@dataclass
+class Decoded:
+    """One input file after decoding and preprocessing (or the reason it failed)."""
+
+    rel: str
+    kind: str = ""
+    inputs: list[np.ndarray] = field(default_factory=list)
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    raw: list[np.ndarray] | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+    error: str = ""
+    decode_s: float = 0.0
+    prep_s: float = 0.0
+
+
+class FileDataset:
+    """Map-style dataset over files (a plain class: DataLoader needs only ``__getitem__``/``__len__``).
+
+    Args:
+        root: Input root (paths are reported relative to it).
+        files: Files to read.
+        prepare: Raw frame -> network input (the predictor's :meth:`prepare`).
+        keep_raw: Keep decoded frames (needed for overlays).
+        nifti_axis: Slice axis for 3D NIfTI volumes.
+    """
+
+    def __init__(self, root: Path, files: list[Path], prepare: Callable[[np.ndarray], np.ndarray],
+                 keep_raw: bool = False, nifti_axis: int = 2) -> None:  # fmt: skip
+        self.root, self.files, self.prepare = root, files, prepare
+        self.keep_raw, self.nifti_axis = keep_raw, nifti_axis
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Decoded:
+        path = self.files[i]
+        item = Decoded(rel=path.relative_to(self.root).as_posix())
+        t0 = time.perf_counter()
+        try:
+            scan = read_scan(path, nifti_axis=self.nifti_axis)
+            t1 = time.perf_counter()
+            item.inputs = [self.prepare(f) for f in scan.frames]
+            item.prep_s = time.perf_counter() - t1
+        except ReadError as e:
+            item.error = e.reason
+        except Exception as e:  # never let one odd file stop the run
+            item.error = f"cannot process this file ({type(e).__name__}: {e})"
+        else:
+            item.kind, item.meta = scan.kind, scan.meta
+            item.sizes = [tuple(f.shape[:2]) for f in scan.frames]
+            item.raw = scan.frames if self.keep_raw else None
+        item.decode_s = time.perf_counter() - t0 - item.prep_s
+        return item
+
+
+def _identity(x: Decoded) -> Decoded:
+    return x
+
+
+def _worker_init(_: int) -> None:
+    """One OpenCV thread per decoding worker: the workers already use every core."""
+    import sys
+
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None:
+        cv2.setNumThreads(1)
+
+
+def iterate(dataset: FileDataset, workers: int) -> Iterator[Decoded]:
+    """Yield decoded files in order: a torch DataLoader with ``workers`` processes, or a plain loop.
+
+    The plain loop runs when ``workers == 0`` or torch is not installed (slim ONNX container).
+    """
+    if workers > 0:
+        try:
+            from torch.utils.data import DataLoader
+        except ImportError:
+            workers = 0
+    if workers <= 0:
+        yield from (dataset[i] for i in range(len(dataset)))
+        return
+    # forkserver, not fork: forking a process whose OpenCV/OpenMP thread pools already ran
+    # (any earlier inference in the same process) can deadlock the workers.
+    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,  # type: ignore[arg-type]
+                        collate_fn=_identity, prefetch_factor=2, worker_init_fn=_worker_init,
+                        multiprocessing_context="forkserver")  # fmt: skip
+    yield from loader

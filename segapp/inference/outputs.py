@@ -1,0 +1,129 @@
+"""Output naming, atomic writers and the resumable journal of a folder run.
+
+Naming (documented in docs/inference.md) keeps the input's full file name, so ``a.dcm`` and
+``a.tiff`` never collide, and appends a fixed suffix:
+
+==========================  ===============================  ==============================
+input                       mask                             probabilities / overlay
+==========================  ===============================  ==============================
+image, one-frame DICOM      ``<rel>.mask.png``               ``<rel>.prob.png|npy``, ``<rel>.overlay.png``
+multi-frame DICOM frame k   ``<rel>.f{k:03d}.mask.png``      ``<rel>.f{k:03d}.prob.png|npy`` ...
+NIfTI                       ``<rel>.mask.nii.gz``            ``<rel>.prob.nii.gz`` (no overlay)
+==========================  ===============================  ==============================
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from segapp.io import atomic_write, write_mask_png
+
+CSV_FIELDS = (
+    "input", "frame", "sop_instance_uid", "output", "status", "reason", "height", "width",
+    "lesion_pixels", "lesion_fraction", "components", "bbox", "mean_prob", "seconds",
+)  # fmt: skip
+JOURNAL = ".segapp-predict.jsonl"
+
+
+def output_name(rel: Path, kind: str = "mask", frame: int | None = None, ext: str = "png") -> Path:
+    """Output path (relative to the output root) for an input path relative to the input root.
+
+    ``output_name(Path("a/b.jpg"))`` -> ``a/b.jpg.mask.png``; with ``frame=3`` ->
+    ``a/b.jpg.f003.mask.png``; ``kind`` is ``mask``, ``prob`` or ``overlay``.
+    """
+    frame_part = "" if frame is None else f".f{frame:03d}"
+    return rel.with_name(f"{rel.name}{frame_part}.{kind}.{ext}")
+
+
+def write_probs(path: Path, probs: np.ndarray, fmt: str) -> None:
+    """Probabilities as a 16-bit PNG (0-65535 = 0-1) or a float32 ``.npy``, atomically."""
+    if fmt == "npy":
+        with atomic_write(path, suffix=".npy") as tmp:
+            np.save(tmp, probs.astype(np.float32))
+        return
+    scaled = np.rint(np.clip(probs, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    with atomic_write(path, suffix=".png") as tmp:
+        Image.fromarray(scaled).save(tmp, format="PNG")
+
+
+def write_overlay(path: Path, rgb: np.ndarray) -> None:
+    """uint8 RGB overlay picture as PNG, atomically."""
+    with atomic_write(path, suffix=".png") as tmp:
+        Image.fromarray(rgb).save(tmp, format="PNG")
+
+
+def write_mask(path: Path, mask: np.ndarray) -> None:
+    """Binary mask as an 8-bit 0/255 PNG, atomically."""
+    write_mask_png(path, mask)
+
+
+def write_nifti(path: Path, volume: np.ndarray, meta: dict[str, Any], dtype: type = np.uint8) -> None:
+    """Write ``volume`` (the input's array shape) with the input's affine and header, atomically."""
+    import nibabel as nib
+
+    header = meta["header"].copy()
+    header.set_data_dtype(dtype)
+    data = volume.astype(dtype).reshape(meta["shape"])
+    img = nib.Nifti1Image(data, meta["affine"], header) if isinstance(header, nib.Nifti1Header) else \
+        nib.Nifti2Image(data, meta["affine"], header)  # fmt: skip
+    img.header.set_slope_inter(1.0, 0.0)
+    with atomic_write(path, suffix=".nii.gz") as tmp:
+        nib.save(img, str(tmp))
+
+
+def remove_stale_temps(root: Path) -> int:
+    """Delete ``.tmp-*`` files a killed run left under ``root``; returns how many."""
+    count = 0
+    if root.is_dir():
+        for p in root.rglob(".tmp-*"):
+            if p.is_file():
+                p.unlink()
+                count += 1
+    return count
+
+
+class Journal:
+    """Append-only record of finished inputs (one JSON line each) that ``--resume`` reads back.
+
+    A line is written only after all of an input's outputs were renamed into place, so a line
+    present means the input is done; a torn last line (killed mid-write) is ignored.
+    """
+
+    def __init__(self, output_dir: Path, resume: bool) -> None:
+        self.path = output_dir / JOURNAL
+        self.done: dict[str, dict[str, Any]] = {}
+        if resume and self.path.is_file():
+            for line in self.path.read_text(errors="ignore").splitlines():
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if entry.get("status") == "ok" and all((output_dir / o).is_file() for o in entry.get("outputs", [])):
+                    self.done[entry["input"]] = entry
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path, suffix=".jsonl") as tmp:  # keep only entries still valid
+            tmp.write_text("".join(json.dumps(e) + "\n" for e in self.done.values()))
+        self._fh = open(self.path, "a")
+
+    def record(self, rel: str, status: str, rows: list[dict[str, Any]], outputs: list[str]) -> None:
+        entry = {"input": rel, "status": status, "rows": rows, "outputs": outputs}
+        self._fh.write(json.dumps(entry) + "\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    """``predictions.csv`` with :data:`CSV_FIELDS`, atomically."""
+    with atomic_write(path, suffix=".csv") as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
