@@ -5,7 +5,6 @@ import os
 import subprocess
 import sys
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -26,6 +25,7 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
     from segapp.data import LesionDataModule
     from segapp.inference import load_net
     from segapp.io import preprocess, read_image, read_mask
+    from segapp.io.preprocess import resize_mask
 
     root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
     run = tmp_path / "run"
@@ -53,6 +53,6 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
         for pair in val:
             x = torch.from_numpy(preprocess(read_image(pair.image), spec))[None]
             pred = torch.sigmoid(net(x))[0, 0].numpy() > 0.5
-            gt = cv2.resize(read_mask(pair.masks[0]).astype(np.uint8), (64, 64), interpolation=cv2.INTER_NEAREST)
+            gt = resize_mask(read_mask(pair.masks[0]), (64, 64))  # the ground truth the model was scored on
             scores.append(numpy_dice(pred, gt))
     assert logged == pytest.approx(float(np.mean(scores)), abs=1e-4)

@@ -14,10 +14,17 @@ from segapp.inference.checkpoint import CheckpointError, file_sha256
 from segapp.inference.folder import EXIT_USAGE, FolderOptions
 
 
+def _version() -> str:
+    from segapp import __version__
+
+    return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segapp-predict", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     src = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--version", action="version", version=f"segapp-predict {_version()}")
     src.add_argument("--checkpoint", help="checkpoint written by `segapp fit` (.ckpt; torch engine)")
     src.add_argument("--model", help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed)")
     p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")

@@ -69,12 +69,6 @@ def to_float01(arr: np.ndarray) -> np.ndarray:
     return (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
 
 
-try:  # OpenCV is optional: the slim inference container resizes with Pillow instead
-    import cv2
-except ImportError:  # pragma: no cover - exercised by the no-OpenCV subprocess test
-    cv2 = None
-
-
 def _resize_pillow(img: np.ndarray, size: tuple[int, int], nearest: bool = False) -> np.ndarray:
     """Pillow stand-in for OpenCV: area (box) when shrinking, bilinear when enlarging.
 
@@ -108,15 +102,12 @@ def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: str = "a
         interpolation: ``area`` (images; box average when shrinking), ``linear``
             (probability maps) or ``nearest`` (masks).
 
-    Uses OpenCV when installed, else Pillow (the slim inference container).
+    Always Pillow, never OpenCV, so that training, host inference and the slim container
+    (which has no OpenCV) resize identically and give bit-identical masks.
     """
     h, w = size
     if img.shape[:2] == (h, w):
         return img
-    if cv2 is not None:
-        flag = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR, "nearest": cv2.INTER_NEAREST}[interpolation]
-        out = cv2.resize(img, (w, h), interpolation=flag)
-        return out.reshape(h, w, *img.shape[2:])
     if interpolation == "linear":
         return _resize_pillow(img, size) if (h > img.shape[0] or w > img.shape[1]) else _resize_linear_down(img, size)
     return _resize_pillow(img, size, nearest=interpolation == "nearest")

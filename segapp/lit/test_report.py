@@ -16,7 +16,6 @@ import logging
 from pathlib import Path
 from typing import Literal
 
-import cv2
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
@@ -25,6 +24,7 @@ from segapp.eval import EmptyPolicy, EvalCase, MetricConfig, ReportOptions, writ
 from segapp.eval.pairing import PRED_SUFFIX
 from segapp.eval.report import load_gt
 from segapp.io import write_mask_png
+from segapp.io.preprocess import resize_array
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class TestReport(Callback):
         for key, p in zip(batch["key"], probs):
             pair = self._pairs[key]
             h, w = load_gt(pair.masks, self._mask_threshold).shape
-            full = cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR)
+            full = resize_array(p, (h, w), "linear")  # as segapp-predict does
             write_mask_png(self.out / "predictions" / f"{key}{PRED_SUFFIX}", full > threshold)
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
