@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# TensorBoard creates logs/version_N first and the CSV logger shares it on purpose.
+warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
 
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningCLI  # noqa: E402
@@ -68,7 +71,8 @@ class SegappCLI(LightningCLI):
 
     def before_test(self) -> None:
         """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
-        self.trainer.callbacks.append(TestReport())
+        if not any(isinstance(c, TestReport) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(TestReport())
 
     def before_fit(self) -> None:
         self._record_run()
