@@ -117,11 +117,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--fp32-only", action="store_true", help="skip bf16 (emulated, slow on AVX2-only CPUs)")
     ap.add_argument("--out", default="bench/results/train_bench.json")
     a = ap.parse_args()
     loader = _batches(a.size, a.batch, a.steps)
     cases = [("lightning", "32-true", False), ("plain", "32-true", False), ("lightning", "bf16-mixed", False),
              ("plain", "bf16-mixed", False), ("lightning", "bf16-mixed", True), ("plain", "bf16-mixed", True)]  # fmt: skip
+    if a.fp32_only:
+        cases = [c for c in cases if c[1] == "32-true"]
     results: dict[str, list[float]] = {f"{k}|{p}|{'cl' if c else 'nchw'}": [] for k, p, c in cases}
     for r in range(a.repeats):  # alternate every case within each repeat
         for kind, prec, cl in cases:
@@ -140,6 +143,8 @@ def main() -> None:
         kind, prec, cl = k.split("|")
         print(f"| {kind} | {prec} | {'channels_last' if cl == 'cl' else 'NCHW'} | {v:.1f} |")
     for prec, cl in (("32-true", "nchw"), ("bf16-mixed", "nchw"), ("bf16-mixed", "cl")):
+        if f"plain|{prec}|{cl}" not in med:
+            continue
         ratio = med[f"lightning|{prec}|{cl}"] / med[f"plain|{prec}|{cl}"]
         print(f"Lightning overhead {prec}/{cl}: {100 * (1 - ratio):+.1f} %")
     print(f"loader images/s (resize+augment, {a.size}px from {a.size * 2}px PNG): " + ", ".join(f"{w} workers {v:.1f}" for w, v in loaders.items()))
