@@ -4,6 +4,7 @@ Same model, data and precision for both loops, measured alternately (A B A B ...
 reported. Writes JSON (``--out``) and prints a markdown table for docs/benchmarks.md.
 
     .venv/bin/python bench/train_bench.py --size 128 --batch 16 --steps 20 --repeats 3
+    python bench/train_bench.py --device cuda --size 256 --batch 32 --steps 40   # GPU: fp32, bf16, fp16
 """
 
 from __future__ import annotations
@@ -44,23 +45,30 @@ def _module(channels_last: bool) -> SegmentationModule:
 
 
 class _Timer(L.Callback):
-    def __init__(self, warmup: int) -> None:
-        self.warmup, self.t0, self.t1, self.n = warmup, None, None, 0
+    def __init__(self, warmup: int, device: str = "cpu") -> None:
+        self.warmup, self.device, self.t0, self.t1, self.n = warmup, device, None, None, 0
 
     def on_train_batch_start(self, trainer, module, batch, idx) -> None:
         if idx == self.warmup:
+            _sync(self.device)
             self.t0 = time.perf_counter()
 
     def on_train_batch_end(self, trainer, module, out, batch, idx) -> None:
         if idx >= self.warmup:
             self.n += batch["image"].shape[0]
+            _sync(self.device)
             self.t1 = time.perf_counter()
 
 
-def run_lightning(loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool) -> float:
-    timer = _Timer(warmup)
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def run_lightning(loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool, device: str) -> float:
+    timer = _Timer(warmup, device)
     trainer = L.Trainer(
-        accelerator="cpu", devices=1, max_steps=steps, precision=precision, logger=False,
+        accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=steps, precision=precision, logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
         limit_val_batches=0, callbacks=[timer], default_root_dir=tempfile.mkdtemp(),
     )  # fmt: skip
@@ -68,25 +76,30 @@ def run_lightning(loader: DataLoader, steps: int, warmup: int, precision: str, c
     return timer.n / (timer.t1 - timer.t0)
 
 
-def run_plain(loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool) -> float:
-    module = _module(channels_last)
+def run_plain(loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool, device: str) -> float:
+    module = _module(channels_last).to(device)
     opt = module.configure_optimizers()
     module.train()
-    bf16 = precision == "bf16-mixed"
+    dtype = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision)
+    scaler = torch.amp.GradScaler(device, enabled=dtype == torch.float16)
     n, t0 = 0, None
     for i, batch in enumerate(loader):
         if i == steps:
             break
         if i == warmup:
+            _sync(device)
             t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = module(batch["image"])
-        loss = module.loss_fn(logits.float(), batch["mask"])
+        x, y = batch["image"].to(device, non_blocking=True), batch["mask"].to(device, non_blocking=True)
+        with torch.autocast(device, dtype=dtype or torch.float32, enabled=dtype is not None):
+            logits = module(x)
+        loss = module.loss_fn(logits.float(), y)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
         if i >= warmup:
             n += batch["image"].shape[0]
+    _sync(device)
     return n / (time.perf_counter() - t0)
 
 
@@ -107,7 +120,8 @@ def machine() -> str:
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}"
+    gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 
 
 def main() -> None:
@@ -118,18 +132,21 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--fp32-only", action="store_true", help="skip bf16 (emulated, slow on AVX2-only CPUs)")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="cuda: fp32, bf16 and fp16 AMP")
     ap.add_argument("--out", default="bench/results/train_bench.json")
     a = ap.parse_args()
     loader = _batches(a.size, a.batch, a.steps)
     cases = [("lightning", "32-true", False), ("plain", "32-true", False), ("lightning", "bf16-mixed", False),
              ("plain", "bf16-mixed", False), ("lightning", "bf16-mixed", True), ("plain", "bf16-mixed", True)]  # fmt: skip
+    if a.device == "cuda":
+        cases += [("lightning", "16-mixed", True), ("plain", "16-mixed", True)]
     if a.fp32_only:
         cases = [c for c in cases if c[1] == "32-true"]
     results: dict[str, list[float]] = {f"{k}|{p}|{'cl' if c else 'nchw'}": [] for k, p, c in cases}
     for r in range(a.repeats):  # alternate every case within each repeat
         for kind, prec, cl in cases:
             fn = run_lightning if kind == "lightning" else run_plain
-            results[f"{kind}|{prec}|{'cl' if cl else 'nchw'}"].append(fn(loader, a.steps, a.warmup, prec, cl))
+            results[f"{kind}|{prec}|{'cl' if cl else 'nchw'}"].append(fn(loader, a.steps, a.warmup, prec, cl, a.device))
     with tempfile.TemporaryDirectory() as tmp:
         root = generate(Path(tmp) / "synth", n=160, size=a.size * 2, seed=0)
         loaders = {w: loader_throughput(root, a.size, a.batch, w, 8) for w in (0, 2)}
@@ -142,7 +159,7 @@ def main() -> None:
     for k, v in med.items():
         kind, prec, cl = k.split("|")
         print(f"| {kind} | {prec} | {'channels_last' if cl == 'cl' else 'NCHW'} | {v:.1f} |")
-    for prec, cl in (("32-true", "nchw"), ("bf16-mixed", "nchw"), ("bf16-mixed", "cl")):
+    for prec, cl in (("32-true", "nchw"), ("bf16-mixed", "nchw"), ("bf16-mixed", "cl"), ("16-mixed", "cl")):
         if f"plain|{prec}|{cl}" not in med:
             continue
         ratio = med[f"lightning|{prec}|{cl}"] / med[f"plain|{prec}|{cl}"]
