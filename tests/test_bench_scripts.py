@@ -1,0 +1,38 @@
+"""The bench/ shell scripts: valid bash, and the GPU check fails clearly without its pack."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = sorted((ROOT / "bench").glob("*.sh"))
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bench_script_parses(script: Path) -> None:
+    subprocess.run(["bash", "-n", str(script)], check=True)
+
+
+def test_gpu_check_without_pack_names_prepare(tmp_path: Path) -> None:
+    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "PACK": str(tmp_path / "missing"), "OUT": str(tmp_path / "out"),
+           "SEGAPP_PY": sys.executable}  # fmt: skip
+    r = subprocess.run(["bash", str(ROOT / "bench/gpu_check.sh"), "run"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "bench/gpu_check.sh prepare" in r.stdout and "missing" in r.stdout
+    assert "torch " in (tmp_path / "out" / "env.txt").read_text()  # the environment is recorded first
+
+
+def test_gpu_check_rejects_unknown_command() -> None:
+    r = subprocess.run(["bash", str(ROOT / "bench/gpu_check.sh"), "bogus"], capture_output=True, text=True)
+    assert r.returncode == 2 and "usage: bench/gpu_check.sh [prepare|run]" in r.stderr
+
+
+def test_run_ablations_rejects_unknown_study(tmp_path: Path) -> None:
+    env = {**os.environ, "OUT": str(tmp_path), "DOCS": ""}
+    r = subprocess.run(["bash", str(ROOT / "bench/run_ablations.sh"), "no_such_study"], env=env, capture_output=True, text=True)
+    assert r.returncode == 2 and "configs/ablation/no_such_study.yaml" in r.stdout
