@@ -1,4 +1,5 @@
-"""DDP on two CPU ranks: the logged validation Dice equals an independent numpy computation."""
+"""DDP on two CPU ranks: the logged validation Dice equals an independent numpy computation, and the
+2-rank checkpoint resumes on 1 device."""
 
 import csv
 import os
@@ -56,3 +57,16 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
             gt = resize_mask(read_mask(pair.masks[0]), (64, 64))  # the ground truth the model was scored on
             scores.append(numpy_dice(pred, gt))
     assert logged == pytest.approx(float(np.mean(scores)), abs=1e-4)
+
+    # the 2-rank checkpoint resumes on 1 device: same run, step counter continues, ends at epoch 3
+    before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    resume = fit_args(root, run, "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.max_epochs", "3",
+                      "--model.scheduler.init_args.max_epochs", "3", "--model.net.init_args.depth", "2",
+                      "--model.net.init_args.base_channels", "8", "--data.batch_size", "2", "--ckpt_path", "last")  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True,
+                         timeout=900, env=env)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    completed = after["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"]
+    assert (before["epoch"], completed) == (1, 3)
+    assert after["global_step"] == before["global_step"] + 20 // 2  # one epoch of 20 images, batch 2, one rank
