@@ -70,10 +70,11 @@ fit_kvasir() {  # $1 name, then extra segapp fit args
     --trainer.enable_progress_bar false --trainer.default_root_dir "$OUT/$name" "${accel[@]}" "$@" \
     > "$OUT/$name.log" 2>&1 || { log "$name FAILED: see $OUT/$name.log"; tail -5 "$OUT/$name.log"; return 1; }
   "$PY" - "$OUT/$name" "$name" "$(( $(date +%s) - start ))" >> "$OUT/kvasir.csv" <<'PYEOF'
-import csv, glob, sys
+import math, sys
+from pathlib import Path
+from segapp.ablation.metrics import fit_metrics_csv, read_epochs
 run, name, wall = sys.argv[1:]
-rows = list(csv.DictReader(open(sorted(glob.glob(f"{run}/logs/version_*/metrics.csv"))[-1])))
-dice = [float(r["val/dice"]) for r in rows if r.get("val/dice")]
+dice = [e["val_dice"] for e in read_epochs(fit_metrics_csv(Path(run))) if not math.isnan(e["val_dice"])]
 print(f"{name},{len(dice)},{wall},{max(dice):.4f},{dice[-1]:.4f}")
 PYEOF
   log "$(tail -1 "$OUT/kvasir.csv")"
