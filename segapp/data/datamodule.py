@@ -24,6 +24,24 @@ log = logging.getLogger(__name__)
 Normalize = NormalizeMode
 
 
+def check_size_schedule(schedule: dict[int, int] | None, image_size: int) -> list[tuple[int, int]]:
+    """``data.train_size_schedule`` as sorted ``(first epoch, size)`` pairs.
+
+    Raises:
+        ValueError: on a negative epoch or a size outside ``8..image_size``.
+    """
+    pairs = sorted((int(e), int(s)) for e, s in (schedule or {}).items())
+    for epoch, size in pairs:
+        if epoch < 0:
+            raise ValueError(f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)")
+        if not 8 <= size <= image_size:
+            raise ValueError(
+                f"data.train_size_schedule: size {size} at epoch {epoch} is outside 8..{image_size} (data.image_size); "
+                "training images are downscaled from image_size, so raise data.image_size to train larger"
+            )
+    return pairs
+
+
 def _seed_worker(worker_id: int) -> None:
     """Seed a worker's albumentations pipeline from torch's per-worker seed (set by seed_everything)."""
     info = torch.utils.data.get_worker_info()
@@ -42,6 +60,10 @@ class LesionDataModule(L.LightningDataModule):
         mask_dir: ``suffix`` layout: folder (relative to root) holding the masks, if apart.
         csv_name: ``csv`` layout: manifest file name when ``root`` holds several CSVs.
         image_size: Network input size (square), pixels; a multiple of ``2**depth``.
+        train_size_schedule: Progressive resizing: ``{first epoch: training size}``, e.g.
+            ``{0: 192, 10: 256}``; sizes up to ``image_size`` (images are read at ``image_size``
+            and downscaled after augmentation), ``image_size`` before the first key. Validation,
+            test and inference stay at ``image_size``. The training loader is rebuilt every epoch.
         in_channels: 3 (gray images repeated) or 1 (RGB to gray). Linked to the model.
         val_fraction: Share of pairs held out for validation (ignored with k-fold).
         test_fraction: Share of pairs held out for testing.
@@ -71,6 +93,7 @@ class LesionDataModule(L.LightningDataModule):
         mask_dir: str | None = None,
         csv_name: str | None = None,
         image_size: int = 256,
+        train_size_schedule: dict[int, int] | None = None,
         in_channels: int = 3,
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
@@ -96,6 +119,7 @@ class LesionDataModule(L.LightningDataModule):
         if image_size < 8:
             raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
         check_augment(augment, augment_params)
+        self.size_schedule = check_size_schedule(train_size_schedule, image_size)
         if isinstance(normalize, dict):
             explicit_stats(normalize, in_channels)
         self.size = (image_size, image_size)
@@ -166,13 +190,23 @@ class LesionDataModule(L.LightningDataModule):
             raise RuntimeError("LesionDataModule.setup() must run before preprocess_spec()")
         return self.spec
 
+    def train_size(self, epoch: int) -> tuple[int, int]:
+        """Training input size at ``epoch`` under ``train_size_schedule`` (else ``image_size``)."""
+        sizes = [s for e, s in self.size_schedule if e <= epoch]
+        return (sizes[-1],) * 2 if sizes else self.size
+
+    def _progressive(self) -> bool:
+        return any(s != self.size[0] for _, s in self.size_schedule)
+
     def dataset(self, split: str, train: bool) -> LesionDataset:
         """The dataset of a split; ``train`` adds the augmentation pipeline."""
         h = self.hparams
         pairs = self.splits[split]
         if not pairs:
             raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
-        aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params) if train else None
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        out_size = self.train_size(epoch) if train else None
+        aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params, out_size) if train else None
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         return LesionDataset(pairs, self.spec, augment=aug, mask_threshold=h.mask_threshold, cache=h.cache)
@@ -205,6 +239,11 @@ class LesionDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        if self._progressive() and self.trainer is not None:
+            if self.trainer.reload_dataloaders_every_n_epochs != 1:
+                log.info("data.train_size_schedule: rebuilding the training loader every epoch")
+                self.trainer.reload_dataloaders_every_n_epochs = 1
+            log.info("data: epoch %d trains at %d px", self.trainer.current_epoch, self.train_size(self.trainer.current_epoch)[0])
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import albumentations as A
+import cv2
 
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 
@@ -69,12 +70,16 @@ def _photometric(k: dict[str, Any], in_channels: int) -> list:
     return t
 
 
-def build_augment(preset: AugmentPreset, size: tuple[int, int], in_channels: int = 3, overrides: dict[str, Any] | None = None) -> A.Compose | None:
+def build_augment(
+    preset: AugmentPreset, size: tuple[int, int], in_channels: int = 3, overrides: dict[str, Any] | None = None, out_size: tuple[int, int] | None = None,
+) -> A.Compose | None:  # fmt: skip
     """Albumentations pipeline on float32 images in [0, 1] of shape ``size`` (masks follow geometry).
 
     ``none``: nothing. ``light``: flips, 90-degree rotations, small affine (shift-scale-rotate).
     ``standard``: light + random resized crop, brightness/contrast, hue (RGB only), blur or noise.
     ``strong``: standard + stronger affine, elastic and grid distortion, coarse dropout (image only).
+    ``out_size`` (smaller than ``size``) ends the pipeline with a downscale (area for the image,
+    nearest for the mask): progressive resizing trains early epochs on cheaper, smaller inputs.
 
     Returns:
         The pipeline, or ``None`` when no transform is active.
@@ -84,4 +89,6 @@ def build_augment(preset: AugmentPreset, size: tuple[int, int], in_channels: int
     """
     k = augment_params(preset, overrides)
     t = _geometric(k, size) + _photometric(k, in_channels)
+    if out_size is not None and tuple(out_size) != tuple(size):
+        t.append(A.Resize(*out_size, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST))
     return A.Compose(t) if t else None

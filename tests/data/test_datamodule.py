@@ -104,3 +104,42 @@ def test_cli_validates_new_options(paired_root, tmp_path):
     assert run.datamodule.hparams.augment_params == {"rotate": 30}
     with pytest.raises(SystemExit):
         cli(fit_args(paired_root, tmp_path / "bad", "--data.augment", "wild")[1:], run=False)
+
+
+def test_progressive_resizing_sizes_and_pixels(paired_root):
+    m = dm(paired_root, augment="none", train_size_schedule={0: 16, 2: 32})
+    assert [m.train_size(e)[0] for e in range(4)] == [16, 16, 32, 32]
+    assert dm(paired_root, train_size_schedule={3: 16}).train_size(0) == (32, 32)  # image_size before the first key
+    small, full = m.dataset("train", train=True)[0], m.dataset("train", train=False)[0]
+    assert small["image"].shape == (3, 16, 16) and small["mask"].shape == (1, 16, 16)
+    pooled = full["image"].reshape(3, 16, 2, 16, 2).mean((2, 4))  # area downscale = 2x2 mean
+    assert torch.allclose(small["image"], pooled, atol=1e-5)
+    assert torch.equal(small["mask"], full["mask"][:, ::2, ::2])  # nearest keeps masks binary
+    assert next(iter(m.val_dataloader()))["image"].shape[-2:] == (32, 32)
+
+
+def test_progressive_resizing_rejects_bad_schedules(paired_root):
+    with pytest.raises(ValueError, match=r"size 64 at epoch 0 is outside 8\.\.32 \(data.image_size\).*raise data.image_size"):
+        dm(paired_root, train_size_schedule={0: 64})
+    with pytest.raises(ValueError, match="epoch -1 is negative"):
+        dm(paired_root, train_size_schedule={-1: 16})
+
+
+def test_progressive_resizing_in_fit(synth_root, tmp_path):
+    from segapp.cli.main import cli
+
+    seen: dict[int, set[int]] = {}
+
+    class Sizes(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            seen.setdefault(trainer.current_epoch, set()).add(batch["image"].shape[-1])
+
+    run = cli(
+        fit_args(synth_root, tmp_path / "run", "--data.train_size_schedule", "{0: 32, 2: 64}", "--trainer.max_epochs", "3",
+                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")[1:],
+        run=False,
+    )  # fmt: skip
+    run.trainer.callbacks.append(Sizes())
+    run.trainer.fit(run.model, run.datamodule)
+    assert seen == {0: {32}, 1: {32}, 2: {64}}
+    assert run.trainer.reload_dataloaders_every_n_epochs == 1
