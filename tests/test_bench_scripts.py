@@ -36,3 +36,20 @@ def test_run_ablations_rejects_unknown_study(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "DOCS": ""}
     r = subprocess.run(["bash", str(ROOT / "bench/run_ablations.sh"), "no_such_study"], env=env, capture_output=True, text=True)
     assert r.returncode == 2 and "configs/ablation/no_such_study.yaml" in r.stdout
+
+
+def test_step_bench_times_both_formats_and_splices_docs() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import step_bench
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    args = type("A", (), {"nets": ["scratch"], "sizes": [32], "batch": 2, "steps": 1, "repeats": 1})()
+    md = step_bench.table(args)
+    row = md.splitlines()[-1].split("|")
+    assert row[1].strip() == "scratch" and row[2].strip() == "32"
+    nchw, cl, ratio = float(row[3]), float(row[4]), float(row[5].strip().rstrip("x"))
+    assert nchw > 0 and cl > 0 and ratio == pytest.approx(nchw / cl, rel=0.1)
+    doc = f"intro\n\n{step_bench.MARK}\n| old |\n\nold info\n\nafter\n"
+    assert step_bench.splice(doc, md, "new info") == f"intro\n\n{step_bench.MARK}\n{md}\n\nnew info\n\nafter\n"
+
