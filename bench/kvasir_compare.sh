@@ -10,7 +10,8 @@
 # Environment:
 #   MODELS   experiments to compare (default "scratch effl0" -> configs/experiment/kvasir_<m>.yaml)
 #   EPOCHS   cosine length / max_epochs for every run (default: each experiment's own, sized
-#            for 40 min on 2 AVX2 cores: effl0 12, scratch 8); EPOCHS_<model> for one model
+#            for 40 min on 2 AVX2 cores: effl0 17, effl0_320 14, scratch 8);
+#            EPOCHS_<model> for one model
 #   BF16     auto (default): bf16-mixed + channels_last only if the CPU has AMX/AVX512-BF16
 #            (without them bf16 autocast is emulated and ~10x slower); 1 force, 0 never
 #   EXTRA    extra arguments for every `segapp fit` (e.g. "--data.root /data/kvasir-seg")

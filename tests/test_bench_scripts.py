@@ -53,3 +53,29 @@ def test_step_bench_times_both_formats_and_splices_docs() -> None:
     doc = f"intro\n\n{step_bench.MARK}\n| old |\n\nold info\n\nafter\n"
     assert step_bench.splice(doc, md, "new info") == f"intro\n\n{step_bench.MARK}\n{md}\n\nnew info\n\nafter\n"
 
+
+def test_reference_script_trains_and_scores_per_image() -> None:
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        import reference_smp as ref
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    import numpy as np
+    import torch
+
+    from segapp.nets import UNet
+
+    assert ref.dice(np.eye(4, dtype=bool), np.eye(4, dtype=bool)) == 1.0
+    assert ref.dice(np.zeros((4, 4), bool), np.zeros((4, 4), bool)) == 1.0
+    assert ref.dice(np.eye(4, dtype=bool), np.ones((4, 4), bool)) == pytest.approx(2 * 4 / 20)
+    rng = np.random.default_rng(0)
+    imgs, masks = rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), np.zeros((4, 32, 32), np.uint8)
+    masks[:, 8:24, 8:24] = 1
+    loader = torch.utils.data.DataLoader(ref.Pairs(imgs, masks), batch_size=2)
+    torch.manual_seed(0)
+    net = UNet(depth=2, base_channels=4)
+    out = ref.train(net, loader, minutes=0.005, lr=1e-3, dtype=torch.float32)
+    assert out["steps"] >= 1 and out["train_s"] >= 0.3
+    originals = [np.pad(m, 4).astype(bool) for m in masks]  # "original" 40 px masks
+    scores = ref.evaluate(net, imgs, masks, originals)
+    assert len(scores["per_image_original"]) == 4 and 0 <= scores["val_dice_256"] <= 1 and 0 <= scores["val_dice_original"] <= 1
