@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
 
 from segapp.data.check import CheckReport, check_dataset
@@ -241,9 +242,11 @@ class LesionDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if self._progressive() and self.trainer is not None:
             if self.trainer.reload_dataloaders_every_n_epochs != 1:
-                log.info("data.train_size_schedule: rebuilding the training loader every epoch")
-                self.trainer.reload_dataloaders_every_n_epochs = 1
-            log.info("data: epoch %d trains at %d px", self.trainer.current_epoch, self.train_size(self.trainer.current_epoch)[0])
+                self.trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the loader each epoch
+            epoch = self.trainer.current_epoch
+            size, before = self.train_size(epoch)[0], self.train_size(epoch - 1)[0]
+            if epoch == 0 or size != before:
+                rank_zero_info(f"epoch {epoch}: training at {size} px (data.train_size_schedule)")
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

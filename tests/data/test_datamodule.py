@@ -125,7 +125,9 @@ def test_progressive_resizing_rejects_bad_schedules(paired_root):
         dm(paired_root, train_size_schedule={-1: 16})
 
 
-def test_progressive_resizing_in_fit(synth_root, tmp_path):
+def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
+    import logging
+
     from segapp.cli.main import cli
 
     seen: dict[int, set[int]] = {}
@@ -140,6 +142,9 @@ def test_progressive_resizing_in_fit(synth_root, tmp_path):
         run=False,
     )  # fmt: skip
     run.trainer.callbacks.append(Sizes())
-    run.trainer.fit(run.model, run.datamodule)
+    with caplog.at_level(logging.INFO):
+        run.trainer.fit(run.model, run.datamodule)
     assert seen == {0: {32}, 1: {32}, 2: {64}}
+    said = [r.getMessage() for r in caplog.records if "data.train_size_schedule" in r.getMessage()]
+    assert said == ["epoch 0: training at 32 px (data.train_size_schedule)", "epoch 2: training at 64 px (data.train_size_schedule)"]
     assert run.trainer.reload_dataloaders_every_n_epochs == 1
