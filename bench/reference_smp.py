@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader, Dataset  # noqa: E402
 
 from segapp.data.layouts import discover  # noqa: E402
 from segapp.data.splits import make_splits  # noqa: E402
+from segapp.eval.metrics import overlap_scores  # noqa: E402
 from segapp.io import read_image, read_mask  # noqa: E402
 from segapp.nets import create_net  # noqa: E402
 
@@ -49,6 +50,12 @@ def load(pairs, size: int):
     return np.stack(imgs), np.stack(masks), originals
 
 
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    """uint8 ``H x W x 3`` to a normalised ``3 x H x W`` tensor (the Lite0 weights' mean = std = 0.5)."""
+    x = (img.astype(np.float32) / 255 - 0.5) / 0.5
+    return torch.from_numpy(x.transpose(2, 0, 1).copy())
+
+
 class Pairs(Dataset):
     def __init__(self, imgs: np.ndarray, masks: np.ndarray, aug=None):
         self.imgs, self.masks, self.aug = imgs, masks, aug
@@ -61,13 +68,12 @@ class Pairs(Dataset):
         if self.aug is not None:
             out = self.aug(image=img, mask=mask)
             img, mask = out["image"], out["mask"]
-        x = (img.astype(np.float32) / 255 - 0.5) / 0.5  # the Lite0 weights' normalisation
-        return torch.from_numpy(x.transpose(2, 0, 1).copy()), torch.from_numpy(mask[None].astype(np.float32))
+        return to_tensor(img), torch.from_numpy(mask[None].astype(np.float32))
 
 
 def dice(pred: np.ndarray, gt: np.ndarray) -> float:
-    inter, total = np.logical_and(pred, gt).sum(), pred.sum() + gt.sum()
-    return 1.0 if total == 0 else 2.0 * inter / total
+    """Per-image Dice exactly as segapp-eval scores the segapp runs (both empty = 1)."""
+    return overlap_scores(pred, gt)["dice"]
 
 
 def train(net, loader, minutes: float, lr: float, dtype) -> dict:
@@ -100,7 +106,7 @@ def evaluate(net, imgs: np.ndarray, masks: np.ndarray, originals) -> dict:
     net.eval()
     d256, dorig = [], []
     for i in range(0, len(imgs), 8):
-        x = torch.stack([Pairs(imgs[i : i + 8], masks[i : i + 8])[j][0] for j in range(len(imgs[i : i + 8]))])
+        x = torch.stack([to_tensor(img) for img in imgs[i : i + 8]])
         probs = torch.sigmoid(net(x)).numpy()[:, 0]
         for j, p in enumerate(probs):
             d256.append(dice(p > 0.5, masks[i + j] > 0))

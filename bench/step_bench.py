@@ -93,5 +93,6 @@ def splice(text: str, md: str, info: str) -> str:
     rest = tail.split("\n\n", 2)  # old table, old info, the rest
     return head + MARK + "\n" + md + "\n\n" + info + "\n\n" + (rest[2] if len(rest) > 2 else "")
 
+
 if __name__ == "__main__":
     main()

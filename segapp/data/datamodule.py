@@ -241,8 +241,7 @@ class LesionDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         if self._progressive() and self.trainer is not None:
-            if self.trainer.reload_dataloaders_every_n_epochs != 1:
-                self.trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the loader each epoch
+            self.trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the loader (new size) each epoch
             epoch = self.trainer.current_epoch
             size, before = self.train_size(epoch)[0], self.train_size(epoch - 1)[0]
             if epoch == 0 or size != before:
