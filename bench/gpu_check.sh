@@ -66,7 +66,7 @@ fit_kvasir() {  # $1 name, then extra segapp fit args
   local start; start=$(date +%s)
   "$PY" -m segapp.cli.main fit --config configs/quickstart.yaml --config configs/experiment/kvasir_scratch.yaml \
     --data.root "$PACK/kvasir256" --data.image_size 256 --data.cache false --data.num_workers 4 \
-    --trainer.max_time null --trainer.max_epochs "$EPOCHS" --model.scheduler.init_args.max_epochs "$EPOCHS" \
+    --trainer.max_time null --trainer.max_epochs "$EPOCHS" \
     --trainer.enable_progress_bar false --trainer.default_root_dir "$OUT/$name" "${accel[@]}" "$@" \
     > "$OUT/$name.log" 2>&1 || { log "$name FAILED: see $OUT/$name.log"; tail -5 "$OUT/$name.log"; return 1; }
   "$PY" - "$OUT/$name" "$name" "$(( $(date +%s) - start ))" >> "$OUT/kvasir.csv" <<'PYEOF'

@@ -9,7 +9,7 @@
 #   OUT     results folder                          (default runs/kvasir_compare)
 # Environment:
 #   MODELS   experiments to compare (default "scratch effl0" -> configs/experiment/kvasir_<m>.yaml)
-#   EPOCHS   cosine length / max_epochs for every run (default: each experiment's own, sized
+#   EPOCHS   trainer.max_epochs (the cosine follows it) for every run (default: each experiment's own, sized
 #            for 40 min on 2 AVX2 cores: effl0 17, effl0_320 14, scratch 8);
 #            EPOCHS_<model> for one model
 #   BF16     auto (default): bf16-mixed + channels_last only if the CPU has AMX/AVX512-BF16
@@ -34,10 +34,10 @@ PY="$(dirname "$(command -v "$SEGAPP")")/python"
 [ -x "$PY" ] || PY=python3
 export HF_HUB_OFFLINE="${HF_HUB_OFFLINE:-1}" NO_ALBUMENTATIONS_UPDATE=1
 read -r -a EXTRA_ARGS <<< "${EXTRA:-}"
-epoch_args() {  # --max_epochs/cosine length for model $1, from EPOCHS_<model> or EPOCHS
+epoch_args() {  # --max_epochs (the cosine follows it) for model $1, from EPOCHS_<model> or EPOCHS
   local var="EPOCHS_$1" n
   n="${!var:-${EPOCHS:-}}"
-  [ -z "$n" ] || echo "--trainer.max_epochs $n --model.scheduler.init_args.max_epochs $n"
+  [ -z "$n" ] || echo "--trainer.max_epochs $n"
 }
 BF16="${BF16:-auto}"
 if [ "$BF16" = auto ]; then

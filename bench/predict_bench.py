@@ -53,7 +53,7 @@ def make_checkpoint(work: Path) -> Path:
     root = generate(work / "synth", n=64, size=256, seed=0)
     cmd = [sys.executable, "-m", "segapp.cli.main", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
            "--data.root", str(root), "--data.image_size", "256", "--data.num_workers", "0", "--data.batch_size", "8",
-           "--trainer.max_epochs", "2", "--model.scheduler.init_args.max_epochs", "2",
+           "--trainer.max_epochs", "2",
            "--trainer.default_root_dir", str(work / "run"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"})
     return work / "run" / "checkpoints" / "last.ckpt"

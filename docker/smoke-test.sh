@@ -89,7 +89,7 @@ tiny_model() {
   log "training and exporting a tiny model"
   "$VENV/bin/segapp-data" synth --out "$WORK/train" --n 48 --size 64 --seed 0 >/dev/null
   "$VENV/bin/segapp" fit --config configs/quickstart.yaml --data.root "$WORK/train" --data.image_size 64 \
-    --data.num_workers 0 --trainer.max_epochs 2 --model.scheduler.init_args.max_epochs 2 \
+    --data.num_workers 0 --trainer.max_epochs 2 \
     --model.net.init_args.depth 3 --trainer.enable_progress_bar false \
     --trainer.default_root_dir "$WORK/run" >"$WORK/fit.log" 2>&1 || { tail -20 "$WORK/fit.log"; return 1; }
   mkdir -p "$WORK/model"

@@ -56,7 +56,6 @@ def tiny_ckpt(synth_root, tmp_path_factory) -> Path:
         fit_args(
             synth_root, run_dir,
             "--trainer.max_epochs", "12",
-            "--model.scheduler.init_args.max_epochs", "12",
             "--model.net.init_args.depth", "3",
         )
     )  # fmt: skip

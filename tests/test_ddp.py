@@ -31,7 +31,7 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
     root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
     run = tmp_path / "run"
     args = fit_args(root, run, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
-                    "--model.scheduler.init_args.max_epochs", "2", "--model.net.init_args.depth", "2",
+                    "--model.net.init_args.depth", "2",
                     "--model.net.init_args.base_channels", "8", "--data.batch_size", "2")  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True,
@@ -61,7 +61,7 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
     # the 2-rank checkpoint resumes on 1 device: same run, step counter continues, ends at epoch 3
     before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     resume = fit_args(root, run, "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.max_epochs", "3",
-                      "--model.scheduler.init_args.max_epochs", "3", "--model.net.init_args.depth", "2",
+                      "--model.net.init_args.depth", "2",
                       "--model.net.init_args.base_channels", "8", "--data.batch_size", "2", "--ckpt_path", "last")  # fmt: skip
     out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True,
                          timeout=900, env=env)  # fmt: skip

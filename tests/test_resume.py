@@ -36,8 +36,7 @@ def _load(path):
 @pytest.mark.slow
 def test_killed_run_resumes_step_and_lr_and_ends_at_max_epochs(synth_root, tmp_path):
     run = tmp_path / "run"
-    args = fit_args(synth_root, run, "--trainer.max_epochs", str(EPOCHS), "--model.scheduler.init_args.max_epochs",
-                    str(EPOCHS), "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "8")  # fmt: skip
+    args = fit_args(synth_root, run, "--trainer.max_epochs", str(EPOCHS), "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "8")  # fmt: skip
     cmd = [sys.executable, "-m", "segapp.cli.main", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = run / "checkpoints" / "last.ckpt"

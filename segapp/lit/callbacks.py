@@ -15,21 +15,32 @@ def _fmt(v) -> str:
 
 
 class RunSummary(Callback):
-    """Writes ``run_info.json`` beside the logs at the start of ``fit``; prints, at the end, the
-    best validation scores and where the run's files are."""
+    """Writes ``run_info.json`` beside the logs when training starts (after the LR schedule's
+    length is resolved) and again at the end; prints, at the end, the best validation scores and
+    where the run's files are."""
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def __init__(self) -> None:
+        self._written = False
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not self._written:
+            self._write(trainer, pl_module)
+            self._written = True
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        log_dir = self._write(trainer, pl_module)
+        if trainer.is_global_zero:
+            self._print(trainer, pl_module, log_dir)
+
+    @staticmethod
+    def _write(trainer: L.Trainer, pl_module: L.LightningModule) -> str | None:
         log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
         info = getattr(pl_module, "run_info", None)
         if info is not None:
             info["data_fingerprint"] = getattr(pl_module, "data_fingerprint", None)
             if log_dir and trainer.is_global_zero:
                 write_run_info(info, log_dir)
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        log_dir = trainer.log_dir  # a collective under DDP: every rank must ask
-        if trainer.is_global_zero:
-            self._print(trainer, pl_module, log_dir)
+        return log_dir
 
     @staticmethod
     def _print(trainer: L.Trainer, pl_module: L.LightningModule, log_dir: str | None) -> None:

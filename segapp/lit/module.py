@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import lightning as L
@@ -16,6 +17,8 @@ from segapp.lit import finetune
 from segapp.lit.checkpoint_meta import SCHEMA_VERSION, build_meta
 from segapp.lit.losses import LossName, create_loss
 from segapp.lit.metrics import PerImageDice, PerImageIoU
+from segapp.lit.schedule_length import ScheduleFollower
+from segapp.lit.schedulers import WarmupCosine
 from segapp.lit.threshold import ThresholdSweep
 from segapp.nets import UNet
 
@@ -78,6 +81,8 @@ class SegmentationModule(L.LightningModule):
         self.preprocess_spec: PreprocessSpec | None = None
         self.data_fingerprint: str | None = None
         self.run_info: dict[str, Any] = {}
+        self._schedule = ScheduleFollower()
+        self._epoch_t0 = time.monotonic()
         if freeze_encoder_epochs < 0:
             raise ValueError(f"freeze_encoder_epochs must be >= 0, got {freeze_encoder_epochs}")
         if freeze_encoder_epochs > 0 or encoder_lr_mult != 1.0:
@@ -146,8 +151,25 @@ class SegmentationModule(L.LightningModule):
         """Probabilities ``(N, 1, H, W)`` at training resolution."""
         return torch.sigmoid(self(batch["image"]).float())
 
+    def _warmup_cosine(self) -> WarmupCosine | None:
+        configs = self.trainer.lr_scheduler_configs if self._trainer is not None else []
+        return next((c.scheduler for c in configs if isinstance(c.scheduler, WarmupCosine)), None)
+
+    def on_train_start(self) -> None:
+        """Set the cosine's length from the run's limits (after a checkpoint's state is restored)."""
+        sched = self._warmup_cosine()
+        if sched is not None:
+            self._schedule.start(self.trainer, sched, self.run_info)
+
+    def on_train_epoch_end(self) -> None:
+        """With ``trainer.max_time``, re-project the cosine's length from this epoch's duration."""
+        sched = self._warmup_cosine()
+        if sched is not None:
+            self._schedule.epoch_end(self.trainer, sched, self.run_info, time.monotonic() - self._epoch_t0)
+
     def on_train_epoch_start(self) -> None:
         """Freeze the encoder for the first ``freeze_encoder_epochs`` epochs, then unfreeze (logged)."""
+        self._epoch_t0 = time.monotonic()
         n = self.hparams.freeze_encoder_epochs
         lrs = finetune.group_lrs(self.trainer.optimizers[0]) if self.trainer.optimizers else {}
         if self.hparams.encoder_lr_mult != 1.0:

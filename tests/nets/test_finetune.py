@@ -98,8 +98,7 @@ def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, 
 
     args = fit_args(
         synth_root, tmp_path,
-        "--trainer.max_epochs", "3", "--model.scheduler.init_args.max_epochs", "3",
-        "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
+        "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
         "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
         "--model.freeze_encoder_epochs", "1", "--model.encoder_lr_mult", "0.1",
         "--trainer.gradient_clip_val", "1.0",
@@ -158,8 +157,7 @@ def test_ddp_fit_with_a_frozen_encoder_runs(synth_root, tmp_path):
 
     args = fit_args(
         synth_root, tmp_path,
-        "--trainer.max_epochs", "2", "--model.scheduler.init_args.max_epochs", "2",
-        "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
+        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
         "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
         "--model.freeze_encoder_epochs", "1", "--model.encoder_lr_mult", "0.1",
         "--trainer.strategy", "ddp", "--trainer.devices", "2",

@@ -1,0 +1,158 @@
+"""How long the LR schedule is: the one place that turns the run's limits into a length in epochs.
+
+A schedule that follows the trainer (``WarmupCosine(max_epochs=None)``) ends at the epoch where
+the run is projected to stop first:
+
+- ``trainer.max_epochs`` -> that many epochs;
+- ``trainer.max_steps`` -> ``ceil(max_steps / optimizer steps per epoch)``;
+- ``trainer.max_time`` -> epochs done + ``floor(time left / duration of the last epoch)``,
+  re-projected after every epoch (so a slower epoch, e.g. after progressive resizing switches to
+  a larger size, shortens the cosine before the time runs out).
+
+The length never grows past the epoch and step limits, and the resolved value, its source and
+every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+from segapp.errors import SettingError
+
+
+@dataclass
+class ScheduleLength:
+    """A resolved schedule length and why."""
+
+    epochs: int | None
+    source: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def from_limits(max_epochs: int | None, max_steps: int | None, steps_per_epoch: int | None) -> ScheduleLength:
+    """Length from the epoch and step limits (``None``/``-1`` mean unlimited).
+
+    Args:
+        max_epochs: ``trainer.max_epochs``.
+        max_steps: ``trainer.max_steps`` (optimizer steps in the whole run).
+        steps_per_epoch: Optimizer steps per epoch (batches / gradient accumulation).
+    """
+    candidates: list[tuple[int, str]] = []
+    if max_epochs is not None and max_epochs > 0:
+        candidates.append((int(max_epochs), f"trainer.max_epochs={max_epochs}"))
+    if max_steps is not None and max_steps > 0 and steps_per_epoch:
+        n = math.ceil(max_steps / steps_per_epoch)
+        candidates.append((n, f"trainer.max_steps={max_steps} at {steps_per_epoch} steps per epoch"))
+    if not candidates:
+        return ScheduleLength(None, "no epoch or step limit")
+    return ScheduleLength(*min(candidates))
+
+
+def project_time(
+    current: ScheduleLength, epochs_done: int, seconds_left: float, last_epoch_seconds: float
+) -> ScheduleLength:
+    """Shorten ``current`` if ``trainer.max_time`` will end the run first.
+
+    Args:
+        current: The length so far (from the epoch/step limits or an earlier projection).
+        epochs_done: Epochs completed in the whole run (including any resumed ones).
+        seconds_left: Time left of ``trainer.max_time``.
+        last_epoch_seconds: Wall time of the epoch just finished (training plus validation).
+    """
+    if last_epoch_seconds <= 0:
+        return current
+    n = epochs_done + max(0, math.floor(seconds_left / last_epoch_seconds))
+    if current.epochs is not None and n >= current.epochs:
+        return current
+    src = f"trainer.max_time: {epochs_done} epochs done, {seconds_left:.0f} s left at {last_epoch_seconds:.0f} s per epoch"
+    return ScheduleLength(n, src)
+
+
+def _say(trainer, text: str) -> None:
+    """Print on rank zero (segapp's log lines are not shown by the CLI; prints are)."""
+    if trainer.is_global_zero:
+        print(f"lr schedule: {text}", flush=True)
+
+
+def _steps_per_epoch(trainer) -> int | None:
+    batches = trainer.num_training_batches
+    if not batches or math.isinf(batches):
+        return None
+    return max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
+
+
+def _timer(trainer):
+    from lightning.pytorch.callbacks import Timer
+
+    return next((c for c in trainer.callbacks if isinstance(c, Timer) and c._duration is not None), None)
+
+
+class ScheduleFollower:
+    """Keeps a trainer-following :class:`~segapp.lit.schedulers.WarmupCosine` as long as the run.
+
+    ``SegmentationModule`` calls :meth:`start` in ``on_train_start`` (after a checkpoint's
+    scheduler state is restored) and :meth:`epoch_end` after every training epoch.
+    """
+
+    def __init__(self) -> None:
+        self.length: ScheduleLength | None = None
+        self.history: list[dict] = []
+
+    def start(self, trainer, sched, run_info: dict) -> None:
+        """Resolve the length from the epoch/step limits (or honour an explicit one) and record it."""
+        limits = from_limits(trainer.max_epochs, trainer.max_steps, _steps_per_epoch(trainer))
+        if not sched.follows_trainer:
+            self.length = ScheduleLength(sched.max_epochs, "model.scheduler.init_args.max_epochs (explicit)")
+            if limits.epochs is not None and limits.epochs != sched.max_epochs:
+                _say(trainer, f"WARNING: cosine set explicitly to {sched.max_epochs} epochs but the run is "
+                     f"limited to {limits.epochs} ({limits.source}); remove model.scheduler.init_args.max_epochs "
+                     "to make the schedule follow the trainer")  # fmt: skip
+        else:
+            previous = sched.max_epochs  # restored from a checkpoint on --ckpt_path, else None
+            self.length = limits
+            if limits.epochs is not None:
+                sched.set_length(limits.epochs)
+            elif _timer(trainer) is not None:
+                sched.hold_until_resolved = True
+            else:
+                raise SettingError(
+                    "model.scheduler: the cosine follows the trainer, but the run has no limit; expected "
+                    "trainer.max_epochs, max_steps or max_time, got none; fix: set one of them (or "
+                    "model.scheduler.init_args.max_epochs)"
+                )
+            if trainer.current_epoch > 0 and previous is not None and previous != sched.max_epochs:
+                _say(trainer, f"resumed at epoch {trainer.current_epoch}: length {previous} -> {sched.max_epochs} "
+                     "epochs; the cosine continues on the new length from this epoch")  # fmt: skip
+        self._record(trainer, sched, run_info, "start")
+
+    def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
+        """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``."""
+        timer = _timer(trainer)
+        if not sched.follows_trainer or timer is None or self.length is None:
+            return
+        new = project_time(self.length, trainer.current_epoch + 1, timer.time_remaining(), epoch_seconds)
+        epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
+        if epochs is None or epochs == self.length.epochs:
+            return
+        self.length = ScheduleLength(epochs, new.source)
+        sched.set_length(epochs)
+        self._record(trainer, sched, run_info, f"after epoch {trainer.current_epoch}")
+
+    def _record(self, trainer, sched, run_info: dict, when: str) -> None:
+        entry = {"when": when, "epochs": sched.max_epochs, "source": self.length.source}
+        self.history.append(entry)
+        run_info["lr_schedule"] = {
+            "epochs": sched.max_epochs,
+            "warmup_epochs": sched.warmup_epochs,
+            "follows_trainer": sched.follows_trainer,
+            "source": self.length.source,
+            "history": self.history,
+        }
+        if sched.max_epochs is None:
+            _say(trainer, f"no epoch or step limit yet ({self.length.source}); the length is set after epoch 0 "
+                 "from trainer.max_time")  # fmt: skip
+        else:
+            _say(trainer, f"warm-up {sched.warmup_epochs} + cosine to epoch {sched.max_epochs} ({self.length.source})")

@@ -1,0 +1,161 @@
+"""The LR schedule follows the trainer: its length comes from the run's own limits (issue 14.1)."""
+
+import csv
+import json
+import math
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import Timer
+
+from segapp.errors import SettingError
+from segapp.lit.schedule_length import ScheduleFollower, ScheduleLength, from_limits, project_time
+from segapp.lit.schedulers import WarmupCosine
+from tests.conftest import fit_args
+
+LR = 0.003  # configs/quickstart.yaml
+
+
+def _factor(epoch: int, length: int, warmup: int = 1, floor: float = 0.01) -> float:
+    if epoch < warmup:
+        return (epoch + 1) / (warmup + 1)
+    t = min(1.0, (epoch - warmup) / (length - warmup))
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def _tiny(root, run, *extra):
+    return fit_args(root, run, "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
+                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", *extra)  # fmt: skip
+
+
+def _epoch_lrs(run) -> dict[int, float]:
+    """``lr-AdamW`` logged at the start of each epoch, by epoch, across every log version."""
+    out = {}
+    for version in sorted((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1])):
+        rows = list(csv.DictReader(open(version / "metrics.csv")))
+        steps = sorted({int(r["step"]): int(r["epoch"]) for r in rows if r.get("epoch")}.items())
+        for r in rows:
+            if r.get("lr-AdamW"):
+                step = int(r["step"])
+                epoch = next((e for s, e in steps if s >= step), None)
+                out[epoch] = float(r["lr-AdamW"])
+    return out
+
+
+def _run_info(run) -> dict:
+    latest = max((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    return json.loads((latest / "run_info.json").read_text())
+
+
+def _sched(opt_lr: float = 1.0, **kw) -> WarmupCosine:
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=opt_lr)
+    return WarmupCosine(opt, **kw)
+
+
+def test_length_from_epoch_and_step_limits():
+    assert from_limits(50, -1, 10) == ScheduleLength(50, "trainer.max_epochs=50")
+    both = from_limits(50, 95, 10)  # the step limit ends the run first: 10 epochs (the last one partial)
+    assert both.epochs == 10 and "max_steps=95" in both.source
+    assert from_limits(4, 1000, 10).epochs == 4
+    assert from_limits(-1, -1, 10).epochs is None
+
+
+def test_time_projection_only_shortens():
+    cur = ScheduleLength(50, "trainer.max_epochs=50")
+    short = project_time(cur, epochs_done=3, seconds_left=700, last_epoch_seconds=100)
+    assert short.epochs == 10 and "max_time" in short.source
+    assert project_time(cur, 3, seconds_left=1e6, last_epoch_seconds=100) is cur
+
+
+def test_set_length_applies_to_the_current_epoch_at_once():
+    s = _sched(warmup_epochs=1, max_epochs=None)
+    s.set_length(12)
+    for _ in range(5):
+        s.step()
+    s.set_length(6)  # a shorter projection after epoch 4: the next epoch's LR changes now
+    assert s.optimizer.param_groups[0]["lr"] == pytest.approx(_factor(5, 6))
+    assert s.get_last_lr()[0] == pytest.approx(_factor(5, 6))
+
+
+def test_explicit_length_survives_a_checkpoint_with_another_length():
+    old = _sched(max_epochs=None)
+    old.set_length(4)
+    old.step()
+    new = _sched(max_epochs=9)
+    new.load_state_dict(old.state_dict())
+    assert new.max_epochs == 9 and new.last_epoch == 1
+    follow = _sched(max_epochs=None)
+    follow.load_state_dict(old.state_dict())
+    assert follow.follows_trainer and follow.last_epoch == 1
+
+
+@pytest.mark.parametrize("kw", [{"warmup_epochs": -1}, {"min_lr_ratio": 1.5}, {"max_epochs": 1, "warmup_epochs": 1}])
+def test_bad_schedule_settings_are_setting_errors(kw):
+    with pytest.raises(SettingError, match="model.scheduler"):
+        _sched(**kw)
+
+
+def _fake_trainer(max_epochs, remaining=None, epoch=0):
+    timer = Timer(duration=timedelta(seconds=1000)) if remaining is not None else None
+    if timer is not None:
+        timer.time_remaining = lambda *a, **k: remaining
+    return SimpleNamespace(
+        max_epochs=max_epochs, max_steps=-1, num_training_batches=10, accumulate_grad_batches=1,
+        callbacks=[timer] if timer else [], current_epoch=epoch, is_global_zero=True,
+        strategy=SimpleNamespace(broadcast=lambda x, src=0: x),
+    )  # fmt: skip
+
+
+def test_max_time_shortens_the_cosine_after_a_slow_epoch():
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    assert sched.max_epochs == 20
+    follower.epoch_end(_fake_trainer(20, remaining=800, epoch=1), sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 2 + 8
+    assert info["lr_schedule"]["epochs"] == 10 and len(info["lr_schedule"]["history"]) == 2
+
+
+def test_no_limit_at_all_is_refused():
+    with pytest.raises(SettingError, match="no limit"):
+        ScheduleFollower().start(_fake_trainer(-1), _sched(max_epochs=None), {})
+
+
+def test_quickstart_with_only_max_epochs_changed_ends_its_cosine_at_the_last_epoch(synth_root, tmp_path, capsys):
+    from segapp.cli.main import cli
+
+    run = tmp_path / "run"
+    cli(_tiny(synth_root, run, "--trainer.max_epochs", "5"))
+    lrs = _epoch_lrs(run)
+    assert sorted(lrs) == [0, 1, 2, 3, 4]
+    for epoch, lr in lrs.items():
+        assert lr == pytest.approx(LR * _factor(epoch, 5), rel=1e-5), epoch
+    assert _run_info(run)["lr_schedule"]["epochs"] == 5
+    assert "cosine to epoch 5 (trainer.max_epochs=5)" in capsys.readouterr().out
+
+
+def test_step_limit_ends_the_run_first(synth_root, tmp_path):
+    from segapp.cli.main import cli
+
+    run = tmp_path / "run"
+    cli(_tiny(synth_root, run, "--trainer.max_epochs", "6", "--trainer.max_steps", "6"))  # 2 steps per epoch
+    info = _run_info(run)["lr_schedule"]
+    assert info["epochs"] == 3 and "max_steps=6" in info["source"]
+    lrs = _epoch_lrs(run)
+    assert lrs[2] == pytest.approx(LR * _factor(2, 3), rel=1e-5)
+
+
+def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, capsys):
+    from segapp.cli.main import cli
+
+    run = tmp_path / "run"
+    cli(_tiny(synth_root, run, "--trainer.max_epochs", "3"))
+    cli(_tiny(synth_root, run, "--trainer.max_epochs", "6", "--ckpt_path", "last"))
+    assert "resumed at epoch 3: length 3 -> 6 epochs" in capsys.readouterr().out
+    lrs = _epoch_lrs(run)
+    for epoch in (3, 4, 5):
+        assert lrs[epoch] == pytest.approx(LR * _factor(epoch, 6), rel=1e-5), epoch
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["lr_schedulers"][0]["max_epochs"] == 6
+    assert ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 6
