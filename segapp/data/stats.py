@@ -10,11 +10,9 @@ import numpy as np
 from segapp.data.cache import digest, file_stamp, load_json, save_json
 from segapp.data.errors import DataError
 from segapp.data.layouts import Pair
-from segapp.io import read_image, resize_image
+from segapp.io import IMAGENET_STATS, Stats, read_image, resize_image
 
-IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 NormalizeMode = Literal["auto", "imagenet", "dataset", "none"]
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 def channel_stats(pairs: Sequence[Pair], size: tuple[int, int], in_channels: int) -> Stats:
@@ -62,5 +60,5 @@ def explicit_stats(value: dict, in_channels: int) -> Stats:
 
 def imagenet_stats(in_channels: int) -> Stats:
     """ImageNet mean/std; averaged over RGB for one channel."""
-    m, s = IMAGENET
+    m, s = IMAGENET_STATS
     return (m, s) if in_channels == 3 else ((sum(m) / 3,), (sum(s) / 3,))

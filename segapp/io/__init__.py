@@ -5,16 +5,31 @@ This room imports nothing else of segapp, so a slim inference container can use 
 
 from segapp.io.errors import ReadError
 from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, to_channels
-from segapp.io.preprocess import PreprocessSpec, normalize, preprocess, resize_array, resize_image, to_float01
+from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits
+from segapp.io.preprocess import (
+    IMAGENET_STATS,
+    PreprocessSpec,
+    Stats,
+    normalize,
+    preprocess,
+    resize_array,
+    resize_image,
+    to_float01,
+)
 from segapp.io.scans import Scan, read_scan, scan_kind
 from segapp.io.writers import atomic_write, write_mask_png
 
 __all__ = [
+    "DEFAULT_MAX_FILE_PIXELS",
+    "DEFAULT_MAX_PIXELS",
+    "IMAGENET_STATS",
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
     "PreprocessSpec",
     "ReadError",
+    "ReadLimits",
     "Scan",
+    "Stats",
     "atomic_write",
     "normalize",
     "preprocess",

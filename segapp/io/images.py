@@ -9,74 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
 
-from segapp.io.errors import ReadError
+from segapp.io.formats.common import IMAGE_EXTENSIONS, LOSSY_EXTENSIONS, MASK_EXTENSIONS
+from segapp.io.limits import ReadLimits
+from segapp.io.scans import read_first_frame
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-MASK_EXTENSIONS = IMAGE_EXTENSIONS + (".gif",)
-_TIFF = (".tif", ".tiff")
-
-
-def _read_tiff(path: Path) -> np.ndarray:
-    import tifffile
-
-    try:
-        arr = tifffile.imread(path)
-    except Exception as e:  # tifffile raises many types for broken files
-        raise ReadError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
-        arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    if arr.ndim == 4:  # multi-page: take the first page
-        arr = arr[0]
-    return arr
-
-
-def _pil_to_array(img: Image.Image) -> np.ndarray:
-    """Convert a PIL image to an array, keeping 16-bit depth and expanding palettes."""
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    elif img.mode == "1":
-        img = img.convert("L")
-    elif img.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(img).astype(np.uint16)
-    elif img.mode == "I":
-        arr = np.asarray(img)
-        return arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr.astype(np.float32)
-    elif img.mode == "F":
-        return np.asarray(img, dtype=np.float32)
-    elif img.mode in ("LA", "PA"):
-        img = img.convert("L")
-    elif img.mode not in ("L", "RGB", "RGBA"):
-        img = img.convert("RGB")
-    return np.asarray(img)
-
-
-def _decode(path: Path) -> np.ndarray:
-    if not path.is_file():
-        raise ReadError(path, "file not found")
-    if path.stat().st_size == 0:
-        raise ReadError(path, "file is empty (0 bytes)")
-    from segapp.io.scans import is_scan_file, read_first_frame  # DICOM / NIfTI: first 2D frame
-
-    if is_scan_file(path):
-        return read_first_frame(path)
-    if path.suffix.lower() in _TIFF:
-        arr = _read_tiff(path)
-    else:
-        try:
-            with Image.open(path) as img:
-                img = ImageOps.exif_transpose(img)  # honour JPEG EXIF orientation
-                img.load()
-                arr = _pil_to_array(img)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
-            raise ReadError(path, f"not a readable image ({e})") from e
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    if arr.ndim != 3 or arr.shape[0] < 2 or arr.shape[1] < 2:
-        raise ReadError(path, f"degenerate image of shape {arr.shape}; expected at least 2x2 pixels")
-    return arr
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "LOSSY_EXTENSIONS",
+    "MASK_EXTENSIONS",
+    "mask_values",
+    "read_image",
+    "read_mask",
+    "to_channels",
+]
 
 
 def to_channels(arr: np.ndarray, in_channels: int) -> np.ndarray:
@@ -104,19 +50,21 @@ def to_channels(arr: np.ndarray, in_channels: int) -> np.ndarray:
     return gray[:, :, None].astype(arr.dtype) if arr.dtype != np.float32 else gray[:, :, None]
 
 
-def read_image(path: str | Path) -> np.ndarray:
+def read_image(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray:
     """Read a 2D image as ``H x W x C`` in its native dtype.
 
     Supports PNG, JPEG (EXIF orientation applied), BMP, GIF and TIFF (8/16-bit, gray, RGB,
-    RGBA, palette, 1-bit).
+    RGBA, palette, 1-bit); DICOM and NIfTI files give their first frame (only that frame of
+    a multi-frame DICOM is decoded). A thin name for :func:`segapp.io.scans.read_first_frame`.
+
+    Args:
+        path: The file.
+        limits: Size limits checked from the header; defaults (see :mod:`segapp.io.limits`) when None.
 
     Raises:
-        ReadError: naming the file and the reason when it cannot be decoded.
+        ReadError: naming the file and the reason when it cannot be decoded or is too large.
     """
-    return _decode(Path(path))
-
-
-LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+    return read_first_frame(path, limits)
 
 
 def mask_values(arr: np.ndarray, lossy: bool = False) -> np.ndarray:
@@ -141,7 +89,7 @@ def mask_values(arr: np.ndarray, lossy: bool = False) -> np.ndarray:
     return values
 
 
-def read_mask(path: str | Path, threshold: float = 127) -> np.ndarray:
+def read_mask(path: str | Path, threshold: float = 127, limits: ReadLimits | None = None) -> np.ndarray:
     """Read a binary mask as an ``H x W`` bool array.
 
     The threshold is on the 0-255 scale: a pixel is foreground when its value (see
@@ -152,4 +100,4 @@ def read_mask(path: str | Path, threshold: float = 127) -> np.ndarray:
         ReadError: when the file cannot be decoded.
     """
     path = Path(path)
-    return mask_values(_decode(path), lossy=path.suffix.lower() in LOSSY_EXTENSIONS) > threshold
+    return mask_values(read_image(path, limits), lossy=path.suffix.lower() in LOSSY_EXTENSIONS) > threshold

@@ -7,8 +7,9 @@ everywhere. The parameters travel in the checkpoint as :class:`PreprocessSpec`.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import numpy as np
 from PIL import Image
@@ -16,6 +17,11 @@ from PIL import Image
 from segapp.io.images import to_channels
 
 SizePolicy = Literal["resize"]
+Interpolation = Literal["area", "linear", "nearest"]
+Stats = tuple[tuple[float, ...], tuple[float, ...]]
+"""Per-channel ``(mean, std)`` on the 0-1 scale: the one stats type of nets and data."""
+IMAGENET_STATS: Stats = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+"""ImageNet mean/std (RGB, 0-1 scale): the one copy, used by ``segapp.nets`` and ``segapp.data``."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +99,7 @@ def _resize_pillow(img: np.ndarray, size: tuple[int, int], nearest: bool = False
     return res[:, :, 0] if img.ndim == 2 else res
 
 
-def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: str = "area") -> np.ndarray:
+def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: Interpolation = "area") -> np.ndarray:
     """Resize ``H x W`` or ``H x W x C`` to ``size = (height, width)``.
 
     Args:
@@ -104,7 +110,14 @@ def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: str = "a
 
     Always Pillow, never OpenCV, so that training, host inference and the slim container
     (which has no OpenCV) resize identically and give bit-identical masks.
+
+    Raises:
+        ValueError: for an unknown ``interpolation`` (naming the close match).
     """
+    if interpolation not in get_args(Interpolation):
+        close = difflib.get_close_matches(str(interpolation), get_args(Interpolation), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {list(get_args(Interpolation))}{hint}")
     h, w = size
     if img.shape[:2] == (h, w):
         return img

@@ -26,7 +26,8 @@ import huggingface_hub
 import torch
 from torch import Tensor, nn
 
-IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+from segapp.io.preprocess import IMAGENET_STATS, Stats
+
 HALF_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 LITE0 = "efficientnet-lite0"
 LITE0_ENCODERS = ("tu-tf_efficientnet_lite0", "timm-tf_efficientnet_lite0")
@@ -36,7 +37,6 @@ PROBE_TIMEOUT_S = 3.0
 _LIST = 8  # keys shown per list in error messages
 
 StateDict = dict[str, Tensor]
-Stats = tuple[tuple[float, ...], tuple[float, ...]]
 
 
 class EncoderWeightsError(ValueError):

@@ -1,0 +1,113 @@
+"""PNG, JPEG, BMP, GIF (Pillow) and TIFF (tifffile, 8/16-bit) into ``H x W x C`` arrays.
+
+The size is checked from the header (Pillow's ``size`` right after ``open``, tifffile's page
+shape) before any pixel is decoded; see :mod:`segapp.io.limits`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from segapp.io.errors import ReadError
+from segapp.io.formats.common import TIFF_EXTENSIONS
+from segapp.io.limits import ReadLimits, check_size
+
+_PIL_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _our_limit_not_pillows() -> Iterator[None]:
+    """Switch off Pillow's own bomb check while opening, so :func:`check_size` decides.
+
+    Pillow refuses above ``2 * Image.MAX_IMAGE_PIXELS`` inside ``Image.open``, before we see the
+    size; with the check off for the header read, the user's ``max_pixels`` (larger or smaller)
+    is the one limit, and the error names the size and the fix.
+    """
+    with _PIL_LOCK:
+        saved = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = None
+        try:
+            yield
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+def _pil_to_array(img: Image.Image) -> np.ndarray:
+    """Convert a PIL image to an array, keeping 16-bit depth and expanding palettes."""
+    if img.mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif img.mode == "1":
+        img = img.convert("L")
+    elif img.mode in ("I;16", "I;16B", "I;16L"):
+        return np.asarray(img).astype(np.uint16)
+    elif img.mode == "I":
+        arr = np.asarray(img)
+        return arr.astype(np.uint16) if arr.min() >= 0 and arr.max() < 65536 else arr.astype(np.float32)
+    elif img.mode == "F":
+        return np.asarray(img, dtype=np.float32)
+    elif img.mode in ("LA", "PA"):
+        img = img.convert("L")
+    elif img.mode not in ("L", "RGB", "RGBA"):
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def _read_pillow(path: Path, limits: ReadLimits | None) -> np.ndarray:
+    try:
+        with _our_limit_not_pillows():
+            img = Image.open(path)
+        with img:
+            width, height = img.size
+            check_size(path, height, width, 1, limits)
+            img = ImageOps.exif_transpose(img)  # honour JPEG EXIF orientation
+            img.load()
+            return _pil_to_array(img)
+    except ReadError:
+        raise
+    except Image.DecompressionBombError as e:  # a later GIF frame larger than the first
+        raise ReadError(path, f"refused as a decompression bomb ({e})") from e
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise ReadError(path, f"not a readable image ({e})") from e
+
+
+def _read_tiff(path: Path, limits: ReadLimits | None) -> np.ndarray:
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            page = series.keyframe
+            h, w = int(page.imagelength), int(page.imagewidth)
+            per_frame = max(1, h * w * int(page.samplesperpixel))
+            check_size(path, h, w, max(1, int(series.size) // per_frame), limits)
+            arr = tif.asarray()
+    except ReadError:
+        raise
+    except Exception as e:  # tifffile raises many types for broken files
+        raise ReadError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
+    arr = np.asarray(arr)
+    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+        arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
+    if arr.ndim == 4:  # multi-page: take the first page
+        arr = arr[0]
+    return arr
+
+
+def read_raster(path: Path, limits: ReadLimits | None = None) -> np.ndarray:
+    """Decode a 2D image file: tifffile for ``.tif``/``.tiff``, Pillow for everything else.
+
+    Returns:
+        The pixels in their native dtype, ``H x W`` or ``H x W x C`` (not yet checked for shape).
+
+    Raises:
+        ReadError: undecodable, or over the size limits (checked from the header).
+    """
+    if path.suffix.lower() in TIFF_EXTENSIONS:
+        return _read_tiff(path, limits)
+    return _read_pillow(path, limits)
