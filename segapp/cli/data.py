@@ -1,8 +1,8 @@
 """``segapp-data``: dataset tools.
 
 ``synth`` generates the built-in synthetic lesion dataset; ``check`` runs the pre-flight check
-on a dataset folder (pairs, unpaired and unreadable files, sizes, mask values, empty masks,
-duplicates) and prints a report, or one JSON object with ``--json``. Exit code 0 when the data
+on a dataset folder (pairs, unpaired and unreadable files, sizes, mask values and the mask
+value rule decided from them, masks that do not fit it, empty masks, duplicates) and prints a report, or one JSON object with ``--json``. Exit code 0 when the data
 can be trained on, 1 when the check found errors (or warnings with ``--strict``), 2 when the
 folder cannot be read as a dataset at all.
 """
@@ -30,7 +30,7 @@ def _check(args: argparse.Namespace) -> int:
     from segapp.data.layouts import discover
 
     disc = discover(args.path, args.layout, mask_suffix=args.mask_suffix, mask_dir=args.mask_dir, csv_name=args.csv_name)
-    rep = check_dataset(disc, args.threshold, data_fingerprint(disc), use_cache=not args.no_cache)
+    rep = check_dataset(disc, args.threshold, data_fingerprint(disc), use_cache=not args.no_cache, foreground_labels=args.foreground_labels)
     print(json.dumps(rep.to_dict()) if args.json else format_report(rep))
     return 1 if rep.errors or (args.strict and rep.warnings) else 0
 
@@ -50,7 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--mask-suffix", default="_mask", help="suffix layout: mask stem = image stem + this (default _mask)")
     c.add_argument("--mask-dir", default=None, help="suffix layout: folder of the masks, relative to PATH")
     c.add_argument("--csv-name", default=None, help="csv layout: manifest file name inside PATH")
-    c.add_argument("--threshold", type=float, default=127, help="mask binarisation threshold, 0-255 scale (default 127)")
+    c.add_argument("--threshold", type=float, default=127, help="threshold for grey (0-255) masks, as data.mask_threshold (default 127)")
+    c.add_argument("--foreground-labels", type=int, nargs="+", default=None, metavar="LABEL",
+                   help="label-map masks: the labels that are lesion, as data.foreground_labels (default: any non-zero)")
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     c.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     c.add_argument("--no-cache", action="store_true", help="re-read every file instead of using the cached result")
@@ -62,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     try:
         code = args.func(args)
-    except (DataError, ReadError) as e:
+    except (DataError, ReadError, ValueError) as e:
         print(f"segapp-data: error: {e}", file=sys.stderr)
         code = 2
     sys.exit(code)

@@ -17,11 +17,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from segapp.data.cache import digest, file_stamp, load_json, save_json
+from segapp.data.check_cache import anchor_report, relative_report
 from segapp.data.layouts import Discovery, Pair
-from segapp.io import ReadError, read_image
-from segapp.io.images import LOSSY_EXTENSIONS, mask_values
+from segapp.io import MaskRule, MaskStats, ReadError, decide_rule, read_image
+from segapp.io.masks import has_foreground, is_lossy, mask_pixels, misfit_reason, value_stats, values_text
 
-CHECK_VERSION = 2
+CHECK_VERSION = 3
 MAX_LISTED = 20
 _BINS = (0, 1, 32, 224, 255, 256)  # 0 | 1-31 | 32-223 | 224-254 | 255
 
@@ -41,6 +42,8 @@ class CheckReport:
     sizes: dict = field(default_factory=dict)
     image_types: dict = field(default_factory=dict)
     mask_values: dict = field(default_factory=dict)
+    mask_rule: dict = field(default_factory=dict)
+    mask_misfits: list[dict] = field(default_factory=list)
     empty_masks: int = 0
     size_mismatch: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
@@ -59,10 +62,14 @@ class CheckReport:
     def ok(self) -> bool:
         return not self.errors
 
+    def rule(self) -> MaskRule:
+        """The dataset's mask value rule decided by the check."""
+        return MaskRule.from_dict(self.mask_rule)
 
-def _inspect(pair: Pair, threshold: float) -> dict:
-    """Read one pair: sizes, dtype, mask value histogram, emptiness, content hash."""
-    out: dict = {"key": pair.key, "unreadable": []}
+
+def _inspect(pair: Pair) -> dict:
+    """Read one pair: sizes, dtype, content hash, and the value histogram of each mask file."""
+    out: dict = {"key": pair.key, "unreadable": [], "masks": []}
     try:
         img = read_image(pair.image)
         out["size"] = (int(img.shape[1]), int(img.shape[0]))
@@ -70,20 +77,29 @@ def _inspect(pair: Pair, threshold: float) -> dict:
         out["hash"] = hashlib.sha1(pair.image.read_bytes()).hexdigest()
     except ReadError as e:
         out["unreadable"].append((str(e.path), e.reason))
-    hist = np.zeros(len(_BINS) - 1, np.int64)
-    fg = False
     for m in pair.masks:
         try:
-            values = mask_values(read_image(m), lossy=m.suffix.lower() in LOSSY_EXTENSIONS)
+            values = mask_pixels(m)
         except ReadError as e:
             out["unreadable"].append((str(e.path), e.reason))
             continue
-        hist += np.histogram(values, bins=_BINS)[0]
-        fg = fg or bool((values > threshold).any())
+        out["masks"].append((str(m), value_stats(values, is_lossy(m))))
         out["mask_size"] = (int(values.shape[1]), int(values.shape[0]))
-    out["hist"] = hist.tolist()
-    out["empty"] = not fg
     return out
+
+
+def _apply_rule(rows: list[dict], threshold: float, foreground_labels: list[int] | None) -> tuple[MaskRule, MaskStats, list[dict]]:
+    """Decide the dataset's rule from all masks; mark each pair empty or not; list misfit masks."""
+    total = MaskStats()
+    for r in rows:
+        for _, st in r["masks"]:
+            total.add(st)
+    rule = decide_rule(total, threshold, foreground_labels)
+    misfits = []
+    for r in rows:
+        r["empty"] = not any(has_foreground(st, rule) for _, st in r["masks"])
+        misfits += [{"path": p, "reason": why} for p, st in r["masks"] if (why := misfit_reason(st, rule))]
+    return rule, total, misfits
 
 
 def _summarise_sizes(rows: list[dict]) -> dict:
@@ -93,11 +109,11 @@ def _summarise_sizes(rows: list[dict]) -> dict:
     return {"distinct": len(sizes), "most_common": dict(sizes.most_common(5)), "min_wh": [min(ws), min(hs)], "max_wh": [max(ws), max(hs)]}
 
 
-def _mask_summary(rows: list[dict]) -> dict:
-    hist = np.sum([r["hist"] for r in rows], axis=0) if rows else np.zeros(len(_BINS) - 1)
-    total = max(float(hist.sum()), 1.0)
+def _mask_summary(total: MaskStats, threshold: float) -> dict:
+    hist = [int(total.hist[a:b].sum()) for a, b in zip(_BINS[:-1], _BINS[1:], strict=True)]
+    n = max(float(sum(hist)), 1.0)
     names = ("0", "1-31", "32-223", "224-254", "255")
-    return {n: round(float(c) / total, 6) for n, c in zip(names, hist, strict=True)}
+    return {**{k: round(c / n, 6) for k, c in zip(names, hist, strict=True)}, "threshold": threshold}
 
 
 def _judge(rep: CheckReport, strict_hint: str = "data.strict") -> None:
@@ -106,15 +122,21 @@ def _judge(rep: CheckReport, strict_hint: str = "data.strict") -> None:
         u = rep.unreadable[0]
         rep.errors.append(f"{len(rep.unreadable)} unreadable file(s), e.g. {u['path']}: {u['reason']}; fix: replace or delete them")
     if rep.pairs and rep.empty_masks == rep.pairs:
-        rep.errors.append(f"all {rep.pairs} masks are empty at threshold {rep.mask_values.get('threshold')}; fix: check data.mask_threshold (0-255 scale) or the mask folder")
+        rule = rep.rule()
+        rep.errors.append(f"all {rep.pairs} masks are empty under the mask rule {rule.describe()} (values found {rep.mask_rule.get('values')}); "
+                          "fix: check data.mask_threshold (0-255 scale), data.foreground_labels or the mask folder")
     if rep.images_without_mask:
         rep.warnings.append(f"{len(rep.images_without_mask)} image(s) without a mask (ignored), e.g. {rep.images_without_mask[0]}")
     if rep.masks_without_image:
         rep.warnings.append(f"{len(rep.masks_without_image)} mask(s) without an image (ignored), e.g. {rep.masks_without_image[0]}")
     if rep.missing:
         rep.warnings.append(f"{len(rep.missing)} file(s) named in the manifest do not exist (rows skipped), e.g. {rep.missing[0]}")
+    if rep.mask_misfits:
+        m = rep.mask_misfits[0]
+        rep.warnings.append(f"{len(rep.mask_misfits)} mask(s) do not fit the dataset's mask rule ({rep.rule().describe()}), e.g. {m['path']}: {m['reason']}; "
+                            "fix: save all masks of a dataset the same way (0/255, 0/1 or labels), or set data.foreground_labels")
     mid = rep.mask_values.get("32-223", 0.0)
-    if mid > 0.01:
+    if mid > 0.01 and rep.mask_rule.get("kind") == "grey":
         rep.warnings.append(f"masks are not binary: {mid:.1%} of mask pixels lie in 32-223; they are binarised at data.mask_threshold={rep.mask_values.get('threshold')}")
     if rep.pairs and rep.empty_masks / rep.pairs > 0.5 and rep.empty_masks < rep.pairs:
         rep.warnings.append(f"{rep.empty_masks} of {rep.pairs} masks are empty; Dice on empty masks is 1 only for empty predictions")
@@ -124,34 +146,62 @@ def _judge(rep: CheckReport, strict_hint: str = "data.strict") -> None:
         rep.warnings.append(f"{len(rep.duplicates)} group(s) of identical images, e.g. {', '.join(rep.duplicates[0][:3])}; duplicates across splits inflate validation scores")
 
 
-def check_key(disc: Discovery, threshold: float) -> str:
-    """Cache key of a check: layout, every file's path/size/mtime, threshold, check version."""
+def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | None = None) -> str:
+    """Cache key of a check: layout, every file's path/size/mtime, mask rule settings, check version.
+
+    Paths are resolved, so the same dataset reached through another spelling (relative path,
+    other working folder, symlink) shares one entry; the entry stores root-relative paths.
+    """
     stamps = [file_stamp(p) for p in disc.files()]
-    extra = [str(p) for p in (*disc.images_without_mask, *disc.masks_without_image, *disc.missing)]
-    return digest([CHECK_VERSION, disc.layout, float(threshold), *stamps, *extra])
+    extra = [str(p.resolve()) for p in (*disc.images_without_mask, *disc.masks_without_image, *disc.missing)]
+    labels = None if foreground_labels is None else sorted(set(foreground_labels))
+    return digest([CHECK_VERSION, disc.layout, float(threshold), labels, *stamps, *extra])
 
 
-def check_dataset(disc: Discovery, threshold: float = 127, fingerprint: str = "", use_cache: bool = True, workers: int | None = None) -> CheckReport:
+def check_dataset(
+    disc: Discovery, threshold: float = 127, fingerprint: str = "", use_cache: bool = True,
+    workers: int | None = None, foreground_labels: list[int] | None = None,
+) -> CheckReport:  # fmt: skip
     """Inspect every pair of ``disc`` (in threads) and return the report; cached by content stamp.
+
+    The mask value rule is decided here, once, from the values of all masks
+    (:func:`segapp.io.masks.decide_rule`) and recorded in ``mask_rule``; masks that do not fit
+    it are listed in ``mask_misfits`` (a warning).
 
     Args:
         disc: Result of :func:`segapp.data.layouts.discover`.
-        threshold: Mask binarisation threshold (0-255 scale).
+        threshold: Grey mask threshold (0-255 scale).
         fingerprint: Data fingerprint to record in the report.
         use_cache: Read and write the cached report in the user cache folder.
         workers: Reader threads (default: CPU count, at most 8).
+        foreground_labels: Label values that are foreground (label-map masks); ``None``: any non-zero.
     """
-    key = check_key(disc, threshold)
+    key = check_key(disc, threshold, foreground_labels)
     cached = load_json("checks", key) if use_cache else None
     if cached is not None:
-        return CheckReport.from_dict(cached)
+        rep = CheckReport.from_dict(anchor_report(cached, disc.root))
+        rep.fingerprint = fingerprint or rep.fingerprint
+        _judge(rep)
+        return rep
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as ex:
-        rows = list(ex.map(lambda p: _inspect(p, threshold), disc.pairs))
+        rows = list(ex.map(_inspect, disc.pairs))
+    rule, total, misfits = _apply_rule(rows, threshold, foreground_labels)
+    rep = _build(disc, rows, fingerprint)
+    rep.mask_values = _mask_summary(total, threshold)
+    rep.mask_rule = {**rule.to_dict(), "values": values_text(total), "files": total.files, "lossy_files": total.lossy}
+    rep.mask_misfits = misfits
+    _judge(rep)
+    if use_cache:
+        save_json("checks", key, relative_report(rep.to_dict(), disc.root))
+    return rep
+
+
+def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
     by_hash: dict[str, list[str]] = {}
     for r in rows:
         if "hash" in r:
             by_hash.setdefault(r["hash"], []).append(r["key"])
-    rep = CheckReport(
+    return CheckReport(
         root=str(disc.root), layout=disc.layout, pairs=len(disc.pairs), fingerprint=fingerprint,
         images_without_mask=[str(p) for p in disc.images_without_mask],
         masks_without_image=[str(p) for p in disc.masks_without_image],
@@ -159,16 +209,11 @@ def check_dataset(disc: Discovery, threshold: float = 127, fingerprint: str = ""
         unreadable=[{"path": p, "reason": why} for r in rows for p, why in r["unreadable"]],
         sizes=_summarise_sizes(rows),
         image_types=dict(Counter(r["type"] for r in rows if "type" in r)),
-        mask_values={**_mask_summary(rows), "threshold": threshold},
         empty_masks=sum(r["empty"] for r in rows),
         size_mismatch=[r["key"] for r in rows if "size" in r and "mask_size" in r and r["size"] != r["mask_size"]],
         duplicates=[keys for keys in by_hash.values() if len(keys) > 1],
         splits=dict(Counter(p.split or "-" for p in disc.pairs)),
     )  # fmt: skip
-    _judge(rep)
-    if use_cache:
-        save_json("checks", key, rep.to_dict())
-    return rep
 
 
 def format_report(rep: CheckReport) -> str:
@@ -179,7 +224,8 @@ def format_report(rep: CheckReport) -> str:
         f"pairs        {rep.pairs}" + (f"  splits {rep.splits}" if set(rep.splits) != {"-"} else ""),
         f"sizes (WxH)  {s.get('distinct', 0)} distinct, min {s.get('min_wh')}, max {s.get('max_wh')}; most common {s.get('most_common')}",
         f"image types  {rep.image_types}",
-        "mask values  " + ", ".join(f"{k}: {v:.2%}" for k, v in rep.mask_values.items() if k != "threshold") + f"  (threshold {rep.mask_values.get('threshold')})",
+        "mask values  " + ", ".join(f"{k}: {v:.2%}" for k, v in rep.mask_values.items() if k != "threshold") + f"; values found {rep.mask_rule.get('values')}",
+        f"mask rule    {rep.rule().describe()}" + (f"; {len(rep.mask_misfits)} mask(s) do not fit it" if rep.mask_misfits else ""),
         f"empty masks  {rep.empty_masks} ({rep.empty_masks / max(rep.pairs, 1):.1%})",
         f"duplicates   {len(rep.duplicates)} group(s)",
     ]
@@ -187,6 +233,9 @@ def format_report(rep: CheckReport) -> str:
         if items:
             lines.append(f"{title} ({len(items)}):")
             lines += [f"  {p}" for p in items[:MAX_LISTED]] + ([f"  ... {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else [])
+    if rep.mask_misfits:
+        lines.append(f"masks that do not fit the rule ({len(rep.mask_misfits)}):")
+        lines += [f"  {m['path']}: {m['reason']}" for m in rep.mask_misfits[:MAX_LISTED]]
     if rep.unreadable:
         lines.append(f"unreadable ({len(rep.unreadable)}):")
         lines += [f"  {u['path']}: {u['reason']}" for u in rep.unreadable[:MAX_LISTED]]

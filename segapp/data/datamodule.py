@@ -15,11 +15,13 @@ from segapp.data.check import CheckReport, check_dataset
 from segapp.data.dataset import LesionDataset
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, LayoutName, Pair, discover
+from segapp.data.maskrule import dataset_mask_rule
 from segapp.data.splits import data_fingerprint, make_splits
 from segapp.data.stats import NormalizeMode, Stats, cached_channel_stats, explicit_stats, imagenet_stats
 from segapp.data.transforms import AugmentPreset, build_augment
 from segapp.data.transforms import augment_params as check_augment
-from segapp.io import PreprocessSpec
+from segapp.io import MaskRule, MaskStats, PreprocessSpec, decide_rule
+from segapp.io.masks import values_text
 
 log = logging.getLogger(__name__)
 Normalize = NormalizeMode
@@ -80,7 +82,11 @@ class LesionDataModule(L.LightningDataModule):
         augment_params: Overrides of preset knobs (see :data:`segapp.data.transforms.PRESETS`).
         normalize: ``auto`` (the net's pretrained statistics, else ``dataset``), ``imagenet``,
             ``dataset`` (mean/std of the training split, cached), ``none``, or ``{mean, std}``.
-        mask_threshold: Mask binarisation threshold on the 0-255 scale.
+        mask_threshold: Threshold on the 0-255 scale for grey masks (0-255 PNG/JPEG). The mask
+            value rule (binary 0/1, label map or grey) is decided once per dataset from the
+            values of all its masks; see docs/data.md.
+        foreground_labels: Label-map masks: the label values that are lesion (e.g. ``[1, 2]``);
+            ``None`` (default): any non-zero label. Setting it reads the masks as label maps.
         strict: Treat pre-flight warnings (unpaired files, non-binary masks...) as errors.
         check: Run the pre-flight check in ``setup()`` (cached by data fingerprint).
         cache: Keep resized copies of images and masks in the user cache folder.
@@ -109,6 +115,7 @@ class LesionDataModule(L.LightningDataModule):
         augment_params: dict[str, Any] | None = None,
         normalize: NormalizeMode | dict[str, list[float]] = "auto",
         mask_threshold: float = 127,
+        foreground_labels: list[int] | None = None,
         strict: bool = False,
         check: bool = True,
         cache: bool = False,
@@ -120,6 +127,8 @@ class LesionDataModule(L.LightningDataModule):
         if image_size < 8:
             raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
         check_augment(augment, augment_params)
+        if foreground_labels is not None:
+            decide_rule(MaskStats(), mask_threshold, foreground_labels)  # validates the labels
         self.size_schedule = check_size_schedule(train_size_schedule, image_size)
         if isinstance(normalize, dict):
             explicit_stats(normalize, in_channels)
@@ -129,6 +138,7 @@ class LesionDataModule(L.LightningDataModule):
         self.splits: dict[str, list[Pair]] = {}
         self.spec: PreprocessSpec | None = None
         self.fingerprint: str | None = None
+        self.mask_rule: MaskRule | None = None
 
     def discover(self) -> Discovery:
         """Find the pairs on disk (raises :class:`DataError` with a one-line fix)."""
@@ -161,7 +171,8 @@ class LesionDataModule(L.LightningDataModule):
         Raises:
             DataError: on errors, or on warnings with ``data.strict: true``.
         """
-        rep = check_dataset(self.discovery, self.hparams.mask_threshold, self.fingerprint)
+        h = self.hparams
+        rep = check_dataset(self.discovery, h.mask_threshold, self.fingerprint, foreground_labels=h.foreground_labels)
         if rep.errors:
             raise DataError(f"{self.hparams.root}: {rep.errors[0]} (run `segapp-data check {self.hparams.root}` for the full report)")
         if rep.warnings and self.hparams.strict:
@@ -178,6 +189,7 @@ class LesionDataModule(L.LightningDataModule):
         self.fingerprint = data_fingerprint(self.discovery)
         if h.check:
             self.report = self.preflight()
+        self.mask_rule = self._decide_mask_rule()
         self.splits = make_splits(
             self.discovery.pairs, h.val_fraction, h.test_fraction, h.seed,
             group_regex=h.group_regex, num_folds=h.num_folds, fold=h.fold, train_subset=h.train_subset,
@@ -185,6 +197,21 @@ class LesionDataModule(L.LightningDataModule):
         mean, std = self._resolve_stats()
         self.spec = PreprocessSpec(size=self.size, in_channels=h.in_channels, mean=mean, std=std)
         log.info("data: %d train / %d val / %d test pairs from %s (%s)", *(len(self.splits[k]) for k in ("train", "val", "test")), h.root, self.discovery.layout)
+
+    def _decide_mask_rule(self) -> MaskRule:
+        """The dataset's mask value rule: from the check report, else from one (cached) scan of the masks."""
+        h = self.hparams
+        if self.report is not None and self.report.mask_rule:
+            rule, values = self.report.rule(), self.report.mask_rule.get("values")
+        else:
+            rule, stats = dataset_mask_rule([p.masks for p in self.discovery.pairs], h.mask_threshold, h.foreground_labels)
+            values = values_text(stats)
+        log.info("data: mask rule %s (values found %s)", rule.describe(), values)
+        return rule
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in checkpoints by Lightning: the data fingerprint and the mask rule trained with."""
+        return {"fingerprint": self.fingerprint, "mask_rule": self.mask_rule.to_dict() if self.mask_rule else None}
 
     def preprocess_spec(self) -> PreprocessSpec:
         if self.spec is None:
@@ -210,7 +237,7 @@ class LesionDataModule(L.LightningDataModule):
         aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params, out_size) if train else None
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
-        return LesionDataset(pairs, self.spec, augment=aug, mask_threshold=h.mask_threshold, cache=h.cache)
+        return LesionDataset(pairs, self.spec, augment=aug, mask_rule=self.mask_rule, cache=h.cache)
 
     def _eval_sampler(self, ds) -> Sampler | None:
         """Under DDP, give each rank a disjoint share of an evaluation split, without padding.

@@ -10,16 +10,13 @@ from torch.utils.data import Dataset
 
 from segapp.data.cache import ResizedCache
 from segapp.data.layouts import Pair
-from segapp.io import PreprocessSpec, normalize, read_image, read_mask, resize_image
+from segapp.io import MaskRule, PreprocessSpec, normalize, read_image, read_masks, resize_image
 from segapp.io.preprocess import resize_mask
 
 
-def load_mask(pair: Pair, threshold: float) -> np.ndarray:
-    """OR together every mask file of a pair (bool ``H x W``)."""
-    mask = read_mask(pair.masks[0], threshold)
-    for extra in pair.masks[1:]:
-        mask = mask | read_mask(extra, threshold)
-    return mask
+def load_mask(pair: Pair, rule: MaskRule) -> np.ndarray:
+    """OR together every mask file of a pair with the dataset's mask rule (bool ``H x W``)."""
+    return read_masks(pair.masks, rule)
 
 
 class LesionDataset(Dataset):
@@ -28,14 +25,17 @@ class LesionDataset(Dataset):
     Validation/test use the shared :func:`segapp.io.preprocess` steps (resize, normalise);
     training inserts ``augment`` (an albumentations pipeline) between the two. With ``cache``
     the resized arrays come from the user cache folder (:class:`~segapp.data.cache.ResizedCache`).
+    Masks are read with ``mask_rule``, the dataset's value rule (decided once for the whole
+    dataset, see :mod:`segapp.io.masks`); default: grey at 127.
     """
 
-    def __init__(self, pairs: Sequence[Pair], spec: PreprocessSpec, augment=None, mask_threshold: float = 127, cache: bool = False):
+    def __init__(self, pairs: Sequence[Pair], spec: PreprocessSpec, augment=None, mask_rule: MaskRule | None = None, cache: bool = False):
         self.pairs = list(pairs)
         self.spec = spec
         self.augment = augment
-        self.mask_threshold = mask_threshold
-        self.cache = ResizedCache("resized", tuple(spec.size), spec.in_channels, float(mask_threshold)) if cache else None
+        self.mask_rule = mask_rule or MaskRule()
+        rule = self.mask_rule
+        self.cache = ResizedCache("resized", tuple(spec.size), spec.in_channels, rule.kind, float(rule.threshold), rule.labels) if cache else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -50,7 +50,7 @@ class LesionDataset(Dataset):
     def _load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         pair = self.pairs[i]
         img = resize_image(read_image(pair.image), self.spec.size, self.spec.in_channels)
-        mask = resize_mask(load_mask(pair, self.mask_threshold), self.spec.size)
+        mask = resize_mask(load_mask(pair, self.mask_rule), self.spec.size)
         return img, mask
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor | str]:

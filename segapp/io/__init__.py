@@ -6,6 +6,7 @@ This room imports nothing else of segapp, so a slim inference container can use 
 from segapp.io.errors import ReadError
 from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, to_channels
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits
+from segapp.io.masks import MaskRule, MaskStats, decide_rule, read_masks, scan_masks
 from segapp.io.preprocess import (
     IMAGENET_STATS,
     PreprocessSpec,
@@ -25,20 +26,25 @@ __all__ = [
     "IMAGENET_STATS",
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
+    "MaskRule",
+    "MaskStats",
     "PreprocessSpec",
     "ReadError",
     "ReadLimits",
     "Scan",
     "Stats",
     "atomic_write",
+    "decide_rule",
     "normalize",
     "preprocess",
     "read_image",
     "read_mask",
+    "read_masks",
     "read_scan",
     "resize_array",
     "resize_image",
     "scan_kind",
+    "scan_masks",
     "to_channels",
     "to_float01",
     "write_mask_png",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,7 +26,11 @@ def test_messy_dataset_report(messy_root):
     assert rep.duplicates == [["dup", "rgb"]]
     assert rep.image_types == {"uint8x3": 4, "uint8x4": 1, "uint16x1": 1}
     assert rep.sizes["most_common"] == {"32x32": 6}
-    assert rep.empty_masks == 0
+    # palette (0/128), JPEG and 0/255 masks make the dataset grey; the lone 0/1 mask does not fit
+    # that rule: it is read as empty, listed and warned about, never silently scaled per image
+    assert rep.mask_rule["kind"] == "grey" and rep.empty_masks == 1
+    assert [m["path"].endswith("gray16.png") for m in rep.mask_misfits] == [True]
+    assert any("do not fit the dataset's mask rule" in w for w in rep.warnings)
     assert rep.errors and rep.errors[0].startswith("1 unreadable file(s), e.g.") and "fix: replace or delete" in rep.errors[0]
     text = "\n".join(rep.warnings)
     assert "without a mask" in text and "without an image" in text and "identical images" in text
@@ -40,7 +45,7 @@ def test_clean_dataset_is_ok_and_binary(paired_root):
 
 def test_all_empty_masks_is_an_error(paired_root):
     rep = check_dataset(discover(paired_root), threshold=255)
-    assert any("all 10 masks are empty at threshold 255" in e for e in rep.errors)
+    assert any("all 10 masks are empty under the mask rule grey 0-255, foreground above 255" in e for e in rep.errors)
 
 
 def test_result_is_cached_by_files(paired_root, monkeypatch):
@@ -85,3 +90,23 @@ def test_datamodule_stops_on_errors_and_on_warnings_when_strict(messy_root, pair
     LesionDataModule(root=str(paired_root), image_size=32, normalize="none").setup()  # warnings only
     with pytest.raises(DataError, match="data.strict is true"):
         LesionDataModule(root=str(paired_root), image_size=32, strict=True).setup()
+
+
+def test_cached_report_names_paths_as_reached_this_time(paired_root, tmp_path, isolated_cache):
+    """The same dataset reached through another relative path replays paths valid from the new cwd."""
+    (paired_root / "images" / "img03.jpg").write_bytes(b"not a jpeg")
+    a, b = paired_root.parent, tmp_path / "elsewhere"
+    b.mkdir()
+    run = lambda cwd, path: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "segapp.cli.data", "check", path, "--json"], capture_output=True, text=True, cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
+    first = json.loads(run(a, "paired").stdout)
+    assert first["unreadable"][0]["path"] == "paired/images/img03.jpg"
+    second = json.loads(run(b, "../paired").stdout)
+    assert len(list((isolated_cache / "checks").iterdir())) == 1  # one entry, replayed the second time
+    assert second["root"] == "../paired"
+    bad = second["unreadable"][0]
+    assert bad["path"] == "../paired/images/img03.jpg" and (b / bad["path"]).is_file()
+    assert "paired/images/img03.jpg" not in bad["reason"].replace("../paired/images/img03.jpg", "")
+    assert "../paired/images/img03.jpg" in second["errors"][0]
