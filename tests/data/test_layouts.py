@@ -115,3 +115,44 @@ def test_paired_without_pairs_says_what_it_found(tmp_path):
     save(root / "masks" / "b.png", rgb(1))
     with pytest.raises(DataError, match=r"no image/mask pairs .* found 1 images and 1 masks; expected the same file stem"):
         discover(root, "paired")
+
+
+@pytest.mark.parametrize("mask_name", ["{}_mask.png", "{}_segmentation.png", "{}_mask_1.png"])
+def test_paired_folders_whose_masks_carry_a_suffix(tmp_path, mask_name):
+    """BUSI / ISIC re-packagings: images/<name>.png + masks/<name>_mask.png are detected and paired."""
+    root = tmp_path / "sfx"
+    for i in range(3):
+        save(root / "images" / f"case {i}.png", rgb(i))
+        save(root / "masks" / mask_name.format(f"case {i}"), rgb(i)[..., 0])
+    d = discover(root)
+    assert d.layout == "paired"
+    assert [p.key for p in d.pairs] == ["case 0", "case 1", "case 2"] and not d.masks_without_image
+
+
+def test_paired_multi_masks_with_suffix_are_ored(tmp_path):
+    root = tmp_path / "busi"
+    save(root / "images" / "b1.png", rgb(0))
+    save(root / "masks" / "b1_mask.png", rgb(1)[..., 0])
+    save(root / "masks" / "b1_mask_1.png", rgb(2)[..., 0])
+    (pair,) = discover(root).pairs
+    assert [m.name for m in pair.masks] == ["b1_mask.png", "b1_mask_1.png"]
+
+
+def test_no_pairs_error_names_the_layout_and_flags_that_pair(tmp_path):
+    root = tmp_path / "gt"
+    for i in range(3):
+        save(root / "images" / f"c{i}.png", rgb(i))
+        save(root / "masks" / f"c{i}_gt.png", rgb(i)[..., 0])
+    with pytest.raises(DataError) as e:
+        discover(root)
+    msg = str(e.value)
+    assert "no image/mask pairs" in msg and "closest layout: 'paired', which pairs 3 image(s)" in msg
+    assert "--data.layout paired --data.mask_suffix _gt" in msg and "--layout paired --mask-suffix _gt" in msg
+    assert len(discover(root, "paired", mask_suffix="_gt").pairs) == 3  # the flags named do pair them
+    flat = tmp_path / "flat"
+    for i in range(3):
+        save(flat / "img" / f"c{i}.png", rgb(i))
+        save(flat / "ann" / f"c{i}-label.png", rgb(i)[..., 0])
+    with pytest.raises(DataError, match=r"'suffix', which pairs 3 image\(s\) with: --data.layout suffix --data.mask_suffix -label --data.mask_dir ann"):
+        discover(flat)
+    assert len(discover(flat, "suffix", mask_suffix="-label", mask_dir="ann").pairs) == 3

@@ -1,6 +1,6 @@
 """Find image/mask pairs on disk; one registry of layouts and one entry point, :func:`discover`.
 
-``paired``    ``ROOT/images/<name>.<ext>`` <-> ``ROOT/masks/<name>.<ext>`` (Kvasir-SEG, CVC-ClinicDB)
+``paired``    ``ROOT/images/<name>.<ext>`` <-> ``ROOT/masks/<name>[_mask|_segmentation].<ext>`` (Kvasir-SEG, CVC-ClinicDB)
 ``isic2018``  ISIC 2018 Task 1 folders as published (Training/Validation/Test)
 ``suffix``    ``<name>.png`` <-> ``<name>_mask.png`` (+ ``_mask_1``, ``_mask_2``... OR-ed; BUSI)
 ``csv``       manifest with ``image,mask`` columns, optional ``split``, ``fold``, ``group``
@@ -18,6 +18,7 @@ from typing import Any, Literal
 from segapp.data.errors import DataError
 from segapp.data.layouts import isic, manifest, paired, suffix
 from segapp.data.layouts.base import Discovery, Pair, check_root
+from segapp.data.layouts.suggest import closest_layout
 
 LayoutName = Literal["auto", "isic2018", "paired", "suffix", "csv"]
 
@@ -34,7 +35,7 @@ class Layout:
 LAYOUTS: dict[str, Layout] = {
     "csv": Layout(manifest.detect, manifest.find_csv, ("csv_name",)),
     "isic2018": Layout(isic.detect, isic.find_isic2018),
-    "paired": Layout(paired.detect, paired.find_paired),
+    "paired": Layout(paired.detect, paired.find_paired, ("mask_suffix",)),
     "suffix": Layout(suffix.detect, suffix.find_suffix, ("mask_suffix", "mask_dir")),
 }
 find_paired = paired.find_paired
@@ -73,17 +74,28 @@ def discover(root: str | Path, layout: LayoutName = "auto", **opts: Any) -> Disc
         The pairs, sorted by key, and what could not be paired.
 
     Raises:
-        DataError: on an unknown layout, a folder no layout matches, or no pairs.
+        DataError: on an unknown layout, a folder no layout matches, or no pairs; the message
+            then names the closest layout and the settings that would pair the files, if any.
     """
+    try:
+        disc = _find(root, layout, opts)
+    except DataError as e:
+        hint = closest_layout(Path(root).expanduser(), LAYOUTS) if layout in ("auto", *LAYOUTS) else None
+        if hint is None:
+            raise
+        raise DataError(f"{e}; {hint}") from None
+    disc.pairs.sort(key=lambda p: p.key)
+    return disc
+
+
+def _find(root: str | Path, layout: str, opts: dict[str, Any]) -> Discovery:
     if layout == "auto":
         layout = detect_layout(root, **opts)
     if layout not in LAYOUTS:
         raise DataError(f"unknown data.layout {layout!r}; expected one of: auto, {', '.join(LAYOUTS)}")
     lay = LAYOUTS[layout]
     kw = {k: v for k, v in opts.items() if k in lay.options and v is not None}
-    disc = lay.find(root, **kw)
-    disc.pairs.sort(key=lambda p: p.key)
-    return disc
+    return lay.find(root, **kw)
 
 
 __all__ = ["LAYOUTS", "Discovery", "LayoutName", "Pair", "detect_layout", "discover", "find_csv", "find_isic2018", "find_paired", "find_suffix"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +15,23 @@ SPLIT_ALIASES = {
     "val": "val", "valid": "val", "validation": "val", "dev": "val",
     "test": "test", "testing": "test", "tst": "test",
 }  # fmt: skip
+
+
+MASK_NAME_SUFFIXES = ("_mask", "_segmentation")
+"""Mask-name suffixes recognised everywhere (layouts, ``segapp-eval --gt``): ``<name>_mask.png``,
+``<name>_mask_1.png`` (several masks, OR-ed), ``<name>_segmentation.png`` (ISIC)."""
+
+
+def mask_name_re(suffixes: Sequence[str] = MASK_NAME_SUFFIXES) -> re.Pattern:
+    """Regex whose group 1 is the image stem of a mask stem ``<name><suffix>[_N]``."""
+    alts = "|".join(re.escape(s) for s in dict.fromkeys(suffixes) if s)
+    return re.compile(rf"^(.*)(?:{alts})(?:[_ -]?\d+)?$")
+
+
+def mask_key(stem: str, suffixes: Sequence[str] = MASK_NAME_SUFFIXES) -> str | None:
+    """The image stem a mask stem stands for (``a_mask_1`` -> ``a``), or ``None`` without a suffix."""
+    m = mask_name_re(suffixes).match(stem)
+    return m.group(1) if m and m.group(1) else None
 
 
 @dataclass(frozen=True)
@@ -117,6 +136,9 @@ def no_pairs_error(root: Path, layout: str, n_images: int, n_masks: int, hint: s
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
+    "MASK_NAME_SUFFIXES",
+    "mask_key",
+    "mask_name_re",
     "Discovery",
     "Pair",
     "check_root",

@@ -1,7 +1,9 @@
 """``paired``: ``ROOT/images/<name>.<ext>`` <-> ``ROOT/masks/<name>.<ext>``.
 
 Kvasir-SEG, CVC-ClinicDB and segapp's synthetic data. Extensions may differ between image and
-mask. Split folders ``ROOT/{train,val,test}/{images,masks}`` fix the split.
+mask. Split folders ``ROOT/{train,val,test}/{images,masks}`` fix the split. Mask names may carry
+a suffix (``masks/<name>_mask.png``, ``_mask_1.png``, ``<name>_segmentation.png``, or
+``data.mask_suffix``), as in common BUSI and ISIC re-packagings; several masks of one image are OR-ed.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from segapp.data.errors import DataError
 from segapp.data.layouts.base import (
     IMAGE_EXTENSIONS,
     MASK_EXTENSIONS,
+    MASK_NAME_SUFFIXES,
     Discovery,
     Pair,
     check_root,
     files_by_stem,
+    mask_key,
     no_pairs_error,
     split_subfolders,
 )
@@ -30,12 +34,22 @@ def _dirs(root: Path) -> tuple[Path, Path] | None:
     return (img, mask) if img is not None and mask is not None else None
 
 
-def detect(root: Path) -> bool:
-    """True when ``root`` (or its split subfolders) has an images and a masks folder."""
+def detect(root: Path, mask_suffix: str = "_mask") -> bool:
+    """True when ``root`` (or its split subfolders) has an images and a masks folder (``mask_suffix``
+    is taken for a uniform signature: the folders alone decide)."""
     return root.is_dir() and (_dirs(root) is not None or bool(split_subfolders(root, lambda d: _dirs(d) is not None)))
 
 
-def _pair_one(root: Path, split: str | None, prefix: str) -> Discovery:
+def _masks_by_key(folder: Path, images: dict[str, Path], suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
+    """Mask files of ``folder`` by the image stem they belong to (same stem, else stem minus a suffix)."""
+    out: dict[str, list[Path]] = {}
+    for stem, path in files_by_stem(folder, MASK_EXTENSIONS).items():
+        key = stem if stem in images else mask_key(stem, suffixes)
+        out.setdefault(key if key in images else stem, []).append(path)
+    return out
+
+
+def _pair_one(root: Path, split: str | None, prefix: str, suffixes: tuple[str, ...]) -> Discovery:
     dirs = _dirs(root)
     if dirs is None:
         raise DataError(
@@ -43,26 +57,31 @@ def _pair_one(root: Path, split: str | None, prefix: str) -> Discovery:
             f"and {root}/masks/<name>.<ext> (or set data.layout to the layout of your folder)"
         )
     images = files_by_stem(dirs[0], IMAGE_EXTENSIONS)
-    masks = files_by_stem(dirs[1], MASK_EXTENSIONS)
-    pairs = [Pair(key=prefix + s, image=images[s], masks=(masks[s],), split=split) for s in sorted(images) if s in masks]
+    masks = _masks_by_key(dirs[1], images, suffixes)
+    pairs = [Pair(key=prefix + s, image=images[s], masks=tuple(sorted(masks[s])), split=split) for s in sorted(images) if s in masks]
     return Discovery(
         layout="paired",
         pairs=pairs,
         images_without_mask=[images[s] for s in sorted(images) if s not in masks],
-        masks_without_image=[masks[s] for s in sorted(masks) if s not in images],
+        masks_without_image=[p for s in sorted(masks) if s not in images for p in masks[s]],
         root=root,
     )
 
 
-def find_paired(root: str | Path) -> Discovery:
-    """Pair ``images/<stem>.*`` with ``masks/<stem>.*`` by file stem (also under split folders).
+def find_paired(root: str | Path, mask_suffix: str = "_mask") -> Discovery:
+    """Pair ``images/<stem>.*`` with ``masks/<stem>[<suffix>[_N]].*`` (also under split folders).
+
+    Args:
+        root: Dataset folder.
+        mask_suffix: A mask-name suffix tried besides ``_mask`` and ``_segmentation``.
 
     Raises:
         DataError: when the folders are missing or hold no pair.
     """
     root = check_root(root, "a folder with images/ and masks/")
     subs = split_subfolders(root, lambda d: _dirs(d) is not None) if _dirs(root) is None else {}
-    parts = [_pair_one(d, split, f"{d.name}/") for split, d in subs.items()] if subs else [_pair_one(root, None, "")]
+    suffixes = (mask_suffix, *MASK_NAME_SUFFIXES)
+    parts = [_pair_one(d, split, f"{d.name}/", suffixes) for split, d in subs.items()] if subs else [_pair_one(root, None, "", suffixes)]
     out = Discovery(layout="paired", pairs=[], root=root)
     for part in parts:
         out.pairs += part.pairs
@@ -70,5 +89,5 @@ def find_paired(root: str | Path) -> Discovery:
         out.masks_without_image += part.masks_without_image
     if not out.pairs:
         n_img = len(out.images_without_mask)
-        raise no_pairs_error(root, "paired", n_img, len(out.masks_without_image), "expected the same file stem in images/ and masks/")
+        raise no_pairs_error(root, "paired", n_img, len(out.masks_without_image), "expected the same file stem in images/ and masks/, or masks/<name>_mask.png")
     return out

@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, Pair, check_root, is_visible_file, no_pairs_error
+from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, Pair, check_root, is_visible_file, mask_name_re, no_pairs_error
 
 
 def _mask_re(suffix: str) -> re.Pattern:
-    return re.compile(rf"^(.*){re.escape(suffix)}(?:[_ -]?\d+)?$")
+    return mask_name_re((suffix,))
 
 
 def _walk(root: Path, exts: tuple[str, ...]) -> list[Path]:
