@@ -57,7 +57,9 @@ DEFAULT_LIMITS = ReadLimits()
 
 
 def _mpx(n: int) -> str:
-    return f"{n / 1e6:.3g} Mpx"
+    """Megapixels in words: ``225 Mpx``, ``1,074 Mpx``, ``0.0048 Mpx``."""
+    mpx = n / 1e6
+    return f"{mpx:,.0f} Mpx" if mpx >= 100 else f"{mpx:.3g} Mpx"
 
 
 def check_size(path: str | Path, height: int, width: int, n_frames: int = 1, limits: ReadLimits | None = None) -> None:
@@ -78,7 +80,7 @@ def check_size(path: str | Path, height: int, width: int, n_frames: int = 1, lim
     if frame > limits.max_pixels:
         raise ReadError(
             path,
-            f"{height}x{width} = {_mpx(frame)} per frame exceeds the {_mpx(limits.max_pixels)} limit "
+            f"{height}x{width} (HxW) = {_mpx(frame)} per frame exceeds the {_mpx(limits.max_pixels)} limit "
             f"(max_pixels={limits.max_pixels}); fix: check the file, or raise the limit "
             f"(segapp-predict --max-pixels {frame})",
         )
@@ -86,7 +88,7 @@ def check_size(path: str | Path, height: int, width: int, n_frames: int = 1, lim
     if n_frames > 1 and total > limits.max_file_pixels:
         raise ReadError(
             path,
-            f"{n_frames} frames of {height}x{width} = {_mpx(total)} in the file exceeds the "
+            f"{n_frames} frames of {height}x{width} (HxW) = {_mpx(total)} in the file exceeds the "
             f"{_mpx(limits.max_file_pixels)} per-file limit (max_file_pixels={limits.max_file_pixels}); "
             f"fix: check the file, or raise the limit (segapp-predict --max-file-pixels {total})",
         )

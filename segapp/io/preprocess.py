@@ -51,7 +51,7 @@ class PreprocessSpec:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessSpec":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessSpec:
         return cls(
             size=tuple(int(s) for s in d["size"]),
             size_policy=d.get("size_policy", "resize"),
@@ -117,7 +117,8 @@ def resize_array(img: np.ndarray, size: tuple[int, int], interpolation: Interpol
     if interpolation not in get_args(Interpolation):
         close = difflib.get_close_matches(str(interpolation), get_args(Interpolation), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {list(get_args(Interpolation))}{hint}")
+        choices = list(get_args(Interpolation))
+        raise ValueError(f"unknown interpolation {interpolation!r}; expected one of {choices}{hint}")
     h, w = size
     if img.shape[:2] == (h, w):
         return img

@@ -23,8 +23,8 @@ def _big_tiff(path: Path, side: int = 15000) -> Path:
 
     tile = np.zeros((1024, 1024), np.uint8)
     n = ((side + 1023) // 1024) ** 2
-    tifffile.imwrite(path, (tile for _ in range(n)), shape=(side, side), dtype=np.uint8, tile=(1024, 1024),
-                     compression="zlib")  # fmt: skip
+    tiles = (tile for _ in range(n))
+    tifffile.imwrite(path, tiles, shape=(side, side), dtype=np.uint8, tile=(1024, 1024), compression="zlib")
     return path
 
 
@@ -122,7 +122,9 @@ def test_multiframe_dicom_over_the_file_budget_is_refused_before_decoding(tmp_pa
     monkeypatch.setattr(pydicom.dataset.Dataset, "pixel_array", property(no_decoding))
     monkeypatch.setattr(pydicom.pixels, "pixel_array", no_decoding)
     for read in (read_scan, read_image):
-        with pytest.raises(ReadError, match=r"6 frames of 32x32 \(HxW\) = 0.00614 Mpx in the file exceeds the 0.00512 Mpx per-file"):
+        with pytest.raises(
+            ReadError, match=r"6 frames of 32x32 \(HxW\) = 0.00614 Mpx in the file exceeds the 0.00512 Mpx per-file"
+        ):
             read(path, limits=limits)
     with pytest.raises(ReadError, match=r"32x32 \(HxW\) = 0.00102 Mpx per frame"):
         read_scan(path, limits=ReadLimits(max_pixels=1000))
@@ -142,7 +144,9 @@ def test_dicom_whose_header_claims_a_huge_frame_is_refused_with_default_limits(t
 
 def test_nifti_over_the_budget_is_refused_from_its_header(tmp_path):
     huge = _nifti_header_only(tmp_path / "huge.nii.gz", (1024, 1024, 1024))
-    with pytest.raises(ReadError, match=r"1024 frames of 1024x1024 \(HxW\) = 1,074 Mpx in the file exceeds the 537 Mpx"):
+    with pytest.raises(
+        ReadError, match=r"1024 frames of 1024x1024 \(HxW\) = 1,074 Mpx in the file exceeds the 537 Mpx"
+    ):
         read_scan(huge)
     flat = _nifti_header_only(tmp_path / "flat.nii.gz", (20000, 20000))
     with pytest.raises(ReadError, match=r"20000x20000 \(HxW\) = 400 Mpx per frame"):

@@ -69,4 +69,3 @@ def read_nifti(path: str | Path, axis: int = 2, limits: ReadLimits | None = None
         frames = [np.ascontiguousarray(np.take(vol, i, axis=axis))[:, :, None] for i in range(n)]
     meta = {"n_frames": len(frames), "shape": shape, "axis": axis % 3, "affine": img.affine, "header": img.header}
     return Scan(path, "nifti", check_frames(path, frames), meta)
-
