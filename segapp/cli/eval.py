@@ -1,6 +1,7 @@
 """``segapp-eval``: score predicted masks against ground truth and write a report.
 
   segapp-eval --pred PRED_DIR --gt DATA_DIR --out REPORT_DIR   # metrics.csv, summary.json, report.html
+  segapp-eval --pred PRED_DIR --gt MASK_DIR [--images IMAGE_DIR] --out REPORT_DIR   # ground truth: masks only
   segapp-eval --compare RUN_A RUN_B [--out DIR]                # paired test of per-image Dice
 """
 
@@ -17,8 +18,10 @@ from segapp.eval.compare import compare_runs
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segapp-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--pred", help="predicted masks: the --output folder of segapp-predict, or a folder of masks")
-    p.add_argument("--gt", help="ground-truth dataset folder (e.g. with images/ and masks/)")
-    p.add_argument("--layout", default="auto", help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv (default auto)")
+    p.add_argument("--gt", help="ground truth: a dataset folder (e.g. with images/ and masks/) or a folder of masks only")
+    p.add_argument("--layout", default="auto", help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv, or masks (a folder of masks only) (default auto)")
+    p.add_argument("--images", help="with a --gt folder of masks only: the input images, matched by name, drawn under the contours")
+    p.add_argument("--foreground-labels", type=int, nargs="+", metavar="LABEL", help="label-map ground truth: the labels that are lesion (default: any non-zero), as data.foreground_labels")
     p.add_argument("--out", help="report folder")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two runs (eval folders or metrics.csv files)")
     p.add_argument("--metric", default="dice", help="per-image column compared by --compare (default dice)")
@@ -30,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--connectivity", type=int, choices=(4, 8), default=8, help="lesion connectivity (default 8)")
     p.add_argument("--lesion-min-overlap", type=float, default=0.0, help="overlap share that detects a lesion (default 0: any)")
     p.add_argument("--min-lesion-area", type=int, default=10, help="smaller components are not lesions for detection counts, px (default 10)")
-    p.add_argument("--gt-threshold", type=float, default=127, help="ground-truth mask threshold on 0-255 (default 127)")
+    p.add_argument("--gt-threshold", type=float, default=127, help="threshold for grey ground-truth masks on 0-255, as data.mask_threshold (default 127)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     return p
@@ -38,6 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
+
+
+def _hd95(summary: dict, unit: str) -> str:
+    """``HD95 median 3.2 px``, or ``HD95 n/a (...)`` when it is undefined on every image."""
+    hd = summary["metrics"]["hd95"]
+    if hd["median"] is None:
+        return f"HD95 n/a (undefined on all {hd['n_nan']} images: a mask is empty; see --distance-empty)"
+    return f"HD95 median {_f(hd['median'])} {unit}"
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -52,15 +63,17 @@ def _evaluate(args: argparse.Namespace) -> int:
         lesion_min_overlap=args.lesion_min_overlap,
         min_lesion_area=args.min_lesion_area,
     )
-    opts = ReportOptions(worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold)
-    pairing = pair_folders(args.pred, args.gt, args.layout)
+    labels = tuple(args.foreground_labels) if args.foreground_labels else None
+    opts = ReportOptions(worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold, foreground_labels=labels)
+    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images)
     doc = write_report(args.out, pairing.cases, cfg, opts, pairing.unpaired,
                        source={"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout})  # fmt: skip
+    for w in doc["warnings"]:
+        print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
     lo, hi = s["dice_macro_ci"]
     print(f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
-          f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; "
-          f"HD95 median {_f(s['metrics']['hd95']['median'])} {doc['config']['unit']}")  # fmt: skip
+          f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}")  # fmt: skip
     print(f"report: {args.out}/report.html")
     return 0
 

@@ -33,6 +33,11 @@ def to_rgb8(image: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
     return (to_float01(rgb) * 255).round().astype(np.uint8)
 
 
+def mask_canvas(gt: np.ndarray) -> np.ndarray:
+    """The ground-truth mask as a grey ``H x W x 1`` canvas (lesion lighter) when there is no image."""
+    return np.where(gt, 110, 40).astype(np.uint8)[:, :, None]
+
+
 def overlay(image: np.ndarray | None, gt: np.ndarray, pred: np.ndarray, max_side: int = 320) -> np.ndarray:
     """Image with ground-truth (green) and prediction (magenta) contours, at most ``max_side`` px.
 

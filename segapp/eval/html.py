@@ -109,6 +109,7 @@ def render_html(title: str, doc: Mapping, hist_png: bytes, panels: Sequence[tupl
 <h1>{escape(title)}</h1>
 <p class="note">{s["n_images"]} images scored, {len(doc["unpaired"])} files left out.
 {escape("; ".join(f"{k}: {v}" for k, v in doc["source"].items()))}</p>
+{"".join(f'<p class="note"><b>warning:</b> {escape(w)}</p>' for w in doc.get("warnings", []))}
 <h2>Summary</h2>
 {_dice_table(s)}
 {_summary_table(s, unit)}

@@ -2,7 +2,11 @@
 
 Predictions come from ``segapp-predict`` (``<pred>/predictions.csv`` with ``input``, ``output``
 and ``status`` columns; masks named ``<input rel path>.mask.png``) or from any folder of mask
-files named after the images. Ground truth is found with the same layouts the DataModule reads.
+files named after the images. Ground truth is found with the same layouts the DataModule reads,
+or is a folder of masks only (no images; what nnU-Net's evaluate-folder takes): each mask file is
+one image, named by its path without extension and without a mask-name suffix (``_mask``,
+``_mask_1``, ``_segmentation``: the same rules as training; several masks of one name are OR-ed).
+Images for the gallery may then come from a separate folder (``images``).
 """
 
 from __future__ import annotations
@@ -34,25 +38,90 @@ class Pairing:
     unpaired: list[dict[str, str]] = field(default_factory=list)
 
 
-def discover_gt(root: str | Path, layout: str = "auto"):
+def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | None = None):
     """Find ground-truth pairs with the DataModule's layouts (:func:`segapp.data.layouts.discover`).
 
-    Imported when called, so that importing ``segapp.eval`` stays light.
+    ``layout="masks"``, or ``auto`` when no dataset layout pairs anything, reads ``root`` as a
+    folder of masks only (:func:`masks_only`). Imported when called, so that importing
+    ``segapp.eval`` stays light.
 
     Raises:
-        DataError: (a ``ValueError``) for an unknown layout or a folder without pairs.
+        DataError: (a ``ValueError``) for an unknown layout or a folder without pairs or masks.
     """
+    from segapp.data.errors import DataError
     from segapp.data.layouts import discover
 
-    return discover(root, layout)  # type: ignore[arg-type]
+    if layout == "masks":
+        return masks_only(root, images)
+    try:
+        disc = discover(root, layout)  # type: ignore[arg-type]
+    except DataError:
+        if layout != "auto" or not Path(root).is_dir():
+            raise
+        disc = masks_only(root, images)
+        if not disc.pairs:
+            raise
+    return disc
+
+
+def _mask_files(folder: Path) -> list[tuple[str, Path]]:
+    """``(relative path without extension, file)`` for the mask files under ``folder``."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS)
+    return [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files if not any(s.startswith(".") for s in p.relative_to(folder).parts)]
+
+
+def masks_only(root: str | Path, images: str | Path | None = None):
+    """A ground-truth folder of masks without images, as a ``Discovery`` (layout ``masks``).
+
+    Args:
+        root: Folder of mask files (searched recursively).
+        images: Optional folder of the input images, matched by name (for the gallery).
+
+    Raises:
+        DataError: when ``root`` is not a folder or ``images`` is given but missing.
+    """
+    from segapp.data.errors import DataError
+    from segapp.data.layouts import Discovery, Pair
+    from segapp.data.layouts.base import mask_key
+
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(f"ground-truth folder {root} does not exist; expected a dataset folder or a folder of masks")
+    groups: dict[str, list[Path]] = {}
+    for rel, path in _mask_files(root):
+        head, _, stem = rel.rpartition("/")
+        key = mask_key(stem) or stem
+        groups.setdefault(f"{head}/{key}" if head else key, []).append(path)
+    found = _image_index(Path(images)) if images is not None else {}
+    pairs = [Pair(key=k, image=found.get(k) or found.get(PurePosixPath(k).name), masks=tuple(sorted(v))) for k, v in sorted(groups.items())]  # type: ignore[arg-type]
+    return Discovery(layout="masks", pairs=pairs, root=root)
+
+
+def _image_index(folder: Path) -> dict[str, Path]:
+    """Images under ``folder`` by relative path without extension and by stem (first one wins)."""
+    from segapp.data.errors import DataError
+
+    if not folder.is_dir():
+        raise DataError(f"--images {folder} is not a folder; expected the folder of the input images")
+    out: dict[str, Path] = {}
+    for rel, path in _mask_files(folder):
+        if path.suffix.lower() in IMAGE_EXTENSIONS:
+            out.setdefault(rel, path)
+            out.setdefault(PurePosixPath(rel).name, path)
+    return out
 
 
 def _key_candidates(rel: str) -> list[str]:
-    """``a/b.jpg`` -> ``["a/b", "b"]``: the relative path without extension, then the stem."""
+    """``a/b.jpg`` -> ``["a/b", "b"]``: the relative path without extension, then the stem
+    (with a mask-name suffix removed too: ``a/b_mask.png`` -> ``a/b_mask``, ``a/b``, ``b``, ``b_mask``)."""
+    from segapp.data.layouts.base import mask_key
+
     p = PurePosixPath(rel)
     if p.suffix.lower() in MASK_EXTENSIONS:
         p = p.with_suffix("")
-    return list(dict.fromkeys([p.as_posix(), p.name]))
+    bare = mask_key(p.name)  # a prediction named like a mask: a_mask.png -> a
+    extra = [p.with_name(bare).as_posix(), bare] if bare else []
+    return list(dict.fromkeys([p.as_posix(), *extra, p.name]))
 
 
 def _from_csv(pred_dir: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]]:
@@ -104,8 +173,8 @@ def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
     for name, path in preds:
         cands = _key_candidates(name)
         pair = next((by_key[k] for k in cands if k in by_key), None)
-        if pair is None and len(by_stem.get(cands[-1], [])) == 1:
-            pair = by_stem[cands[-1]][0]
+        if pair is None:
+            pair = next((by_stem[c][0] for c in cands if "/" not in c and len(by_stem.get(c, [])) == 1), None)
         if pair is None:
             unpaired.append({"side": "prediction", "file": str(path), "reason": "no ground truth with this name"})
         elif pair.key in cases:
@@ -124,9 +193,16 @@ def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
     return Pairing(cases=[cases[k] for k in sorted(cases)], unpaired=unpaired)
 
 
-def pair_folders(pred_dir: str | Path, gt_root: str | Path, layout: str = "auto") -> Pairing:
-    """Pair ``segapp-predict`` output (or a mask folder) with a ground-truth dataset folder."""
+def pair_folders(pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None) -> Pairing:
+    """Pair ``segapp-predict`` output (or a mask folder) with a ground-truth dataset or mask folder.
+
+    Args:
+        pred_dir: Predictions: a ``segapp-predict`` output folder or a folder of masks.
+        gt_root: Ground truth: a dataset folder (any layout) or a folder of masks only.
+        layout: Ground-truth layout (``auto``, a ``data.layout`` name, or ``masks``).
+        images: Folder of the input images when ``gt_root`` holds masks only (for the gallery).
+    """
     preds, failed = list_predictions(pred_dir)
-    pairing = pair_cases(preds, discover_gt(gt_root, layout))
+    pairing = pair_cases(preds, discover_gt(gt_root, layout, images))
     pairing.unpaired = failed + pairing.unpaired
     return pairing
