@@ -12,6 +12,7 @@ import sys
 
 from segapp.inference.checkpoint import CheckpointError, file_sha256
 from segapp.inference.folder import EXIT_USAGE, FolderOptions
+from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS
 
 
 def _version() -> str:
@@ -46,6 +47,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
     p.add_argument("--resume", action="store_true", help="skip inputs a previous run into --output finished")
     p.add_argument("--nifti-axis", type=int, default=2, choices=(0, 1, 2), help="slice axis for 3D NIfTI (default 2)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="refuse (error row) a 2D frame or slice over N pixels, read from the header "
+                        "(default %(default)s, where Pillow refuses a decompression bomb)")
+    p.add_argument("--max-file-pixels", type=int, default=DEFAULT_MAX_FILE_PIXELS,
+                   help="refuse a multi-frame DICOM / 3D NIfTI over N pixels in all frames "
+                        "(default %(default)s = 512x512x2048)")
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return p
 
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> None:
 
     if args.batch_size < 1 or args.workers < 0 or args.min_size < 0:
         _fail("--batch-size must be >= 1, --workers and --min-size >= 0")
+    if args.max_pixels < 1 or args.max_file_pixels < 1:
+        _fail(f"--max-pixels and --max-file-pixels must be >= 1, got {args.max_pixels} and {args.max_file_pixels}")
     model_path = args.checkpoint or args.model
     try:
         engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
@@ -71,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                               batch_size=args.batch_size)  # fmt: skip
         options = FolderOptions(save_probs=args.save_probs, overlay=args.overlay, resume=args.resume,
                                 workers=args.workers, nifti_axis=args.nifti_axis,
+                                max_pixels=args.max_pixels, max_file_pixels=args.max_file_pixels,
                                 progress=not args.no_progress and sys.stderr.isatty())  # fmt: skip
         info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
         summary = predict_folder(predictor, args.input, args.output, options, info)

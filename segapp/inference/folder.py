@@ -22,7 +22,7 @@ from segapp.inference import outputs as out
 from segapp.inference.loader import Decoded, FileDataset, iterate
 from segapp.inference.postprocess import mask_stats, overlay
 from segapp.inference.predictor import Predictor
-from segapp.io import atomic_write
+from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
 from segapp.io.scans import scan_kind
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOTHING_READ = 0, 1, 2, 3
@@ -37,6 +37,8 @@ class FolderOptions:
     resume: bool = False
     workers: int = 0
     nifti_axis: int = 2
+    max_pixels: int = DEFAULT_MAX_PIXELS  # per 2D frame or slice; see segapp.io.limits
+    max_file_pixels: int = DEFAULT_MAX_FILE_PIXELS  # per multi-frame DICOM / 3D NIfTI
     progress: bool = False
 
 
@@ -116,7 +118,8 @@ class FolderRun:
         self.total = len(todo)
         self.journal = journal
         keep_raw = self.opts.overlay
-        dataset = FileDataset(self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis)
+        limits = ReadLimits(self.opts.max_pixels, self.opts.max_file_pixels)
+        dataset = FileDataset(self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis, limits)
         try:
             for item in iterate(dataset, self.opts.workers):
                 self._add(item)

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from segapp.io import ReadError
+from segapp.io import ReadError, ReadLimits
 from segapp.io.scans import read_scan
 
 
@@ -42,12 +42,15 @@ class FileDataset:
         prepare: Raw frame -> network input (the predictor's :meth:`prepare`).
         keep_raw: Keep decoded frames (needed for overlays).
         nifti_axis: Slice axis for 3D NIfTI volumes.
+        limits: Reader size limits (:class:`segapp.io.ReadLimits`), checked from each file's
+            header before decoding; the defaults when None.
     """
 
     def __init__(self, root: Path, files: list[Path], prepare: Callable[[np.ndarray], np.ndarray],
-                 keep_raw: bool = False, nifti_axis: int = 2) -> None:  # fmt: skip
+                 keep_raw: bool = False, nifti_axis: int = 2, limits: ReadLimits | None = None) -> None:  # fmt: skip
         self.root, self.files, self.prepare = root, files, prepare
         self.keep_raw, self.nifti_axis = keep_raw, nifti_axis
+        self.limits = limits
 
     def __len__(self) -> int:
         return len(self.files)
@@ -57,7 +60,7 @@ class FileDataset:
         item = Decoded(rel=path.relative_to(self.root).as_posix())
         t0 = time.perf_counter()
         try:
-            scan = read_scan(path, nifti_axis=self.nifti_axis)
+            scan = read_scan(path, nifti_axis=self.nifti_axis, limits=self.limits)
             t1 = time.perf_counter()
             item.inputs = [self.prepare(f) for f in scan.frames]
             item.prep_s = time.perf_counter() - t1
