@@ -6,7 +6,7 @@
 #   RUN_DIR     a `segapp fit` run folder (RUN_DIR/checkpoints/best.ckpt)
 #   EXPERIMENT  the experiment config it was trained with (default configs/experiment/kvasir_effl0.yaml)
 #   TTA         segapp-predict --tta mode (default flip4: identity, h-, v- and hv-flip)
-# Writes RUN_DIR/val_report/ (segapp validate + TestReport: the split the run never trained on),
+# Writes RUN_DIR/val_report/ (segapp validate + EvalReport: the split the run never trained on),
 # RUN_DIR/val_images/ (links to those images and masks), RUN_DIR/pred_tta/ (segapp-predict),
 # RUN_DIR/eval_tta/ (segapp-eval) and RUN_DIR/tta_compare/ (segapp-eval --compare).
 set -euo pipefail
@@ -23,7 +23,7 @@ log() { echo "[kvasir_eval $(date -u +%H:%M:%S)] $*"; }
 log "validate $CKPT (original size, no TTA)"
 rm -rf "$RUN/val_report"
 "${BIN}segapp" validate --config configs/quickstart.yaml --config "$EXP" --trainer.default_root_dir "$RUN" \
-  --ckpt_path "$CKPT" --trainer.callbacks+=segapp.lit.test_report.TestReport --trainer.callbacks.split=val \
+  --ckpt_path "$CKPT" --trainer.callbacks+=segapp.lit.report_callback.EvalReport --trainer.callbacks.split=val \
   --trainer.logger false --trainer.enable_progress_bar false > "$RUN/val_report.log" 2>&1
 
 log "link the validation images listed in $RUN/val_report/metrics.csv"

@@ -49,7 +49,7 @@ def fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="session")
 def tiny_ckpt(synth_root, tmp_path_factory) -> Path:
     """A small scratch U-Net trained for 12 epochs on the 64 px synthetic set (about a minute)."""
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
     cli(

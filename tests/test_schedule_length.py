@@ -123,7 +123,7 @@ def test_no_limit_at_all_is_refused():
 
 
 def test_quickstart_with_only_max_epochs_changed_ends_its_cosine_at_the_last_epoch(synth_root, tmp_path, capsys):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run = tmp_path / "run"
     cli(_tiny(synth_root, run, "--trainer.max_epochs", "5"))
@@ -136,7 +136,7 @@ def test_quickstart_with_only_max_epochs_changed_ends_its_cosine_at_the_last_epo
 
 
 def test_step_limit_ends_the_run_first(synth_root, tmp_path):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run = tmp_path / "run"
     cli(_tiny(synth_root, run, "--trainer.max_epochs", "6", "--trainer.max_steps", "6"))  # 2 steps per epoch
@@ -147,7 +147,7 @@ def test_step_limit_ends_the_run_first(synth_root, tmp_path):
 
 
 def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, capsys):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run = tmp_path / "run"
     cli(_tiny(synth_root, run, "--trainer.max_epochs", "3"))

@@ -1,7 +1,7 @@
 """Ablation studies: run variants of a config over seeds and report convergence and generalisation."""
 
 from segapp.ablation.metrics import RUN_COLUMNS, read_epochs, summarize_run
-from segapp.ablation.report import write_report
+from segapp.ablation.report import write_study_report
 from segapp.ablation.runner import run_study, write_results
 from segapp.ablation.study import Study, StudyError, Variant, load_study, validate_study
 
@@ -15,6 +15,6 @@ __all__ = [
     "run_study",
     "summarize_run",
     "validate_study",
-    "write_report",
+    "write_study_report",
     "write_results",
 ]

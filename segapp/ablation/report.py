@@ -107,7 +107,7 @@ def format_report(study: Study, rows: list[dict[str, Any]], figure: str, command
     return "\n".join(lines) + "\n"
 
 
-def write_report(study: Study, rows: list[dict[str, Any]], out: Path, command: str) -> Path:
+def write_study_report(study: Study, rows: list[dict[str, Any]], out: Path, command: str) -> Path:
     """Write ``OUT/<study>_curves.png`` and ``OUT/report.md``; return the report path."""
     fig = plot_curves(study, out, out / f"{study.name}_curves.png")
     path = out / "report.md"

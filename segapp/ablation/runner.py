@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from segapp.ablation.metrics import EVAL_COLUMNS, RUN_COLUMNS, eval_numbers, fit_metrics_csv, read_epochs, summarize_run
-from segapp.ablation.parse import bare_argv
+from segapp.app import bare_argv
 from segapp.ablation.study import Study, Variant, cli_args
 from segapp.io import atomic_write
 
@@ -37,7 +37,7 @@ def fit_command(study: Study, variant: Variant, seed: int, base: list[str], extr
 
 
 def _train_one(args: list[str], root: Path, target: float | None, evaluate: bool) -> dict[str, Any]:
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     if root.exists():
         shutil.rmtree(root)  # an interrupted run: start it over
@@ -53,11 +53,11 @@ def _train_one(args: list[str], root: Path, target: float | None, evaluate: bool
 
 def _evaluate(fit_args: list[str], root: Path) -> dict[str, float]:
     """``segapp validate`` of best.ckpt with the evaluation report (no logger: report in ``root/val_report``)."""
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     args = [
         "validate", *fit_args[1:], "--ckpt_path", str(root / "checkpoints" / "best.ckpt"), "--trainer.logger=false",
-        "--trainer.callbacks+=segapp.lit.test_report.TestReport", "--trainer.callbacks.split=val",
+        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.split=val",
     ]  # fmt: skip
     with bare_argv():
         cli(args)

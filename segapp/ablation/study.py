@@ -151,11 +151,10 @@ def cli_args(overrides: dict[str, Any]) -> list[str]:
 
 
 def _explain(key: str, value: Any, message: str) -> str:
-    choices = re.findall(r"Literal\[([^\]]*)\]", message)
-    hint = f" Valid choices: {choices[-1].replace(chr(39), '')}." if choices else ""
+    hint = ""
     if "not accepted" in message or "unrecognized arguments" in message.lower():
-        hint += " The key does not exist; see `segapp fit --help` / `--print_config` for the valid keys."
-    return f"study key {key!r} with value {value!r} is rejected by the segapp CLI.{hint}\nParser said:\n{message.strip()}"
+        hint = " The key does not exist; see `segapp fit --help` / `--print_config` for the valid keys."
+    return f"study key {key!r} with value {value!r} is rejected by the segapp CLI: {message.strip()}{hint}"
 
 
 def validate_study(study: Study, base_configs: list[str]) -> None:
@@ -166,7 +165,7 @@ def validate_study(study: Study, base_configs: list[str]) -> None:
     Raises:
         StudyError: Naming the variant, key, value and, for ``Literal`` keys, the valid choices.
     """
-    from segapp.ablation.parse import parse_only
+    from segapp.app import parse_only
 
     base = [a for c in base_configs for a in ("--config", str(c))]
     for variant in study.variants:

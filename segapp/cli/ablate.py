@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; a bad study ends with one ``error:`` message and exit code 2."""
-    from segapp.ablation import StudyError, load_study, run_study, validate_study, write_report
+    from segapp.ablation import StudyError, load_study, run_study, validate_study, write_study_report
 
     argv = sys.argv[1:] if argv is None else argv
     args, extra = build_parser().parse_known_args(argv)
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
         study = load_study(args.study)
         validate_study(study, [*args.config])
         if extra:  # pass-through args must parse too
-            from segapp.ablation.parse import parse_only
+            from segapp.app import parse_only
 
             err = parse_only([a for c in args.config for a in ("--config", c)] + extra)
             if err:
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     out = Path(args.out)
     rows = run_study(study, args.config, out, extra)
-    report = write_report(study, rows, out, "segapp-ablate " + shlex.join(argv))
+    report = write_study_report(study, rows, out, "segapp-ablate " + shlex.join(argv))
     print(f"wrote {out / 'results.csv'} and {report}")
 
 

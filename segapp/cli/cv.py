@@ -15,8 +15,8 @@ import statistics
 import sys
 from pathlib import Path
 
-from segapp.data.errors import DataError
-from segapp.io import ReadError, atomic_write
+from segapp.cli.errors import fail, run_console
+from segapp.io import atomic_write
 
 
 def _best_dice(run) -> float:
@@ -32,7 +32,7 @@ def _best_dice(run) -> float:
 
 def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] | None = None) -> list[dict]:
     """Train the given folds (default: all) and return one row per fold."""
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     rows = []
     for k in folds if folds is not None else range(num_folds):
@@ -77,15 +77,10 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args, fit_args = build_parser().parse_known_args(argv)
     if args.num_folds < 2:
-        print(f"segapp-cv: error: --num-folds must be at least 2, got {args.num_folds}", file=sys.stderr)
-        sys.exit(2)
+        fail("segapp-cv", f"--num-folds: expected at least 2, got {args.num_folds}")
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     out = Path(args.out)
-    try:
-        summary = summarize(run_folds(fit_args, args.num_folds, out, folds))
-    except (DataError, ReadError) as e:
-        print(f"segapp-cv: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    summary = run_console("segapp-cv", lambda: summarize(run_folds(fit_args, args.num_folds, out, folds)))
     table = format_table(summary, "segapp-cv " + " ".join(argv))
     with atomic_write(out / "cv_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

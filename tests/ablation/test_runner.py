@@ -80,7 +80,7 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data32, capsys):
 @pytest.mark.parametrize(
     ("grid", "needles"),
     [
-        ("model.net.init_args.norm: [batch, layer]", ["model.net.init_args.norm", "Valid choices: batch, instance, group, none"]),
+        ("model.net.init_args.norm: [batch, layer]", ["model.net.init_args.norm", "expected one of batch, instance, group, none, got 'layer'"]),
         ("model.net.init_args.nrom: [batch]", ["model.net.init_args.nrom", "does not exist"]),
     ],
 )

@@ -89,7 +89,7 @@ def test_augment_presets_and_overrides():
 
 
 def test_cli_validates_new_options(paired_root, tmp_path):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run = cli(
         fit_args(
@@ -128,7 +128,7 @@ def test_progressive_resizing_rejects_bad_schedules(paired_root):
 def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
     import logging
 
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     seen: dict[int, set[int]] = {}
 

@@ -99,7 +99,7 @@ def _mixed_sizes(src, dst, n: int = 30):
 
 @pytest.mark.slow
 def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     root = _mixed_sizes(synth_root, tmp_path / "data")
     run_dir = tmp_path / "run"
@@ -109,7 +109,7 @@ def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
         "--data.batch_size", "8", "--data.test_fraction", "0.2",
         "--model.net.init_args.depth", "3",
         "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=segapp.lit.test_report.TestReport", "--trainer.callbacks.worst=4",
+        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.worst=4",
         "--trainer.callbacks.n_boot=100",
         "--ckpt_path", str(tiny_ckpt),
     ])  # fmt: skip
@@ -130,7 +130,7 @@ def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
 
 @pytest.mark.slow
 def test_segapp_validate_writes_a_val_report(tiny_ckpt, synth_root, tmp_path):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     run_dir = tmp_path / "run"
     cli([
@@ -138,7 +138,7 @@ def test_segapp_validate_writes_a_val_report(tiny_ckpt, synth_root, tmp_path):
         "--data.root", str(synth_root), "--data.image_size", "64", "--data.num_workers", "0",
         "--model.net.init_args.depth", "3",
         "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=segapp.lit.test_report.TestReport", "--trainer.callbacks.split=val",
+        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.split=val",
         "--trainer.callbacks.n_boot=100",
         "--ckpt_path", str(tiny_ckpt),
     ])  # fmt: skip
@@ -150,7 +150,7 @@ def test_segapp_validate_writes_a_val_report(tiny_ckpt, synth_root, tmp_path):
 
 
 def test_test_report_rejects_an_unknown_split():
-    from segapp.lit.test_report import TestReport
+    from segapp.lit.report_callback import EvalReport
 
     with pytest.raises(ValueError, match="split"):
-        TestReport(split="train")  # type: ignore[arg-type]
+        EvalReport(split="train")  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ QUICK = str(REPO / "configs" / "quickstart.yaml")
 
 
 def _build(*extra: str, root: str = "data/synthetic"):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     return cli(["--config", QUICK, "--data.root", root, "--trainer.logger", "false", *extra], run=False)
 
@@ -40,7 +40,7 @@ def test_resnet34_imagenet_config_fails_offline_with_the_fix(synth_root, monkeyp
 
 @pytest.mark.parametrize("name", ["kvasir_scratch", "kvasir_effl0"])
 def test_kvasir_experiments_parse(name, capsys):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     with pytest.raises(SystemExit) as e:
         cli(["fit", "--config", QUICK, "--config", str(REPO / "configs" / "experiment" / f"{name}.yaml"), "--print_config"])
@@ -55,7 +55,7 @@ def test_pretrained_fit_stores_weight_stats_and_rebuilds_offline(synth_root, tmp
     normalisation and rebuilds without the weights package or the hub."""
     import huggingface_hub
 
-    from segapp.cli.main import cli
+    from segapp.app import cli
     from segapp.inference.checkpoint import load_net
     from segapp.nets import weights
     from tests.conftest import fit_args

@@ -1,4 +1,4 @@
-"""``TestReport``: during ``segapp test``, write the ``segapp-eval`` report for the test split.
+"""``EvalReport``: during ``segapp test``, write the ``segapp-eval`` report for the test split.
 
 With ``split="val"`` it does the same for the validation split during ``segapp validate``
 (never during the validation loops of ``fit``).
@@ -13,6 +13,7 @@ thresholded at the module's ``tuned_threshold``. Masks go to
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Literal
 
@@ -29,7 +30,7 @@ from segapp.io.preprocess import resize_array
 log = logging.getLogger(__name__)
 
 
-class TestReport(Callback):
+class EvalReport(Callback):
     """Collect test predictions at original resolution and write the evaluation report.
 
     Args:
@@ -146,3 +147,18 @@ class TestReport(Callback):
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._active(trainer, "val"):
             self._end(trainer, pl_module)
+
+
+class TestReport(EvalReport):
+    """Deprecated name of :class:`EvalReport` (``segapp.lit.test_report.TestReport`` class paths)."""
+
+    __test__ = False  # not a pytest test class
+
+    def __init__(self, *args, **kwargs) -> None:
+        warnings.warn(
+            "segapp.lit.test_report.TestReport is deprecated: use segapp.lit.report_callback.EvalReport "
+            "(same arguments); the old class path will be removed in segapp 0.3",
+            FutureWarning,
+            stacklevel=2,
+        )
+        super().__init__(*args, **kwargs)

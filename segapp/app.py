@@ -1,0 +1,184 @@
+"""The segapp LightningCLI app: one class, its argument links and run-folder layout, used by the
+``segapp`` console script, ``segapp-cv``, the ablation runner and the tests.
+
+Run folder (``trainer.default_root_dir``, e.g. ``runs/quickstart``)::
+
+    checkpoints/best.ckpt   best val/dice so far       checkpoints/last.ckpt   end of the last epoch
+    logs/version_N/         config.yaml, metrics.csv, hparams.yaml, TensorBoard events
+
+``--ckpt_path last`` resumes from ``checkpoints/last.ckpt`` of that folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+# TensorBoard creates logs/version_N first and the CSV logger shares it on purpose.
+warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+
+from segapp.app_errors import one_line_parser_error  # noqa: E402
+from segapp.data import LesionDataModule  # noqa: E402
+from segapp.errors import SettingError  # noqa: E402
+from segapp.io.archive import checkpoint_problem  # noqa: E402
+from segapp.lit import SegmentationModule  # noqa: E402
+from segapp.lit.callbacks import RunSummary  # noqa: E402
+from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
+from segapp.lit.report_callback import EvalReport  # noqa: E402
+from segapp.lit.run_info import build_run_info  # noqa: E402
+
+
+class SegappArgumentParser(LightningArgumentParser):
+    """LightningCLI's parser whose errors are one ``segapp: error:`` line (exit 2), not usage + a tree."""
+
+    def error(self, message: str, ex: Exception | None = None):  # type: ignore[override]
+        if not self.exit_on_error:
+            return super().error(message, ex)
+        print(f"segapp: error: {one_line_parser_error(message)}", file=sys.stderr)
+        sys.exit(2)
+
+
+def _ckpt_dir(root: str | None) -> str:
+    return str(Path(root or ".") / "checkpoints")
+
+
+class SegappCLI(LightningCLI):
+    """LightningCLI with a fixed run-folder layout, a best/last checkpoint and TB + CSV loggers."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults(
+            {
+                "trainer.default_root_dir": "runs/default",
+                "checkpoint.monitor": "val/dice",
+                "checkpoint.mode": "max",
+                "checkpoint.filename": "best",
+                "checkpoint.save_last": True,
+                "checkpoint.auto_insert_metric_name": False,
+                "checkpoint.enable_version_counter": False,
+            }
+        )
+        parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_ckpt_dir)
+        parser.link_arguments("data.in_channels", "model.net.init_args.in_channels")
+
+    def instantiate_trainer(self, **kwargs):
+        cfg = self._get(self.config_init, "trainer", default={})
+        if cfg.get("logger") in (True, None):
+            root = cfg.get("default_root_dir") or "runs/default"
+            tb = TensorBoardLogger(save_dir=root, name="logs", default_hp_metric=False)
+            kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="logs", version=tb.version)]
+        plugins = cfg.get("plugins")
+        if not plugins:  # atomic checkpoint writes unless the user brings a CheckpointIO of their own
+            kwargs["plugins"] = [AtomicCheckpointIO()]
+        return super().instantiate_trainer(**kwargs)
+
+    def _check_ckpt_path(self) -> None:
+        """Refuse an empty, truncated or missing ``--ckpt_path`` with one line before Lightning reads it."""
+        cfg = self.config.get(str(self.subcommand), self.config)
+        given = cfg.get("ckpt_path")
+        if not given or given in ("best", "hpc", "registry"):
+            return
+        ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        if given == "last":
+            path = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
+            if path is None or not path.exists():
+                return  # Lightning warns and starts from scratch, as documented
+        else:
+            path = Path(given)
+        problem = checkpoint_problem(path)
+        if problem is not None:
+            best = Path(ckpt.dirpath) / "best.ckpt" if ckpt is not None and ckpt.dirpath else None
+            alt = f"--ckpt_path {best}" if best is not None and best != path and best.exists() else "another checkpoint"
+            raise SettingError(f"ckpt_path {path}: expected a checkpoint written by segapp, got a file that is "
+                               f"{problem}; fix: resume from {alt} or start again without --ckpt_path")  # fmt: skip
+
+    def before_validate(self) -> None:
+        self._check_ckpt_path()
+
+    def before_predict(self) -> None:
+        self._check_ckpt_path()
+
+    def _record_run(self) -> None:
+        """Give the module the resolved config, git commit and versions (saved in checkpoints)."""
+        cfg = self.config.get(str(self.subcommand), self.config)
+        text = self._parser(self.subcommand).dump(cfg, skip_none=False)
+        self.model.run_info = build_run_info(text, None)
+
+    def before_test(self) -> None:
+        """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
+        self._check_ckpt_path()
+        if not any(isinstance(c, EvalReport) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(EvalReport())
+
+    def before_fit(self) -> None:
+        self._check_ckpt_path()
+        self._record_run()
+        self.trainer.callbacks.append(RunSummary())
+        if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+
+
+def cli(args: list[str] | None = None, run: bool = True) -> SegappCLI:
+    """Build (and by default run) the app; ``args`` as on the command line, after the program name."""
+    return SegappCLI(
+        SegmentationModule,
+        LesionDataModule,
+        auto_configure_optimizers=False,
+        save_config_kwargs={"overwrite": True},
+        parser_class=SegappArgumentParser,
+        args=args,
+        run=run,
+    )
+
+
+class _ParseOnly(SegappCLI):
+    def instantiate_classes(self) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def bare_argv() -> Iterator[None]:
+    """Hide the caller's ``sys.argv`` (LightningCLI warns when it gets both ``args`` and ``sys.argv``)."""
+    argv, sys.argv = sys.argv, sys.argv[:1]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+
+
+def parse_only(args: list[str]) -> str | None:
+    """Parse ``args`` (``--config ... --key=value``; a leading ``fit`` is dropped) like ``segapp fit``,
+    without instantiating anything (a GPU trainer config parses on a CPU-only machine).
+
+    Returns:
+        ``None`` when the parser accepts them, otherwise the parser's error message on one line.
+    """
+    if args and args[0] == "fit":
+        args = args[1:]
+    quiet = logging.getLogger("lightning.fabric.utilities.seed")
+    level = quiet.level
+    quiet.setLevel(logging.WARNING)  # "Seed set to N" once per parse is noise here
+    try:
+        with contextlib.redirect_stderr(io.StringIO()) as err, bare_argv():
+            _ParseOnly(
+                SegmentationModule, LesionDataModule, auto_configure_optimizers=False, args=args, run=False,
+                parser_class=SegappArgumentParser, parser_kwargs={"exit_on_error": False},
+            )  # fmt: skip
+    except SystemExit:
+        return err.getvalue().strip() or "the parser exited without a message"
+    except Exception as e:  # jsonargparse's ArgumentError and errors from config files
+        return one_line_parser_error(str(e))
+    finally:
+        quiet.setLevel(level)
+    return None

@@ -1,0 +1,53 @@
+"""The one user-error handler every console script shares: one ``prog: error:`` line and an exit code.
+
+Exit codes: 0 done; 2 a user error (a setting, a data file, a checkpoint: the message says the
+fix); 3 an output could not be written (disk full, folder not writable). Anything else is a bug
+and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
+
+from segapp.ablation.study import StudyError
+from segapp.data.errors import DataError
+from segapp.errors import UserError
+from segapp.io import ReadError
+from segapp.lit.checkpoint_io import CheckpointWriteError
+from segapp.nets import EncoderWeightsError
+
+EXIT_USER_ERROR = 2
+EXIT_WRITE_ERROR = 3
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, DataError, ReadError, EncoderWeightsError, StudyError)
+T = TypeVar("T")
+
+
+def user_error(exc: BaseException | None) -> BaseException | None:
+    """The user-facing error behind ``exc`` (jsonargparse wraps errors raised while instantiating)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def fail(prog: str, message: object, code: int = EXIT_USER_ERROR) -> NoReturn:
+    """Print ``prog: error: message`` on one line to stderr and exit with ``code``."""
+    text = " ".join(str(message).split())
+    print(f"{prog}: error: {text}", file=sys.stderr)
+    sys.exit(code)
+
+
+def run_console(prog: str, fn: Callable[[], T]) -> T:
+    """Run ``fn``; a user error ends with one line (exit 2, or 3 for an output that cannot be written)."""
+    try:
+        return fn()
+    except Exception as e:
+        err = user_error(e)
+        if err is None:
+            raise
+        fail(prog, err, EXIT_WRITE_ERROR if isinstance(err, CheckpointWriteError) else EXIT_USER_ERROR)
