@@ -56,7 +56,31 @@ def check_range(
         ok &= value < hi if hi_open else value <= hi
     if ok:
         return
-    left = "" if lo is None else f"{lo} {'<' if lo_open else '<='} "
-    right = "" if hi is None else f" {'<' if hi_open else '<='} {hi}"
+    if lo is not None and hi is not None:
+        want = f"a value in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        want = f"a value {'>' if lo_open else '>='} {lo}"
+    else:
+        want = f"a value {'<' if hi_open else '<='} {hi}"
     tail = f"; fix: {fix}" if fix else ""
-    raise SettingError(f"{setting}: expected {left}value{right}, got {value!r}{tail}")
+    raise SettingError(f"{setting}: expected {want}, got {value!r}{tail}")
+
+
+def check_choice(setting: str, value: object, choices: Iterable[object], fix: str = "") -> None:
+    """Raise :class:`SettingError` unless ``value`` is one of ``choices``, suggesting close matches.
+
+    Args:
+        setting: The config key as the user writes it, e.g. ``model.net.init_args.norm``.
+        value: The value given.
+        choices: The valid values (e.g. ``typing.get_args`` of a ``Literal``).
+        fix: Extra advice appended after ``fix:``.
+    """
+    choices = list(choices)
+    if value in choices:
+        return
+    names = [str(c) for c in choices]
+    near = close_matches(str(value), names) if isinstance(value, str) else []
+    listed = ", ".join(names) if len(names) <= 12 else f"{len(names)} names"
+    hint = f"; did you mean {', '.join(near)}?" if near else ""
+    tail = f"; fix: {fix}" if fix else ""
+    raise SettingError(f"{setting}: expected one of {listed}, got {value!r}{hint}{tail}")

@@ -11,6 +11,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
 
+from segapp.errors import SettingError, check_choice, check_range
 from segapp.data.check import CheckReport, check_dataset
 from segapp.data.dataset import LesionDataset
 from segapp.data.errors import DataError
@@ -51,6 +52,22 @@ def _seed_worker(worker_id: int) -> None:
     aug = getattr(info.dataset, "augment", None) if info else None
     if aug is not None:
         aug.set_random_seed(torch.initial_seed() % 2**32)
+
+
+def _check_settings(hp: Any) -> None:
+    """Refuse out-of-range data settings with the config key, what was expected and what came."""
+    check_choice("data.in_channels", hp.in_channels, (1, 3))
+    check_range("data.image_size", hp.image_size, 8, fix="use the side length in pixels the net trains at")
+    check_range("data.val_fraction", hp.val_fraction, 0.0, 1.0, hi_open=True, fix="e.g. 0.2 for 20 % validation")
+    check_range("data.test_fraction", hp.test_fraction, 0.0, 1.0, hi_open=True)
+    if hp.val_fraction + hp.test_fraction >= 1.0:
+        raise SettingError(f"data.val_fraction + data.test_fraction: expected a sum below 1 (images left to train "
+                           f"on), got {hp.val_fraction} + {hp.test_fraction}")  # fmt: skip
+    check_range("data.batch_size", hp.batch_size, 1)
+    check_range("data.num_workers", hp.num_workers, 0)
+    check_range("data.mask_threshold", hp.mask_threshold, 0.0, 255.0)
+    if hp.train_subset is not None:
+        check_range("data.train_subset", hp.train_subset, 1)
 
 
 class LesionDataModule(L.LightningDataModule):
@@ -122,10 +139,7 @@ class LesionDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if in_channels not in (1, 3):
-            raise ValueError(f"data.in_channels must be 1 or 3, got {in_channels}")
-        if image_size < 8:
-            raise ValueError(f"data.image_size must be at least 8 pixels, got {image_size}")
+        _check_settings(self.hparams)
         check_augment(augment, augment_params)
         if foreground_labels is not None:
             decide_rule(MaskStats(), mask_threshold, foreground_labels)  # validates the labels

@@ -10,14 +10,16 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from segapp.errors import UserError
 from segapp.io import PreprocessSpec
+from segapp.io.archive import checkpoint_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError, ValueError):
     """The checkpoint (or exported model) is missing, unsafe to load, or lacks segapp's metadata."""
 
 
@@ -39,12 +41,14 @@ def read_meta(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]
     import torch
 
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} not found; expected a .ckpt written by `segapp fit`")
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path}: {problem}; expected a .ckpt written by `segapp fit`")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
-        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {e}") from e
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"cannot load {path} safely (weights_only=True): {reason}") from e
     meta = ckpt.get("segapp") if isinstance(ckpt, dict) else None
     if not meta or not meta.get("preprocess"):
         raise CheckpointError(

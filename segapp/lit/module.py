@@ -12,6 +12,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from segapp.errors import SettingError, check_range
 from segapp.io import PreprocessSpec
 from segapp.lit import finetune
 from segapp.lit.checkpoint_meta import SCHEMA_VERSION, build_meta
@@ -83,8 +84,8 @@ class SegmentationModule(L.LightningModule):
         self.run_info: dict[str, Any] = {}
         self._schedule = ScheduleFollower()
         self._epoch_t0 = time.monotonic()
-        if freeze_encoder_epochs < 0:
-            raise ValueError(f"freeze_encoder_epochs must be >= 0, got {freeze_encoder_epochs}")
+        check_range("model.freeze_encoder_epochs", freeze_encoder_epochs, 0)
+        check_range("model.threshold", threshold, 0.0, 1.0, lo_open=True, hi_open=True)
         if freeze_encoder_epochs > 0 or encoder_lr_mult != 1.0:
             finetune.require_encoder(self.net, "freeze_encoder_epochs / encoder_lr_mult")
         if channels_last:
@@ -145,7 +146,7 @@ class SegmentationModule(L.LightningModule):
         self.log("test/loss", loss, on_epoch=True, batch_size=n, sync_dist=True)
         self.log("test/dice", self.test_dice, on_epoch=True, batch_size=n)
         self.log("test/iou", self.test_iou, on_epoch=True, batch_size=n)
-        return probs  # the TestReport callback writes these at original resolution
+        return probs  # the EvalReport callback writes these at original resolution
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         """Probabilities ``(N, 1, H, W)`` at training resolution."""
@@ -194,7 +195,13 @@ class SegmentationModule(L.LightningModule):
             finetune.drop_grads(finetune.require_encoder(self.net, "freeze_encoder_epochs"))
 
     def configure_optimizers(self) -> Any:
-        optimizer = finetune.build_optimizer(self.optimizer_factory, self.net, self.hparams.encoder_lr_mult)
+        try:
+            optimizer = finetune.build_optimizer(self.optimizer_factory, self.net, self.hparams.encoder_lr_mult)
+        except ValueError as e:  # torch: "Invalid learning rate: -0.1" and the like
+            raise SettingError(
+                f"model.optimizer: expected valid optimiser settings (lr >= 0, weight_decay >= 0, ...), got {e}; "
+                "fix: correct model.optimizer.init_args"
+            ) from e
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

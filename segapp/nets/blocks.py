@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import Tensor, nn
+
+from segapp.errors import check_choice
 
 Norm = Literal["batch", "instance", "group", "none"]
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu"]
@@ -31,14 +33,12 @@ def make_norm(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
         while channels % g:
             g -= 1
         return nn.GroupNorm(g, channels)
-    if kind == "none":
-        return nn.Identity()
-    raise ValueError(f"unknown norm {kind!r}; expected one of: batch, instance, group, none")
+    check_choice("norm", kind, get_args(Norm))
+    return nn.Identity()
 
 
 def make_act(kind: Activation) -> nn.Module:
-    if kind not in _ACTS:
-        raise ValueError(f"unknown activation {kind!r}; expected one of: {', '.join(_ACTS)}")
+    check_choice("activation", kind, get_args(Activation))
     return _ACTS[kind]()
 
 
@@ -87,7 +87,7 @@ class Up(nn.Module):
             align = {"align_corners": False} if mode == "bilinear" else {}
             self.up = nn.Sequential(nn.Upsample(scale_factor=2, mode=mode, **align), nn.Conv2d(cin, cout, 1))
         else:
-            raise ValueError(f"unknown upsample {mode!r}; expected one of: nearest, bilinear, transposed")
+            check_choice("upsample", mode, get_args(Upsample))
 
     def forward(self, x: Tensor) -> Tensor:
         return self.up(x)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
-from typing import Literal
+from typing import Literal, get_args
 
 from torch import nn
+
+from segapp.errors import check_choice
 
 Init = Literal["he", "xavier", "default", "zeros"]
 log = logging.getLogger(__name__)
@@ -19,10 +21,9 @@ def init_weights(module: nn.Module, scheme: Init, nonlinearity: str = "relu") ->
     purpose to show the symmetry failure (every filter stays identical).
     Norm layers are set to weight 1, bias 0; biases to 0.
     """
+    check_choice("init", scheme, get_args(Init))
     if scheme == "default":
         return
-    if scheme not in ("he", "xavier", "zeros"):
-        raise ValueError(f"unknown init {scheme!r}; expected one of: he, xavier, default, zeros")
     if scheme == "zeros":
         log.warning("init='zeros': every filter starts identical and stays so (symmetry); the net cannot learn well")
     nl = nonlinearity if nonlinearity in ("relu", "leaky_relu") else "relu"

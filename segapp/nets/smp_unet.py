@@ -8,6 +8,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from segapp.errors import SettingError, check_choice
 from segapp.nets.registry import register_net
 from segapp.nets.weights import encoder_state_dict, encoder_stats, load_into_encoder
 
@@ -16,6 +17,21 @@ log = logging.getLogger(__name__)
 DecoderNorm = Literal["batchnorm", "identity", "layernorm", "instancenorm", "inplace"]
 DecoderAttention = Literal["scse"]
 DecoderInterpolation = Literal["nearest", "bilinear", "bicubic", "area", "nearest-exact"]
+
+
+def check_encoder_name(name: str) -> None:
+    """Refuse an encoder name SMP (or timm, for ``tu-`` names) does not know, listing close matches."""
+    import segmentation_models_pytorch as smp
+    import timm
+
+    if name.startswith("tu-"):
+        if timm.is_model(name[3:]):
+            return
+    elif name in smp.encoders.get_encoder_names():
+        return
+    valid = list(smp.encoders.get_encoder_names()) + [f"tu-{m}" for m in timm.list_models()]
+    check_choice("model.net.init_args.encoder_name", name, valid,
+                 fix="use an SMP encoder name or tu-<timm model name>")  # fmt: skip
 
 
 @register_net("smp_unet")
@@ -66,13 +82,14 @@ class SmpUnet(nn.Module):
         super().__init__()
         import segmentation_models_pytorch as smp
 
+        check_encoder_name(encoder_name)
         if not 3 <= encoder_depth <= 5:
-            raise ValueError(f"encoder_depth must be 3, 4 or 5, got {encoder_depth}")
+            raise SettingError(f"model.net.init_args.encoder_depth must be 3, 4 or 5, got {encoder_depth}")
         dec = list(decoder_channels) if decoder_channels is not None else [256, 128, 64, 32, 16][:encoder_depth]
         if len(dec) != encoder_depth:
-            raise ValueError(f"decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}")
+            raise SettingError(f"model.net.init_args.decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}")
         if in_channels < 1:
-            raise ValueError(f"in_channels must be >= 1, got {in_channels}")
+            raise SettingError(f"in_channels must be >= 1, got {in_channels}")
         self.net_config = dict(
             encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels,
             out_channels=out_channels, encoder_depth=encoder_depth, decoder_channels=dec,
@@ -87,8 +104,8 @@ class SmpUnet(nn.Module):
                     decoder_use_norm=decoder_norm, decoder_channels=dec, decoder_attention_type=decoder_attention,
                     decoder_interpolation=decoder_interpolation, in_channels=3, classes=out_channels,
                 )  # fmt: skip
-            except KeyError as e:
-                raise ValueError(f"unknown SMP encoder {encoder_name!r}: {e.args[0] if e.args else e}") from e
+            except KeyError as e:  # names check_encoder_name passed but SMP still rejects
+                raise SettingError(f"unknown SMP encoder {encoder_name!r}: {e.args[0] if e.args else e}") from e
         loaded = bool(load_weights and encoder_weights is not None)
         if loaded:
             sd, source = encoder_state_dict(encoder_name, encoder_weights)

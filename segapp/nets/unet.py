@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import torch
 from torch import Tensor, nn
 
+from segapp.errors import check_choice, check_range
 from segapp.nets.blocks import Activation, Block, ConvBlock, Norm, Up, Upsample
 from segapp.nets.init import Init, init_weights
 from segapp.nets.registry import register_net
+
+
+_CHOICES = {"norm": Norm, "block": Block, "activation": Activation, "init": Init, "upsample": Upsample}
+
+
+def _check_settings(kw: dict) -> None:
+    """Refuse out-of-range sizes and unknown choices with the config key, before building anything."""
+    key = "model.net.init_args."
+    for name in ("in_channels", "out_channels", "depth", "base_channels"):
+        check_range(key + name, kw[name], 1)
+    for name in ("dropout", "decoder_dropout"):
+        check_range(key + name, kw[name], 0.0, 1.0, hi_open=True)
+    for name, choices in _CHOICES.items():
+        check_choice(key + name, kw[name], get_args(choices))
 
 
 @register_net("unet")
@@ -48,11 +65,7 @@ class UNet(nn.Module):
         skips: bool = True,
     ) -> None:
         super().__init__()
-        if depth < 1:
-            raise ValueError(f"depth must be >= 1, got {depth}")
-        for name, p in (("dropout", dropout), ("decoder_dropout", decoder_dropout)):
-            if not 0.0 <= p < 1.0:
-                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        _check_settings(locals())
         self.net_config = dict(
             in_channels=in_channels, out_channels=out_channels, depth=depth, base_channels=base_channels,
             norm=norm, block=block, activation=activation, init=init, dropout=dropout,

@@ -48,7 +48,7 @@ def test_lr_mult_one_keeps_a_single_group_and_bad_values_are_rejected():
 def test_freezing_needs_a_net_with_an_encoder():
     with pytest.raises(ValueError, match="needs a net with an encoder"):
         SegmentationModule(net=nn.Conv2d(3, 1, 1), freeze_encoder_epochs=2)
-    with pytest.raises(ValueError, match="freeze_encoder_epochs must be >= 0"):
+    with pytest.raises(ValueError, match="model.freeze_encoder_epochs: expected a value >= 0"):
         SegmentationModule(net=_tiny(), freeze_encoder_epochs=-1)
 
 
@@ -94,7 +94,7 @@ class _Recorder(Callback):
 @pytest.mark.slow
 def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, caplog):
     """3 tiny epochs: epoch 0 frozen (encoder and BN stats untouched), epochs 1-2 fine-tuned at lr x 0.1."""
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     args = fit_args(
         synth_root, tmp_path,
@@ -124,7 +124,7 @@ def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, 
 
 
 def test_cli_validates_switch_values_and_lists_the_valid_ones(capsys):
-    from segapp.cli.main import cli
+    from segapp.app import cli
 
     with pytest.raises(SystemExit):
         cli(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model.net.init_args.upsample", "cubic", "--print_config"])

@@ -43,7 +43,7 @@ def test_any_input_size_keeps_its_shape(size):
 
 
 def test_unknown_encoder_and_bad_decoder_channels_are_clear():
-    with pytest.raises(ValueError, match="unknown SMP encoder 'resnet9'"):
+    with pytest.raises(ValueError, match="encoder_name: expected one of .* names, got 'resnet9'; did you mean resnet"):
         SmpUnet(encoder_name="resnet9")
     with pytest.raises(ValueError, match="decoder_channels needs 4 entries"):
         SmpUnet(encoder_name="resnet18", encoder_depth=4, decoder_channels=[64, 32, 16])

@@ -148,7 +148,7 @@ def test_spatial_dropout_zeroes_whole_channels_in_training_only():
 
 @pytest.mark.parametrize("p", [-0.1, 1.0])
 def test_dropout_out_of_range_is_rejected(p):
-    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+    with pytest.raises(ValueError, match=r"dropout: expected a value in \[0.0, 1.0\)"):
         _small(dropout=p)
 
 
