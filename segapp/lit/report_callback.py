@@ -67,6 +67,7 @@ class EvalReport(Callback):
         self.out: Path | None = None
         self._pairs: dict = {}
         self._mask_threshold: float = 127
+        self._mask_rule = None
 
     def _root(self, trainer: L.Trainer) -> Path:
         return Path(trainer.log_dir or trainer.default_root_dir) / self.folder
@@ -78,6 +79,7 @@ class EvalReport(Callback):
             raise RuntimeError(f"TestReport needs a datamodule with splits[{self.split!r}] (segapp's LesionDataModule)")
         self._pairs = {p.key: p for p in splits[self.split]}
         self._mask_threshold = float(getattr(dm, "hparams", {}).get("mask_threshold", 127))
+        self._mask_rule = getattr(dm, "mask_rule", None)  # the mask value rule training read the masks with
         self.out = self._root(trainer)
 
     def _probs(self, outputs, batch: dict, pl_module: L.LightningModule) -> torch.Tensor:
@@ -108,7 +110,7 @@ class EvalReport(Callback):
                 cases.append(EvalCase(key=key, pred=pred, gt=tuple(pair.masks), image=pair.image))
             else:
                 missing.append({"side": "prediction", "file": str(pair.image), "reason": f"not predicted in this {self.split} run"})
-        opts = ReportOptions(**{**self.opts.__dict__, "gt_threshold": self._mask_threshold})
+        opts = ReportOptions(**{**self.opts.__dict__, "gt_threshold": self._mask_threshold, "gt_rule": self._mask_rule})
         source = {"checkpoint": str(getattr(trainer, "ckpt_path", None) or ""), "split": self.split,
                   "threshold": str(getattr(pl_module, "tuned_threshold", 0.5))}  # fmt: skip
         doc = write_report(self.out, cases, self.cfg, opts, missing, source=source)
