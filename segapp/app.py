@@ -53,6 +53,23 @@ def _ckpt_dir(root: str | None) -> str:
     return str(Path(root or ".") / "checkpoints")
 
 
+def _unsafe_pickle(path: Path) -> str | None:
+    """Why ``path`` does not load with ``weights_only=True`` (objects beyond plain weights), or None.
+
+    Nothing in the file is run: torch's restricted unpickler refuses unknown globals.
+    """
+    import pickle
+
+    import torch
+
+    try:
+        torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"refused by the safe loader (it holds objects beyond plain weights, never run here: {first[:160]})"
+    return None
+
+
 class SegappCLI(LightningCLI):
     """LightningCLI with a fixed run-folder layout, a best/last checkpoint and TB + CSV loggers."""
 
@@ -83,31 +100,31 @@ class SegappCLI(LightningCLI):
             kwargs["plugins"] = [AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        """Check ``--ckpt_path`` before LightningCLI opens it (it reads the hyper-parameters at parse time)."""
+        self._check_ckpt_path()
+        super()._parse_ckpt_path()
+
     def _check_ckpt_path(self) -> None:
-        """Refuse an empty, truncated or missing ``--ckpt_path`` with one line before Lightning reads it."""
-        cfg = self.config.get(str(self.subcommand), self.config)
-        given = cfg.get("ckpt_path")
+        """Refuse an empty, truncated, unsafe or missing ``--ckpt_path`` with one line and the fix."""
+        sub = self.config.get("subcommand")
+        given = self.config[sub].get("ckpt_path") if sub else None
         if not given or given in ("best", "hpc", "registry"):
             return
-        ckpt = next((c for c in self.trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        cfg = self.config[sub]
+        folder = cfg.get("checkpoint.dirpath") or _ckpt_dir(cfg.get("trainer.default_root_dir"))
         if given == "last":
-            path = Path(ckpt.dirpath) / "last.ckpt" if ckpt is not None and ckpt.dirpath else None
-            if path is None or not path.exists():
+            path = Path(folder) / "last.ckpt"
+            if not path.exists():
                 return  # Lightning warns and starts from scratch, as documented
         else:
             path = Path(given)
-        problem = checkpoint_problem(path)
+        problem = checkpoint_problem(path) or _unsafe_pickle(path)
         if problem is not None:
-            best = Path(ckpt.dirpath) / "best.ckpt" if ckpt is not None and ckpt.dirpath else None
-            alt = f"--ckpt_path {best}" if best is not None and best != path and best.exists() else "another checkpoint"
+            best = Path(folder) / "best.ckpt"
+            alt = f"--ckpt_path {best}" if best != path and best.exists() else "another checkpoint"
             raise SettingError(f"ckpt_path {path}: expected a checkpoint written by segapp, got a file that is "
                                f"{problem}; fix: resume from {alt} or start again without --ckpt_path")  # fmt: skip
-
-    def before_validate(self) -> None:
-        self._check_ckpt_path()
-
-    def before_predict(self) -> None:
-        self._check_ckpt_path()
 
     def _record_run(self) -> None:
         """Give the module the resolved config, git commit and versions (saved in checkpoints)."""
@@ -117,12 +134,10 @@ class SegappCLI(LightningCLI):
 
     def before_test(self) -> None:
         """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
-        self._check_ckpt_path()
         if not any(isinstance(c, EvalReport) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(EvalReport())
 
     def before_fit(self) -> None:
-        self._check_ckpt_path()
         self._record_run()
         self.trainer.callbacks.append(RunSummary())
         if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):

@@ -102,3 +102,27 @@ def test_empty_checkpoint_error_says_why(tmp_path):
     garbage.write_bytes(b"\x80\x04not a zip")
     with pytest.raises(CheckpointError, match="not a complete zip archive"):
         read_meta(garbage)
+
+
+class _Evil:
+    """Pickles to a call of ``os.system``: what a malicious checkpoint would run on a plain ``torch.load``."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("subcommand", ["fit", "validate"])
+def test_malicious_checkpoint_is_refused_and_never_run(synth_root, tmp_path, subcommand):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {"x": _Evil(marker)}}, evil)
+    args = _tiny(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", "--ckpt_path", str(evil))
+    proc = _fit([subcommand, *args[1:]])
+    _one_error_line(proc, str(evil), "refused by the safe loader")
+    assert not marker.exists()
