@@ -131,7 +131,9 @@ def test_quickstart_with_only_max_epochs_changed_ends_its_cosine_at_the_last_epo
     assert sorted(lrs) == [0, 1, 2, 3, 4]
     for epoch, lr in lrs.items():
         assert lr == pytest.approx(LR * _factor(epoch, 5), rel=1e-5), epoch
-    assert _run_info(run)["lr_schedule"]["epochs"] == 5
+    info = _run_info(run)
+    assert info["lr_schedule"]["epochs"] == 5
+    assert info["mask_rule"]["kind"] in ("grey", "binary")  # the dataset's mask value rule is recorded too
     assert "cosine to epoch 5 (trainer.max_epochs=5)" in capsys.readouterr().out
 
 

@@ -103,6 +103,9 @@ class SegmentationModule(L.LightningModule):
         if dm is not None and hasattr(dm, "preprocess_spec"):
             self.preprocess_spec = dm.preprocess_spec()
             self.data_fingerprint = getattr(dm, "fingerprint", None)
+            rule = getattr(dm, "mask_rule", None)
+            if rule is not None:  # how the masks' values became foreground (recorded with the run)
+                self.run_info["mask_rule"] = rule.to_dict()
 
     def _shared_step(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         logits = self(batch["image"])
