@@ -2,7 +2,9 @@
 
 Masks at original resolution for every image, DICOM and NIfTI file under a folder, plus
 ``predictions.csv`` and ``run.json``. Exit codes: 0 all inputs ok; 1 some inputs failed;
-2 usage or model error; 3 no input could be read. See docs/inference.md.
+2 usage or model error, or the output folder holds another run or is locked by a running one;
+3 no input could be read; 4 the output folder cannot be written (a file, not writable, disk
+full); 130 stopped by Ctrl-C; 143 stopped by SIGTERM. See docs/inference.md.
 """
 
 from __future__ import annotations
@@ -11,7 +13,10 @@ import argparse
 import sys
 
 from segapp.inference.checkpoint import CheckpointError, file_sha256
-from segapp.inference.folder import EXIT_USAGE, FolderOptions
+from segapp.inference.folder import EXIT_OUTPUT, EXIT_USAGE, FolderOptions, FolderSummary
+from segapp.inference.interrupt import exit_code_for, sigterm_as_interrupt
+from segapp.inference.lock import LockError
+from segapp.inference.outputs import OutputError
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS
 
 
@@ -45,7 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-probs", nargs="?", const="png", choices=("png", "npy"), default=None,
                    help="also write probabilities (16-bit PNG, or float32 .npy)")
     p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
-    p.add_argument("--resume", action="store_true", help="skip inputs a previous run into --output finished")
+    p.add_argument("--resume", action="store_true",
+                   help="skip inputs a previous run into --output finished (its model and options must match)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous run with other options in --output (its listed outputs are deleted)")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the output folder's lock even if its holder cannot be proven gone")
     p.add_argument("--nifti-axis", type=int, default=2, choices=(0, 1, 2), help="slice axis for 3D NIfTI (default 2)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="refuse (error row) a 2D frame or slice over N pixels, read from the header "
@@ -57,37 +67,50 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(message: str) -> None:
+def _fail(message: str, code: int = EXIT_USAGE) -> None:
     print(f"segapp-predict: error: {message}", file=sys.stderr)
-    sys.exit(EXIT_USAGE)
+    sys.exit(code)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from segapp.inference.engines import create_engine
-    from segapp.inference.folder import predict_folder
-    from segapp.inference.predictor import Predictor
-
     if args.batch_size < 1 or args.workers < 0 or args.min_size < 0:
         _fail("--batch-size must be >= 1, --workers and --min-size >= 0")
     if args.max_pixels < 1 or args.max_file_pixels < 1:
         _fail(f"--max-pixels and --max-file-pixels must be >= 1, got {args.max_pixels} and {args.max_file_pixels}")
+    if args.resume and args.overwrite:
+        _fail("--resume continues the run in --output and --overwrite replaces it; pass one of them")
     model_path = args.checkpoint or args.model
     try:
-        engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
-        predictor = Predictor(engine, threshold=args.threshold, tta=args.tta, mode=args.mode,
-                              keep_largest=args.keep_largest, min_size=args.min_size, overlap=args.overlap,
-                              batch_size=args.batch_size)  # fmt: skip
-        options = FolderOptions(save_probs=args.save_probs, overlay=args.overlay, resume=args.resume,
-                                workers=args.workers, nifti_axis=args.nifti_axis,
-                                max_pixels=args.max_pixels, max_file_pixels=args.max_file_pixels,
-                                progress=not args.no_progress and sys.stderr.isatty())  # fmt: skip
-        info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
-        summary = predict_folder(predictor, args.input, args.output, options, info)
-    except (CheckpointError, ValueError) as e:
+        with sigterm_as_interrupt():
+            summary = _run(args, model_path)
+    except (CheckpointError, ValueError, LockError) as e:  # RunMismatchError is a ValueError
         _fail(str(e))
+    except OutputError as e:
+        _fail(str(e), EXIT_OUTPUT)
+    except KeyboardInterrupt as e:  # before or after the folder loop (inside it, the run stops cleanly)
+        _fail("stopped by " + ("SIGTERM" if exit_code_for(e) == 143 else "Ctrl-C"), exit_code_for(e))
     print(f"segapp-predict: {summary.line()}; outputs, predictions.csv and run.json in {args.output}")
     sys.exit(summary.exit_code)
+
+
+def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
+    """Build the engine and predictor from ``args`` and run the folder; returns the summary."""
+    from segapp.inference.engines import create_engine
+    from segapp.inference.folder import predict_folder
+    from segapp.inference.predictor import Predictor
+
+    engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
+    predictor = Predictor(engine, threshold=args.threshold, tta=args.tta, mode=args.mode,
+                          keep_largest=args.keep_largest, min_size=args.min_size, overlap=args.overlap,
+                          batch_size=args.batch_size)  # fmt: skip
+    options = FolderOptions(save_probs=args.save_probs, overlay=args.overlay, resume=args.resume,
+                            workers=args.workers, nifti_axis=args.nifti_axis,
+                            max_pixels=args.max_pixels, max_file_pixels=args.max_file_pixels,
+                            progress=not args.no_progress and sys.stderr.isatty(),
+                            overwrite=args.overwrite, break_lock=args.break_lock)  # fmt: skip
+    info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
+    return predict_folder(predictor, args.input, args.output, options, info)
 
 
 if __name__ == "__main__":

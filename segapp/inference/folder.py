@@ -1,8 +1,12 @@
 """Predict every scan under a folder: mirrored output tree, CSV, run.json, resumable.
 
-A file that cannot be read becomes an ``error`` row and the run goes on; files no reader
-handles are skipped and counted. Outputs are written atomically and recorded in a journal
-after they are in place, so ``resume=True`` skips finished inputs after a killed run.
+A file that cannot be read (or a dangling symlink) becomes an ``error`` row and the run goes
+on; files no reader handles are skipped and counted. Outputs are written atomically and
+recorded in a journal after they are in place, so ``resume=True`` skips finished inputs after a
+killed run. A lock keeps a second run out of the folder (:mod:`segapp.inference.lock`), and the
+record of the options that decide the masks keeps two different runs from mixing
+(:mod:`segapp.inference.run_record`). Ctrl-C and SIGTERM stop the run with the finished rows
+written; an output folder that cannot be written stops it with :class:`OutputError`.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ from typing import Any
 import numpy as np
 
 from segapp.inference import outputs as out
+from segapp.inference.interrupt import exit_code_for
 from segapp.inference.loader import Decoded, FileDataset, iterate
+from segapp.inference.lock import LOCK_NAME, FolderLock
 from segapp.inference.postprocess import mask_stats, overlay
 from segapp.inference.predictor import Predictor
+from segapp.inference.run_record import mask_record, prepare_output_folder
 from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
 from segapp.io.scans import scan_kind
 
-EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOTHING_READ = 0, 1, 2, 3
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOTHING_READ, EXIT_OUTPUT = 0, 1, 2, 3, 4
 
 
 @dataclass
@@ -40,6 +47,9 @@ class FolderOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS  # per 2D frame or slice; see segapp.io.limits
     max_file_pixels: int = DEFAULT_MAX_FILE_PIXELS  # per multi-frame DICOM / 3D NIfTI
     progress: bool = False
+    overwrite: bool = False  # replace an earlier run with other options in the output folder
+    break_lock: bool = False  # take over a lock even when its holder cannot be proven gone
+    lock_name: str = LOCK_NAME  # one lock per shard for sharded runs
 
 
 @dataclass
@@ -53,17 +63,21 @@ class FolderSummary:
     images: int = 0
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    interrupted: int = 0  # 130 (Ctrl-C) or 143 (SIGTERM) when the run was stopped early
 
     @property
     def exit_code(self) -> int:
-        """0 all ok; 1 some failed; 3 nothing could be read (see docs/inference.md)."""
+        """0 all ok; 1 some failed; 3 nothing could be read; 130/143 stopped by Ctrl-C/SIGTERM."""
+        if self.interrupted:
+            return self.interrupted
         if self.ok + self.skipped_done == 0:
             return EXIT_NOTHING_READ
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
-        return (f"{self.ok} ok / {self.failed} failed / {self.skipped_unsupported} skipped (unsupported type)"
+        stopped = "stopped early (Ctrl-C/SIGTERM): " if self.interrupted else ""
+        return (f"{stopped}{self.ok} ok / {self.failed} failed / {self.skipped_unsupported} skipped (unsupported type)"
                 f" / {self.skipped_done} already done; {self.images} images in {self.seconds:.1f} s"
                 f" ({rate:.1f} images/s)")  # fmt: skip
 
@@ -73,20 +87,32 @@ def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
 
     Raises:
         ValueError: with the fix.
+        OutputError: the output path is a file.
     """
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     if not input_dir.is_dir():
         raise ValueError(f"input folder {input_dir} not found; expected a folder of images or scans")
     if output_dir == input_dir or input_dir in output_dir.parents:
         raise ValueError(f"output folder {output_dir} is inside the input folder {input_dir}; choose another")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise out.OutputError(f"output {output_dir} is a file, expected a folder; fix: pass a folder path as "
+                              "--output (a new one is created), or move that file")  # fmt: skip
     return input_dir, output_dir
 
 
 def discover(input_dir: Path) -> tuple[list[Path], int]:
-    """Supported files under ``input_dir`` (sorted, recursive) and the count of skipped ones."""
+    """Supported files under ``input_dir`` (sorted, recursive) and the count of skipped ones.
+
+    Dangling symlinks are kept (whatever their name): the loader turns each into an error row.
+    """
     files, skipped = [], 0
     for p in sorted(input_dir.rglob("*")):
-        if not p.is_file() or p.name.startswith("."):
+        if p.name.startswith("."):
+            continue
+        if p.is_symlink() and not p.exists():
+            files.append(p)
+            continue
+        if not p.is_file():
             continue
         if scan_kind(p) is None:
             skipped += 1
@@ -107,9 +133,15 @@ class FolderRun:
         self._last_progress = 0.0
 
     def run(self) -> FolderSummary:
+        """Predict the inputs the journal does not list as done; write ``predictions.csv``.
+
+        Raises:
+            OutputError: the output folder cannot be written (the journal keeps what finished).
+        """
         t0 = time.perf_counter()
-        out.remove_stale_temps(self.output_dir)
-        journal = out.Journal(self.output_dir, resume=self.opts.resume)
+        with out.writing(self.output_dir):
+            out.remove_stale_temps(self.output_dir)
+            journal = out.Journal(self.output_dir, resume=self.opts.resume)
         files, self.summary.skipped_unsupported = discover(self.input_dir)
         todo = [f for f in files if f.relative_to(self.input_dir).as_posix() not in journal.done]
         for rel, entry in journal.done.items():
@@ -120,14 +152,20 @@ class FolderRun:
         keep_raw = self.opts.overlay
         limits = ReadLimits(self.opts.max_pixels, self.opts.max_file_pixels)
         dataset = FileDataset(self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis, limits)
+        items = iterate(dataset, self.opts.workers)
         try:
-            for item in iterate(dataset, self.opts.workers):
-                self._add(item)
-            self._flush()
+            with out.writing(self.output_dir):
+                for item in items:
+                    self._add(item)
+                self._flush()
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM via segapp.inference.interrupt
+            self.summary.interrupted = exit_code_for(e)
         finally:
+            items.close()  # stops the decoding workers now, not at garbage collection
             journal.close()
         self.summary.seconds = time.perf_counter() - t0
-        self._finish(files)
+        with out.writing(self.output_dir):
+            self._finish(files)
         return self.summary
 
     def _add(self, item: Decoded) -> None:
@@ -166,6 +204,8 @@ class FolderRun:
             rows, outputs = (self._write_nifti if item.kind == "nifti" else self._write_frames)(item, probs, masks)
             self.summary.stages["write"] += time.perf_counter() - t1
         except OSError as e:
+            if e.errno in out.FATAL_ERRNOS:
+                raise  # disk full, not writable: every later input would fail too; stop the run
             rows, outputs = [{"input": item.rel, "status": "error", "reason": f"cannot write outputs: {e}"}], []
         seconds = round(item.decode_s + item.prep_s + forward_s + time.perf_counter() - t0, 4)
         for r in rows:
@@ -256,11 +296,15 @@ def _versions(engine_info: dict[str, Any]) -> dict[str, Any]:
 def write_run_json(output_dir: Path, summary: FolderSummary, info: dict[str, Any]) -> None:
     """``run.json``: model file and hash, options, engine, versions, counts and stage timings."""
     counts = {k: getattr(summary, k) for k in ("ok", "failed", "skipped_unsupported", "skipped_done", "images")}
-    payload = {**info, "summary": {**counts, "seconds": round(summary.seconds, 3)},
+    payload = {**info, "summary": {**counts, "seconds": round(summary.seconds, 3), "interrupted": bool(summary.interrupted)},
                "stages_s": {k: round(v, 3) for k, v in summary.stages.items()}, "exit_code": summary.exit_code,
                "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
     with atomic_write(output_dir / "run.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str))
+
+
+def _note(line: str) -> None:
+    print(f"segapp-predict: note: {line}", file=sys.stderr, flush=True)
 
 
 def predict_folder(predictor: Predictor, input_dir: str | Path, output_dir: str | Path,
@@ -268,19 +312,34 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, output_dir: str 
     """Predict every supported file under ``input_dir`` into ``output_dir``.
 
     Writes masks (see :mod:`segapp.inference.outputs` for names), ``predictions.csv`` and
-    ``run.json``. Returns the summary; its ``exit_code`` is what the CLI exits with.
+    ``run.json``, holding the folder's lock throughout. Returns the summary; its ``exit_code``
+    is what the CLI exits with (130/143 when Ctrl-C/SIGTERM stopped it early).
 
     Raises:
         ValueError: missing input folder, or an output folder inside the input folder.
+        RunMismatchError: the output folder holds a run with other options (see ``resume``/``overwrite``).
+        LockError: another run holds the output folder's lock.
+        OutputError: the output folder cannot be written (a file, not writable, disk full).
     """
-    options = options or FolderOptions()
+    options, info = options or FolderOptions(), info or {}
     run = FolderRun(predictor, Path(input_dir), Path(output_dir), options)
-    summary = run.run()
-    engine_info = predictor.engine.describe()
-    meta = {"input": str(run.input_dir), "output": str(run.output_dir), "engine": engine_info,
-            "versions": _versions(engine_info), "options": {**asdict(options), "threshold": predictor.threshold,
-            "tta": predictor.tta, "mode": predictor.mode, "keep_largest": predictor.keep_largest,
-            "min_size": predictor.min_size, "batch_size": predictor.batch_size},
-            "preprocess": predictor.spec.to_dict(), **(info or {})}  # fmt: skip
-    write_run_json(run.output_dir, summary, meta)
+    lock = FolderLock(run.output_dir, name=options.lock_name, break_lock=options.break_lock, notes=_note)
+    with out.writing(run.output_dir):
+        run.output_dir.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    try:
+        record = mask_record(predictor, options, run.input_dir, info)
+        with out.writing(run.output_dir):
+            prepare_output_folder(run.output_dir, record, options.resume, options.overwrite)
+        summary = run.run()
+        engine_info = predictor.engine.describe()
+        meta = {"input": str(run.input_dir), "output": str(run.output_dir), "engine": engine_info,
+                "versions": _versions(engine_info), "options": {**asdict(options), "threshold": predictor.threshold,
+                "tta": predictor.tta, "mode": predictor.mode, "keep_largest": predictor.keep_largest,
+                "min_size": predictor.min_size, "batch_size": predictor.batch_size},
+                "mask_record": record, "preprocess": predictor.spec.to_dict(), **info}  # fmt: skip
+        with out.writing(run.output_dir):
+            write_run_json(run.output_dir, summary, meta)
+    finally:
+        lock.release()
     return summary

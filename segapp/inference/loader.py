@@ -6,14 +6,20 @@ or the reason it could not be read. Decoding never raises: a bad file becomes an
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from segapp.inference.lock import pid_alive, process_start_time
 from segapp.io import ReadError, ReadLimits
 from segapp.io.scans import read_scan
 
@@ -59,6 +65,9 @@ class FileDataset:
         path = self.files[i]
         item = Decoded(rel=path.relative_to(self.root).as_posix())
         t0 = time.perf_counter()
+        if path.is_symlink() and not path.exists():  # dangling: an error row, never a silent skip
+            item.error = f"broken symlink -> {os.readlink(path)} (its target does not exist)"
+            return item
         try:
             scan = read_scan(path, nifti_axis=self.nifti_axis, limits=self.limits)
             t1 = time.perf_counter()
@@ -80,13 +89,42 @@ def _identity(x: Decoded) -> Decoded:
     return x
 
 
-def _worker_init(_: int) -> None:
-    """One OpenCV thread per decoding worker: the workers already use every core."""
-    import sys
+def _die_with(parent_pid: int, parent_start: str | None) -> None:
+    """Poll the main process; exit this worker as soon as it is gone (killed with -9 included)."""
+    while True:
+        time.sleep(0.5)
+        if not pid_alive(parent_pid) or process_start_time(parent_pid) != parent_start:
+            os._exit(1)
 
+
+def _set_parent_death_signal() -> None:
+    """Linux: SIGKILL this process when its parent (the forkserver) dies (``PR_SET_PDEATHSIG``)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_init(_: int, parent_pid: int = 0, parent_start: str | None = None) -> None:
+    """Set up a decoding worker: die with the main process, leave signals to it, one OpenCV thread.
+
+    DataLoader workers are children of the forkserver, not of the main process, so a killed
+    main process would leave them (and through them the forkserver and resource tracker)
+    running: a thread polls the main process and exits the worker when it is gone. Ctrl-C and
+    SIGTERM are the main process's to handle (it stops the workers itself).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    _set_parent_death_signal()
+    if parent_pid:
+        threading.Thread(target=_die_with, args=(parent_pid, parent_start), daemon=True).start()
     cv2 = sys.modules.get("cv2")
     if cv2 is not None:
-        cv2.setNumThreads(1)
+        cv2.setNumThreads(1)  # the workers already use every core
 
 
 def iterate(dataset: FileDataset, workers: int) -> Iterator[Decoded]:
@@ -105,6 +143,8 @@ def iterate(dataset: FileDataset, workers: int) -> Iterator[Decoded]:
     # forkserver, not fork: forking a process whose OpenCV/OpenMP thread pools already ran
     # (any earlier inference in the same process) can deadlock the workers.
     loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,  # type: ignore[arg-type]
-                        collate_fn=_identity, prefetch_factor=2, worker_init_fn=_worker_init,
+                        collate_fn=_identity, prefetch_factor=2,
+                        worker_init_fn=partial(_worker_init, parent_pid=os.getpid(),
+                                               parent_start=process_start_time(os.getpid())),
                         multiprocessing_context="forkserver")  # fmt: skip
     yield from loader

@@ -14,9 +14,11 @@ NIfTI                       ``<rel>.mask.nii.gz``            ``<rel>.prob.nii.gz
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import errno
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,41 @@ CSV_FIELDS = (
     "lesion_pixels", "lesion_fraction", "components", "bbox", "mean_prob", "seconds",
 )  # fmt: skip
 JOURNAL = ".segapp-predict.jsonl"
+
+#: errors that stop the whole run (every later write would fail the same way), not one input
+FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.EIO}
+_FIXES = {
+    errno.ENOSPC: ("no space left on the device", "free space, then rerun the same command with --resume to finish"),
+    errno.EDQUOT: ("disk quota exceeded", "free space, then rerun the same command with --resume to finish"),
+    errno.EROFS: ("read-only file system", "choose an --output on a writable disk"),
+    errno.EACCES: ("permission denied", "choose an --output you can write to, or change its permissions"),
+    errno.EPERM: ("operation not permitted", "choose an --output you can write to, or change its permissions"),
+    errno.ENOTDIR: ("a part of the path is a file, not a folder", "pass a folder path as --output (or move that file)"),
+    errno.EEXIST: ("a file is in the way of a folder", "pass a folder path as --output (or move that file)"),
+}
+
+
+class OutputError(Exception):
+    """The output folder cannot be written (disk full, not writable, a file in the way).
+
+    The message is one line naming the path and the fix; ``segapp-predict`` exits with 4.
+    """
+
+
+def output_error(e: OSError, path: Path) -> OutputError:
+    """One-line :class:`OutputError` for an ``OSError`` met while writing under ``path``."""
+    what, fix = _FIXES.get(e.errno or 0, (e.strerror or str(e), "check the output folder and rerun with --resume"))
+    where = e.filename or path
+    return OutputError(f"cannot write {where}: {what}; fix: {fix}")
+
+
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn any ``OSError`` raised inside into an :class:`OutputError` naming ``path``."""
+    try:
+        yield
+    except OSError as e:
+        raise output_error(e, path) from e
 
 
 def output_name(rel: Path, kind: str = "mask", frame: int | None = None, ext: str = "png") -> Path:
