@@ -22,7 +22,7 @@ demo: $(STAMP)
 	$(VENV)/bin/segapp-data synth --out data/synthetic-holdout --n 40 --size 128 --seed 1
 	$(VENV)/bin/segapp fit --config configs/quickstart.yaml
 	$(VENV)/bin/segapp-predict --checkpoint runs/quickstart/checkpoints/best.ckpt \
-		--input data/synthetic-holdout/images --output runs/quickstart/predictions
+		--input data/synthetic-holdout/images --output runs/quickstart/predictions --overwrite
 	@echo "held-out predicted masks: runs/quickstart/predictions (predictions.csv lists them)"
 
 test: $(STAMP)
