@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
 from torch import Tensor, nn
 
@@ -55,16 +55,22 @@ class SmpUnet(nn.Module):
         decoder_attention: ``scse`` attention in the decoder, or ``null``.
         decoder_interpolation: Up-sampling mode of the decoder.
         load_weights: ``False`` builds the architecture only, ignoring ``encoder_weights``.
-            Checkpoints store ``False`` here, because their state dict already holds the trained
-            weights: inference rebuilds the net without touching the hub or the weights file.
+            Checkpoints store ``False`` here (:attr:`rebuild_overrides`), because their state dict
+            already holds the trained weights: inference rebuilds the net without touching the hub
+            or the weights file.
 
     Attributes:
+        rebuild_overrides: Constructor arguments a checkpoint rebuild always gets, over the
+            recorded ones (see :func:`segapp.nets.register_net`).
+        net_config: The constructor arguments as called (defaults applied), with the overrides.
         pretrained_stats: ``(mean, std)`` matching ``encoder_weights`` (or ``None``), used by
             ``data.normalize: auto`` and thus saved in the checkpoint's preprocessing block.
 
     Shape:
         input ``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``.
     """
+
+    rebuild_overrides: ClassVar[dict[str, Any]] = {"load_weights": False}
 
     def __init__(
         self,
@@ -90,12 +96,6 @@ class SmpUnet(nn.Module):
             raise SettingError(f"model.net.init_args.decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}")
         if in_channels < 1:
             raise SettingError(f"in_channels must be >= 1, got {in_channels}")
-        self.net_config = dict(
-            encoder_name=encoder_name, encoder_weights=encoder_weights, in_channels=in_channels,
-            out_channels=out_channels, encoder_depth=encoder_depth, decoder_channels=dec,
-            decoder_norm=decoder_norm, decoder_attention=decoder_attention,
-            decoder_interpolation=decoder_interpolation, load_weights=False,
-        )  # fmt: skip
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # SMP's notice on `timm-` names
             try:

@@ -45,6 +45,10 @@ class UNet(nn.Module):
         upsample: ``nearest`` / ``bilinear`` (interpolate + 1x1 conv) or ``transposed``.
         skips: Concatenate encoder features into the decoder (``False``: plain encoder-decoder).
 
+    Attributes:
+        net_config: The constructor arguments as called, defaults applied (recorded by
+            :func:`~segapp.nets.register_net`; a checkpoint rebuilds the net from them).
+
     Shape:
         input ``(N, in_channels, H, W)`` -> logits ``(N, out_channels, H, W)``.
     """
@@ -66,11 +70,6 @@ class UNet(nn.Module):
     ) -> None:
         super().__init__()
         _check_settings(locals())
-        self.net_config = dict(
-            in_channels=in_channels, out_channels=out_channels, depth=depth, base_channels=base_channels,
-            norm=norm, block=block, activation=activation, init=init, dropout=dropout,
-            decoder_dropout=decoder_dropout, upsample=upsample, skips=skips,
-        )  # fmt: skip
         self.depth = depth
         self.skips = skips
         widths = [base_channels * 2**i for i in range(depth + 1)]
