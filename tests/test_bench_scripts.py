@@ -15,7 +15,8 @@ SCRIPTS = sorted((ROOT / "bench").glob("*.sh"))
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
 def test_bench_script_parses(script: Path) -> None:
-    subprocess.run(["bash", "-n", str(script)], check=True)
+    proc = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
 
 
 def test_gpu_check_without_pack_names_prepare(tmp_path: Path) -> None:

@@ -34,7 +34,9 @@ def test_config_with_a_bad_value_is_rejected_by_the_parser(tmp_path):
 
 
 def test_fit_fast_dev_run_on_generated_files(synth_root, tmp_path):
-    cli(fit_args(synth_root, tmp_path, "--trainer.fast_dev_run", "true"))
+    app = cli(fit_args(synth_root, tmp_path, "--trainer.fast_dev_run", "true"))
+    assert app.trainer.state.finished and app.trainer.global_step == 1
+    assert len(app.datamodule.splits["train"]) + len(app.datamodule.splits["val"]) == 96
 
 
 def test_print_config_shows_model_and_data_sections(tmp_path):

@@ -116,7 +116,7 @@ def _mask_summary(total: MaskStats, threshold: float) -> dict:
     return {**{k: round(c / n, 6) for k, c in zip(names, hist, strict=True)}, "threshold": threshold}
 
 
-def _judge(rep: CheckReport, strict_hint: str = "data.strict") -> None:
+def _judge(rep: CheckReport) -> None:
     """Fill ``errors`` and ``warnings`` from the numbers."""
     if rep.unreadable:
         u = rep.unreadable[0]

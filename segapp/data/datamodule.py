@@ -25,7 +25,6 @@ from segapp.io import MaskRule, MaskStats, PreprocessSpec, decide_rule
 from segapp.io.masks import values_text
 
 log = logging.getLogger(__name__)
-Normalize = NormalizeMode
 
 
 def check_size_schedule(schedule: dict[int, int] | None, image_size: int) -> list[tuple[int, int]]:

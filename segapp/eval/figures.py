@@ -38,7 +38,7 @@ def mask_canvas(gt: np.ndarray) -> np.ndarray:
     return np.where(gt, 110, 40).astype(np.uint8)[:, :, None]
 
 
-def overlay(image: np.ndarray | None, gt: np.ndarray, pred: np.ndarray, max_side: int = 320) -> np.ndarray:
+def contour_overlay(image: np.ndarray | None, gt: np.ndarray, pred: np.ndarray, max_side: int = 320) -> np.ndarray:
     """Image with ground-truth (green) and prediction (magenta) contours, at most ``max_side`` px.
 
     Args:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from segapp.eval.figures import gallery, histograms, mask_canvas, overlay, png_bytes
+from segapp.eval.figures import contour_overlay, gallery, histograms, mask_canvas, png_bytes
 from segapp.eval.html import render_html
 from segapp.eval.metrics import COUNT_COLUMNS, METRIC_COLUMNS, MetricConfig, image_metrics
 from segapp.eval.pairing import EvalCase
@@ -225,7 +225,7 @@ def write_report(
     summary = summarize(rows, n_boot=opts.n_boot, seed=opts.seed)
     worst = worst_cases(rows, opts.worst)
     load = case_loader(cases, opts, rule)
-    panels = [(r, overlay(*load(str(r["image"])))) for r in worst]
+    panels = [(r, contour_overlay(*load(str(r["image"])))) for r in worst]
     hist_png = histograms(rows, METRIC_COLUMNS, cfg.unit, out / "figures" / "histograms.png")
     gallery([(f"{r['image']}  Dice {float(r['dice']):.3f}", p) for r, p in panels], out / "figures" / "worst_cases.png")
     config = {**cfg.policy.to_dict(), "spacing": cfg.spacing, "unit": cfg.unit, "tolerance": cfg.tolerance,

@@ -25,7 +25,7 @@ from segapp.eval import EmptyPolicy, EvalCase, MetricConfig, ReportOptions, writ
 from segapp.eval.pairing import PRED_SUFFIX
 from segapp.eval.report import load_gt
 from segapp.io import write_mask_png
-from segapp.io.preprocess import resize_array
+from segapp.inference.postprocess import upsample
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class EvalReport(Callback):
         for key, p in zip(batch["key"], probs):
             pair = self._pairs[key]
             h, w = load_gt(pair.masks, self._mask_threshold).shape
-            full = resize_array(p, (h, w), "linear")  # as segapp-predict does
+            full = upsample(p, (h, w))  # as segapp-predict does
             write_mask_png(self.out / "predictions" / f"{key}{PRED_SUFFIX}", full > threshold)
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
