@@ -4,9 +4,9 @@ This room imports nothing else of segapp, so a slim inference container can use 
 """
 
 from segapp.io.errors import ReadError
-from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, read_mask, to_channels
+from segapp.io.images import IMAGE_EXTENSIONS, MASK_EXTENSIONS, read_image, to_channels
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits
-from segapp.io.masks import MaskRule, MaskStats, decide_rule, read_masks, scan_masks
+from segapp.io.masks import MaskRule, MaskStats, decide_rule, read_mask, read_masks, scan_masks
 from segapp.io.preprocess import (
     IMAGENET_STATS,
     PreprocessSpec,

@@ -20,7 +20,6 @@ __all__ = [
     "MASK_EXTENSIONS",
     "mask_values",
     "read_image",
-    "read_mask",
     "to_channels",
 ]
 
@@ -67,13 +66,13 @@ def read_image(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray
     return read_first_frame(path, limits)
 
 
-def mask_values(arr: np.ndarray, lossy: bool = False) -> np.ndarray:
+def mask_values(arr: np.ndarray) -> np.ndarray:
     """Raw mask pixels (``H x W x C``, any dtype) on the 0-255 scale as float32 ``H x W``.
 
     Colour masks use the maximum over RGB; alpha is used only when the colour channels are all
-    zero (a mask drawn as transparency). 16-bit masks are divided by 257. Masks whose maximum is
-    1 (0/1 label PNGs, 1-bit files) are scaled by 255, except ``lossy`` (JPEG) files, where a
-    maximum of 1 is compression noise in an empty mask.
+    zero (a mask drawn as transparency). 16-bit masks are divided by 257. The values are not
+    binarised or rescaled per image: which values are foreground is the dataset's mask value
+    rule (:mod:`segapp.io.masks`).
     """
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -81,23 +80,6 @@ def mask_values(arr: np.ndarray, lossy: bool = False) -> np.ndarray:
     if arr.shape[2] in (2, 4) and not colour.any():
         colour = arr[:, :, -1:]
     values = colour.max(axis=2).astype(np.float32)
-    top = float(values.max()) if values.size else 0.0
-    if arr.dtype == np.uint16 and top > 255:
+    if arr.dtype == np.uint16 and values.size and float(values.max()) > 255:
         values = values / 257.0
-    elif top <= 1 and not lossy:
-        values = values * 255.0
     return values
-
-
-def read_mask(path: str | Path, threshold: float = 127, limits: ReadLimits | None = None) -> np.ndarray:
-    """Read a binary mask as an ``H x W`` bool array.
-
-    The threshold is on the 0-255 scale: a pixel is foreground when its value (see
-    :func:`mask_values`) is above ``threshold``. The same threshold is right for JPEG masks
-    with artefacts, 0/255 PNGs, 0/1 PNGs, palette, RGBA, 16-bit and 1-bit files.
-
-    Raises:
-        ReadError: when the file cannot be decoded.
-    """
-    path = Path(path)
-    return mask_values(read_image(path, limits), lossy=path.suffix.lower() in LOSSY_EXTENSIONS) > threshold

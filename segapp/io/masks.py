@@ -29,6 +29,7 @@ import numpy as np
 
 from segapp.io.errors import ReadError
 from segapp.io.images import LOSSY_EXTENSIONS, mask_values, read_image
+from segapp.io.limits import ReadLimits
 
 MaskKind = Literal["binary", "labels", "grey"]
 MAX_LABEL = 20
@@ -120,13 +121,13 @@ def is_lossy(path: str | Path) -> bool:
     return Path(path).suffix.lower() in LOSSY_EXTENSIONS
 
 
-def mask_pixels(path: str | Path) -> np.ndarray:
+def mask_pixels(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray:
     """Pixel values of one mask file as float32 ``H x W`` on the 0-255 scale, not yet binarised.
 
     Raises:
-        ReadError: when the file cannot be decoded.
+        ReadError: when the file cannot be decoded or is over the size ``limits``.
     """
-    return mask_values(read_image(path), lossy=True)  # lossy=True: no per-image scaling of 0/1 files
+    return mask_values(read_image(path, limits))
 
 
 def value_stats(values: np.ndarray, lossy: bool = False) -> MaskStats:
@@ -200,7 +201,7 @@ def values_text(stats: MaskStats, limit: int = 12) -> str:
     return "{" + head + ", ..., " + ", ".join(map(str, vals[-2:])) + "}" + f" ({len(vals)} distinct)"
 
 
-def read_masks(paths: Sequence[str | Path], rule: MaskRule) -> np.ndarray:
+def read_masks(paths: Sequence[str | Path], rule: MaskRule, limits: ReadLimits | None = None) -> np.ndarray:
     """Read the mask file(s) of one image with the dataset's rule and OR them (bool ``H x W``).
 
     Raises:
@@ -208,10 +209,25 @@ def read_masks(paths: Sequence[str | Path], rule: MaskRule) -> np.ndarray:
     """
     if not paths:
         raise ValueError("read_masks needs at least one mask file")
-    mask = rule.foreground(mask_pixels(paths[0]))
+    mask = rule.foreground(mask_pixels(paths[0], limits))
     for p in paths[1:]:
-        extra = rule.foreground(mask_pixels(p))
+        extra = rule.foreground(mask_pixels(p, limits))
         if extra.shape != mask.shape:
             raise ReadError(p, f"mask size {extra.shape[1]}x{extra.shape[0]} differs from {paths[0]} ({mask.shape[1]}x{mask.shape[0]}); masks of one image are OR-ed and must match")
         mask = mask | extra
     return mask
+
+
+def read_mask(path: str | Path, threshold: float = 127, limits: ReadLimits | None = None) -> np.ndarray:
+    """Read one mask on its own as an ``H x W`` bool array: the value rule is decided from this
+    file alone (a dataset of one), so 0/1, 0/255, label-map, JPEG and 16-bit files all work.
+
+    For the masks of a dataset use :func:`read_masks` with the dataset's rule, decided once from
+    all its masks (``segapp-data check`` / the DataModule do).
+
+    Raises:
+        ReadError: when the file cannot be decoded or is over the size ``limits``.
+    """
+    pixels = mask_pixels(path, limits)
+    rule = decide_rule(value_stats(pixels, is_lossy(path)), threshold)
+    return rule.foreground(pixels)

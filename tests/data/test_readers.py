@@ -67,3 +67,13 @@ def test_one_bit_image_reads_as_0_255(tmp_path):
     p = save(tmp_path / "bits.png", disk(16, 5).astype(np.uint8) * 255, mode="1")
     arr = read_image(p)
     assert arr.dtype == np.uint8 and set(np.unique(arr)) == {0, 255}
+
+
+def test_read_mask_of_a_label_map_keeps_its_lesions(tmp_path):
+    """One mask on its own gets the dataset rule of a dataset of one: labels {0,1,2} are lesions
+    (the old per-image scaling read any mask whose maximum was 2..127 as empty)."""
+    labels = np.zeros((16, 16), np.uint8)
+    labels[2:6, 2:6], labels[8:12, 8:12] = 1, 2
+    p = tmp_path / "labels.png"
+    Image.fromarray(labels).save(p)
+    assert np.array_equal(read_mask(p), labels > 0)
