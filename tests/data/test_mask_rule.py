@@ -124,19 +124,14 @@ def test_misfit_masks_are_listed_and_strict_fails(tmp_path):
 
 
 def _old_mask_values(arr: np.ndarray, lossy: bool) -> np.ndarray:
-    """Reference: the per-image mask scaling segapp used before the dataset rule (verbatim)."""
-    if arr.ndim == 2:
-        arr = arr[:, :, None]
-    colour = arr[:, :, :-1] if arr.shape[2] in (2, 4) else arr
-    if arr.shape[2] in (2, 4) and not colour.any():
-        colour = arr[:, :, -1:]
-    values = colour.max(axis=2).astype(np.float32)
+    """Reference: the per-image mask scaling segapp used before the dataset rule (its value
+    extraction is unchanged in ``mask_values``; the per-image step was: a maximum of 1 in a
+    non-JPEG file is multiplied by 255)."""
+    from segapp.io.images import mask_values
+
+    values = mask_values(arr)
     top = float(values.max()) if values.size else 0.0
-    if arr.dtype == np.uint16 and top > 255:
-        values = values / 257.0
-    elif top <= 1 and not lossy:
-        values = values * 255.0
-    return values
+    return values * 255.0 if top <= 1 and not lossy else values
 
 
 @pytest.mark.skipif(not KVASIR.is_dir(), reason="Kvasir-SEG not present in ../shared/data")

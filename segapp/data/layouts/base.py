@@ -83,6 +83,29 @@ class Discovery:
         return sorted(out)
 
 
+def match_by_key(
+    layout: str,
+    root: Path,
+    images: dict[str, Path],
+    masks: dict[str, list[Path]],
+    prefix: str = "",
+    split: str | None = None,
+) -> Discovery:
+    """Pair images and masks that share a key; the rest are listed as unpaired, nothing is dropped."""
+    pairs = [
+        Pair(key=prefix + k, image=images[k], masks=tuple(sorted(masks[k])), split=split)
+        for k in sorted(images)
+        if k in masks
+    ]
+    return Discovery(
+        layout=layout,
+        pairs=pairs,
+        images_without_mask=[images[k] for k in sorted(images) if k not in masks],
+        masks_without_image=[p for k in sorted(masks) if k not in images for p in masks[k]],
+        root=root,
+    )
+
+
 def check_root(root: str | Path, expected: str = "a dataset folder") -> Path:
     """Return ``root`` as a Path, or raise :class:`DataError` if it does not exist."""
     root = Path(root).expanduser()

@@ -16,10 +16,10 @@ from segapp.data.layouts.base import (
     MASK_EXTENSIONS,
     MASK_NAME_SUFFIXES,
     Discovery,
-    Pair,
     check_root,
     files_by_stem,
     mask_key,
+    match_by_key,
     no_pairs_error,
     split_subfolders,
 )
@@ -58,14 +58,7 @@ def _pair_one(root: Path, split: str | None, prefix: str, suffixes: tuple[str, .
         )
     images = files_by_stem(dirs[0], IMAGE_EXTENSIONS)
     masks = _masks_by_key(dirs[1], images, suffixes)
-    pairs = [Pair(key=prefix + s, image=images[s], masks=tuple(sorted(masks[s])), split=split) for s in sorted(images) if s in masks]
-    return Discovery(
-        layout="paired",
-        pairs=pairs,
-        images_without_mask=[images[s] for s in sorted(images) if s not in masks],
-        masks_without_image=[p for s in sorted(masks) if s not in images for p in masks[s]],
-        root=root,
-    )
+    return match_by_key("paired", root, images, masks, prefix, split)
 
 
 def find_paired(root: str | Path, mask_suffix: str = "_mask") -> Discovery:

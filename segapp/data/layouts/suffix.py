@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, Pair, check_root, is_visible_file, mask_name_re, no_pairs_error
+from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, check_root, is_visible_file, mask_name_re, match_by_key, no_pairs_error
 
 
 def _mask_re(suffix: str) -> re.Pattern:
@@ -61,13 +61,7 @@ def find_suffix(root: str | Path, mask_suffix: str = "_mask", mask_dir: str | No
         if rx.match(p.stem) or (by_name and mroot in p.parents):
             continue
         images.setdefault(_key(p, root, p.stem, by_name), p)
-    pairs = [Pair(key=k, image=images[k], masks=tuple(sorted(masks[k]))) for k in sorted(images) if k in masks]
-    if not pairs:
+    found = match_by_key("suffix", root, images, masks)
+    if not found.pairs:
         raise no_pairs_error(root, "suffix", len(images), sum(map(len, masks.values())), f"expected <name>.png next to <name>{mask_suffix}.png (set data.mask_suffix if yours differs)")
-    return Discovery(
-        layout="suffix",
-        pairs=pairs,
-        images_without_mask=[images[k] for k in sorted(images) if k not in masks],
-        masks_without_image=[p for k in sorted(masks) if k not in images for p in masks[k]],
-        root=root,
-    )
+    return found
