@@ -4,7 +4,7 @@ A run writes ``.segapp-predict.options.json`` into its output folder before its 
 ``--resume`` (and, later, merging shards) calls :func:`check_same_run`: outputs made with
 another model, threshold, TTA, ... are never mixed into one folder without saying so. Options
 join the record as plain keys of :func:`mask_record`, so later options (ensembles, new size
-limits) only add a key.
+limits) only add a key; a new ``max_*`` field of ``FolderOptions`` joins it by itself.
 """
 
 from __future__ import annotations
@@ -41,12 +41,11 @@ def model_identity(predictor: Any, info: dict[str, Any]) -> str:
     return "meta:" + digest.hexdigest()
 
 
-def size_limits() -> dict[str, Any]:
-    """Reader size limits in force (``segapp.io``'s ``MAX_PIXELS``-style constants, if any)."""
-    import segapp.io as sio
-
-    names = ("MAX_PIXELS", "MAX_FILE_PIXELS", "MAX_VOLUME_VOXELS", "DEFAULT_MAX_PIXELS")
-    return {n.lower(): getattr(sio, n) for n in names if isinstance(getattr(sio, n, None), int)}
+def size_limits(options: Any) -> dict[str, int]:
+    """The reader size limits in force (``FolderOptions.max_pixels``, ``max_file_pixels``, and any
+    ``max_*`` limit added later): over them an input is an error row, so they belong to the record."""
+    fields = getattr(options, "__dataclass_fields__", {})
+    return {k: int(getattr(options, k)) for k in fields if k.startswith("max_") and getattr(options, k) is not None}
 
 
 def mask_record(predictor: Any, options: Any, input_dir: Path, info: dict[str, Any]) -> dict[str, Any]:
@@ -57,7 +56,7 @@ def mask_record(predictor: Any, options: Any, input_dir: Path, info: dict[str, A
         options: The :class:`~segapp.inference.folder.FolderOptions`.
         input_dir: The resolved input folder (journal entries are relative to it).
         info: Caller's extras; ``model_sha256`` names the model file's hash, ``ensemble`` (a
-            list of hashes) and ``max_pixels`` style limits join the record as given.
+            list of hashes) joins the record as given.
     """
     engine = predictor.engine.describe()
     record: dict[str, Any] = {
@@ -75,9 +74,9 @@ def mask_record(predictor: Any, options: Any, input_dir: Path, info: dict[str, A
         "nifti_axis": int(options.nifti_axis),
         "save_probs": options.save_probs,
         "overlay": bool(options.overlay),
-        **size_limits(),
+        **size_limits(options),
     }
-    for key in ("ensemble", "max_pixels", "max_file_pixels", "max_volume_voxels"):
+    for key in ("ensemble",):  # joins the record when an ensemble run passes its members' hashes
         if info.get(key) is not None:
             record[key] = info[key]
     return record

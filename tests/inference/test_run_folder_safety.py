@@ -45,6 +45,8 @@ def test_resume_or_rerun_with_other_options_is_refused_unless_overwrite(tiny_ckp
     code, _, err = predict_in_process(capsys, *base, "--resume", "--threshold", "0.9", "--tta", "flip")
     assert code == 2 and "threshold 0.5" in err and "-> 0.9" in err and "tta 'none' -> 'flip'" in err, err
     assert len(err.strip().splitlines()) == 1
+    code, _, err = predict_in_process(capsys, *base, "--resume", "--max-pixels", "1000")
+    assert code == 2 and "max_pixels 178956970 -> 1000" in err, err  # size limits are in the record
     code, _, err = predict_in_process(capsys, *base, "--threshold", "0.9")  # no --resume: still refused
     assert code == 2 and "another run" in err and "--overwrite" in err, err
     other = make_images(tmp_path / "other", 2)
