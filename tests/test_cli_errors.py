@@ -84,7 +84,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(one_epoch_run, syn
     with pytest.raises(SystemExit) as exit_info:
         main(_tiny(synth_root, one_epoch_run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     monkeypatch.undo()
-    assert exit_info.value.code == 3
+    assert exit_info.value.code == 4
     err = capsys.readouterr().err
     assert "No space left on device (the previous checkpoint there is kept); fix: free disk space" in err
     assert last.read_bytes() == before  # untouched, and still a whole checkpoint

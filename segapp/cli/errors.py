@@ -1,7 +1,7 @@
 """The one user-error handler every console script shares: one ``prog: error:`` line and an exit code.
 
 Exit codes: 0 done; 2 a user error (a setting, a data file, a checkpoint: the message says the
-fix); 3 an output could not be written (disk full, folder not writable). Anything else is a bug
+fix); 4 an output could not be written (disk full, folder not writable). Anything else is a bug
 and keeps its traceback.
 """
 
@@ -19,7 +19,7 @@ from segapp.lit.checkpoint_io import CheckpointWriteError
 from segapp.nets import EncoderWeightsError
 
 EXIT_USER_ERROR = 2
-EXIT_WRITE_ERROR = 3
+EXIT_WRITE_ERROR = 4  # the same code segapp-predict uses for an output it cannot write
 USER_ERRORS: tuple[type[BaseException], ...] = (UserError, DataError, ReadError, EncoderWeightsError, StudyError)
 T = TypeVar("T")
 
@@ -43,7 +43,7 @@ def fail(prog: str, message: object, code: int = EXIT_USER_ERROR) -> NoReturn:
 
 
 def run_console(prog: str, fn: Callable[[], T]) -> T:
-    """Run ``fn``; a user error ends with one line (exit 2, or 3 for an output that cannot be written)."""
+    """Run ``fn``; a user error ends with one line (exit 2, or 4 for an output that cannot be written)."""
     try:
         return fn()
     except Exception as e:

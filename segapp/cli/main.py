@@ -8,7 +8,7 @@ from segapp.cli.errors import run_console
 
 def main(args: list[str] | None = None) -> None:
     """Run the app; user errors end with one ``segapp: error:`` line and exit 2 (settings, data,
-    weights, checkpoints) or 3 (an output could not be written)."""
+    weights, checkpoints) or 4 (an output could not be written, as segapp-predict)."""
     run_console("segapp", lambda: cli(args))
 
 
