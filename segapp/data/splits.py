@@ -32,15 +32,6 @@ def _check_fractions(val_fraction: float, test_fraction: float) -> None:
         )
 
 
-def split_indices(keys: Sequence[str], val_fraction: float, test_fraction: float, seed: int) -> dict[str, list[int]]:
-    """Split into ``train``/``val``/``test`` index lists by seed and fractions (one key = one group).
-
-    Raises:
-        ValueError: if the fractions are out of range or leave no training data.
-    """
-    return grouped_split(list(keys), val_fraction, test_fraction, seed)
-
-
 def group_of(pair: Pair, group_regex: str | None) -> str:
     """Group id of a pair: its CSV ``group``, else the regex match on the image file name, else its key.
 

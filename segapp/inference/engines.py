@@ -10,17 +10,17 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
+from segapp.errors import check_choice
 from segapp.inference.checkpoint import CheckpointError, load_net
 from segapp.inference.tiling import sliding_window
 from segapp.io import PreprocessSpec
 
-Precision = Literal["auto", "fp32", "bf16", "fp16"]
+Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
 Device = Literal["auto", "cpu", "cuda"]
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ONNX_META_KEY = "segapp"
 
 
@@ -50,14 +50,23 @@ def cpu_supports_bf16() -> bool:
     return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
-def resolve_precision(precision: str, device_type: str) -> str:
+def check_engine_options(device: str, precision: str) -> None:
+    """Refuse a device or precision outside :data:`Device` / :data:`Precision`, naming the close match.
+
+    Raises:
+        SettingError: (a ``ValueError``) for an unknown name.
+    """
+    check_choice("device", device, get_args(Device))
+    check_choice("precision", precision, get_args(Precision))
+
+
+def resolve_precision(precision: Precision, device_type: str) -> str:
     """``auto`` -> ``fp16`` on CUDA, ``bf16`` on CPUs with AMX/AVX512-BF16, else ``fp32``.
 
     Raises:
-        ValueError: for an unknown precision name.
+        SettingError: (a ``ValueError``) for an unknown precision name.
     """
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    check_choice("precision", precision, get_args(Precision))
     if precision != "auto":
         return precision
     if device_type == "cuda":
@@ -83,11 +92,10 @@ class TorchEngine:
     """
 
     def __init__(self, net: Any, spec: PreprocessSpec, threshold: float, meta: dict[str, Any],
-                 device: str = "auto", precision: str = "auto", channels_last: bool = True) -> None:  # fmt: skip
+                 device: Device = "auto", precision: Precision = "auto", channels_last: bool = True) -> None:  # fmt: skip
         import torch
 
-        if device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"unknown device {device!r}; expected auto, cpu or cuda")
+        check_engine_options(device, precision)
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
         self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
@@ -99,7 +107,7 @@ class TorchEngine:
         self.spec, self.threshold, self.meta = spec, threshold, meta
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, device: str = "auto", precision: str = "auto") -> TorchEngine:
+    def from_checkpoint(cls, path: str | Path, device: Device = "auto", precision: Precision = "auto") -> TorchEngine:
         net, spec, threshold, meta = load_net(path)
         return cls(net, spec, threshold, meta, device=device, precision=precision)
 
@@ -154,9 +162,12 @@ class OnnxEngine:
         threads: Intra-op threads (``None``: ONNX Runtime's default, one per core).
     """
 
-    def __init__(self, path: str | Path, device: str = "auto", precision: str = "auto", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, device: Device = "auto", precision: Precision = "auto", threads: int | None = None
+    ) -> None:
         import onnxruntime as ort
 
+        check_engine_options(device, precision)
         path = Path(path)
         if not path.is_file():
             raise CheckpointError(f"model {path} not found; expected a .onnx file written by `segapp-export`")
@@ -220,12 +231,12 @@ def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
 
 
 def create_engine(checkpoint: str | Path | None = None, model: str | Path | None = None,
-                  device: str = "auto", precision: str = "auto") -> Engine:  # fmt: skip
+                  device: Device = "auto", precision: Precision = "auto") -> Engine:  # fmt: skip
     """The one factory: a torch engine for ``checkpoint`` or an ONNX Runtime engine for ``model``.
 
     Raises:
-        ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, or for a
-            ``model`` that is not ``.onnx``.
+        ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, for a
+            ``model`` that is not ``.onnx``, or for an unknown device or precision.
     """
     if (checkpoint is None) == (model is None):
         raise ValueError("give exactly one of --checkpoint FILE.ckpt (torch) or --model FILE.onnx (ONNX Runtime)")

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
-from segapp.inference.engines import Engine, create_engine
+from segapp.errors import check_choice, check_range
+from segapp.inference.engines import Device, Engine, Precision, create_engine
 from segapp.inference.postprocess import clean_mask, upsample
 from segapp.io import PreprocessSpec, preprocess
 
@@ -64,12 +65,10 @@ class Predictor:
     batch_size: int = 8
 
     def __post_init__(self) -> None:
-        if self.tta not in TTA_FLIPS:
-            raise ValueError(f"unknown tta {self.tta!r}; expected one of: {', '.join(TTA_FLIPS)}")
-        if self.mode not in ("resize", "tile"):
-            raise ValueError(f"unknown mode {self.mode!r}; expected resize or tile")
-        if self.batch_size < 1 or self.min_size < 0:
-            raise ValueError(f"batch_size must be >= 1 and min_size >= 0, got {self.batch_size} and {self.min_size}")
+        check_choice("tta", self.tta, get_args(Tta))
+        check_choice("mode", self.mode, get_args(Mode))
+        check_range("batch_size", self.batch_size, 1)
+        check_range("min_size", self.min_size, 0)
         if self.threshold is None:
             self.threshold = self.engine.threshold
         if self.mode == "tile" and self.engine.spec.size_policy == "resize":
@@ -81,13 +80,15 @@ class Predictor:
             )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float | None = None, device: str = "auto",
-                        precision: str = "fp32", **options) -> Predictor:  # fmt: skip
+    def from_checkpoint(cls, path: str | Path, threshold: float | None = None, device: Device = "auto",
+                        precision: Precision = "fp32", **options) -> Predictor:  # fmt: skip
         """Torch engine from a ``segapp fit`` checkpoint (``weights_only`` loading)."""
         return cls(create_engine(checkpoint=path, device=device, precision=precision), threshold=threshold, **options)
 
     @classmethod
-    def from_onnx(cls, path: str | Path, threshold: float | None = None, device: str = "auto", **options) -> Predictor:
+    def from_onnx(
+        cls, path: str | Path, threshold: float | None = None, device: Device = "auto", **options
+    ) -> Predictor:
         """ONNX Runtime engine from a ``segapp-export --format onnx`` file (no torch needed)."""
         return cls(create_engine(model=path, device=device), threshold=threshold, **options)
 
