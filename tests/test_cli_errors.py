@@ -126,3 +126,18 @@ def test_malicious_checkpoint_is_refused_and_never_run(synth_root, tmp_path, sub
     proc = _fit([subcommand, *args[1:]])
     _one_error_line(proc, str(evil), "refused by the safe loader")
     assert not marker.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["segapp.cli.predict", "segapp.cli.export"])
+def test_malicious_checkpoint_to_predict_and_export_is_refused_and_never_run(synth_root, tmp_path, script):
+    marker = tmp_path / "PWNED"
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "segapp": {"preprocess": {}, "x": _Evil(marker)}}, evil)
+    args = {"segapp.cli.predict": ["--input", str(synth_root / "images"), "--output", str(tmp_path / "out")],
+            "segapp.cli.export": ["--out", str(tmp_path / "m.onnx")]}[script]  # fmt: skip
+    proc = subprocess.run([sys.executable, "-m", script, "--checkpoint", str(evil), *args], capture_output=True,
+                          text=True, timeout=300, cwd=REPO)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and str(evil) in proc.stderr and "weights_only" in proc.stderr
+    assert not marker.exists()

@@ -13,9 +13,8 @@ import argparse
 import json
 import sys
 
-from segapp.data.errors import DataError
+from segapp.cli.errors import run_console
 from segapp.data.synth import generate
-from segapp.io import ReadError
 
 
 def _synth(args: argparse.Namespace) -> int:
@@ -26,8 +25,8 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _check(args: argparse.Namespace) -> int:
     from segapp.data.check import check_dataset, format_report
-    from segapp.data.splits import data_fingerprint
     from segapp.data.layouts import discover
+    from segapp.data.splits import data_fingerprint
 
     disc = discover(args.path, args.layout, mask_suffix=args.mask_suffix, mask_dir=args.mask_dir, csv_name=args.csv_name)
     rep = check_dataset(disc, args.threshold, data_fingerprint(disc), use_cache=not args.no_cache, foreground_labels=args.foreground_labels)
@@ -62,12 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        code = args.func(args)
-    except (DataError, ReadError, ValueError) as e:
-        print(f"segapp-data: error: {e}", file=sys.stderr)
-        code = 2
-    sys.exit(code)
+    sys.exit(run_console("segapp-data", lambda: args.func(args), also=(ValueError,)))
 
 
 if __name__ == "__main__":

@@ -42,12 +42,19 @@ def fail(prog: str, message: object, code: int = EXIT_USER_ERROR) -> NoReturn:
     sys.exit(code)
 
 
-def run_console(prog: str, fn: Callable[[], T]) -> T:
-    """Run ``fn``; a user error ends with one line (exit 2, or 4 for an output that cannot be written)."""
+def run_console(prog: str, fn: Callable[[], T], also: tuple[type[BaseException], ...] = ()) -> T:
+    """Run ``fn``; a user error ends with one line (exit 2, or 4 for an output that cannot be written).
+
+    Args:
+        prog: The console script's name, printed before ``error:``.
+        fn: The work.
+        also: Further exception types this script treats as user errors (e.g. ``ValueError`` from
+            the format checks of ``segapp-eval``).
+    """
     try:
         return fn()
     except Exception as e:
-        err = user_error(e)
+        err = user_error(e) or (e if isinstance(e, also) else None)
         if err is None:
             raise
         fail(prog, err, EXIT_WRITE_ERROR if isinstance(err, CheckpointWriteError) else EXIT_USER_ERROR)

@@ -11,6 +11,7 @@ import argparse
 import math
 import sys
 
+from segapp.cli.errors import run_console
 from segapp.eval import EmptyPolicy, MetricConfig, ReportOptions, pair_folders, write_report
 from segapp.eval.compare import compare_runs
 
@@ -91,12 +92,8 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    try:
-        rc = _compare(args) if args.compare else _evaluate(args)
-    except (ValueError, OSError) as e:
-        print(f"segapp-eval: error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(rc)
+    sys.exit(run_console("segapp-eval", lambda: _compare(args) if args.compare else _evaluate(args),
+                         also=(ValueError, OSError)))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from segapp.inference.checkpoint import CheckpointError
+from segapp.cli.errors import run_console
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -21,11 +20,8 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from segapp.inference.export import export_model
 
-    try:
-        out = export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset)
-    except (CheckpointError, ValueError) as e:
-        print(f"segapp-export: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    out = run_console("segapp-export", lambda: export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset),
+                      also=(ValueError,))  # fmt: skip
     print(f"wrote {out} and {out.name}.json ({args.format}); run it with `segapp-predict --model {out}`")
 
 
