@@ -89,11 +89,28 @@ def _identity(x: Decoded) -> Decoded:
     return x
 
 
+def _gone(pid: int, start: str | None) -> bool:
+    """Whether ``pid`` has died (a zombie its own parent has not reaped yet counts) or was reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return not pid_alive(pid)  # no /proc: only a dead PID can be seen
+    fields = stat[stat.rfind(")") + 2 :].split()
+    return fields[0] in ("Z", "X") or fields[19] != start
+
+
 def _die_with(parent_pid: int, parent_start: str | None) -> None:
-    """Poll the main process; exit this worker as soon as it is gone (killed with -9 included)."""
+    """Poll the main process; when it is gone (``kill -9`` included), stop this worker and the
+    forkserver it was forked from (it would outlive the main process otherwise)."""
     while True:
         time.sleep(0.5)
-        if not pid_alive(parent_pid) or process_start_time(parent_pid) != parent_start:
+        if _gone(parent_pid, parent_start):
+            forkserver = os.getppid()
+            try:
+                if b"multiprocessing.forkserver" in Path(f"/proc/{forkserver}/cmdline").read_bytes():
+                    os.kill(forkserver, signal.SIGKILL)
+            except OSError:
+                pass
             os._exit(1)
 
 
