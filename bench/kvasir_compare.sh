@@ -41,7 +41,7 @@ epoch_args() {  # --max_epochs (the cosine follows it) for model $1, from EPOCHS
 }
 BF16="${BF16:-auto}"
 if [ "$BF16" = auto ]; then
-  grep -q -E 'amx_bf16|avx512_bf16' /proc/cpuinfo 2>/dev/null && BF16=1 || BF16=0
+  BF16=$("$PY" -c 'from segapp.machine import cpu_supports_bf16; print(int(cpu_supports_bf16()))')
 fi
 PREC_ARGS=()
 [ "$BF16" = 1 ] && PREC_ARGS=(--trainer.precision bf16-mixed --model.channels_last true)
@@ -49,7 +49,7 @@ mkdir -p "$OUT"
 CSV="$OUT/results.csv"
 [ -f "$CSV" ] || echo "model,seed,budget,epochs,wall_s,best_val_dice,last_val_dice,val_dice_at_tuned_threshold,tuned_threshold,checkpoint" > "$CSV"
 log() { echo "[kvasir_compare $(date -u +%H:%M:%S)] $*"; }
-log "$(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, torch $("$PY" -c 'import torch; print(torch.__version__, torch.get_num_threads(), "threads")'), bf16=$BF16"
+log "$("$PY" -c 'from segapp.machine import cpu_model; print(cpu_model())'), $(nproc) cores, torch $("$PY" -c 'import torch; print(torch.__version__, torch.get_num_threads(), "threads")'), bf16=$BF16"
 
 if [ "$WARM" = 1 ]; then
   log "warming the resized-image cache (tiny net, 1 epoch; not timed)"

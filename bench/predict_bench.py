@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -40,9 +39,9 @@ KVASIR = REPO.parent / "shared" / "data" / "kvasir-seg" / "images"
 def machine() -> dict:
     import torch
 
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), platform.processor())  # fmt: skip
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+    from segapp.machine import cpu_model
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_1m": os.getloadavg()[0]}  # fmt: skip
 
 
@@ -101,15 +100,15 @@ def pipeline(engine, files_dir: Path, out: Path, workers: int, batch: int) -> di
 
 
 def agreement(a_dir: Path, b_dir: Path) -> dict:
-    """Pixel agreement and mean Dice between two folders of masks (same names)."""
+    """Pixel agreement and mean Dice (segapp.eval's, 1.0 when both are empty) between two folders of masks."""
+    from segapp.eval.metrics import overlap_scores
     from segapp.io import read_mask
 
     dices, agree = [], []
     for p in sorted(a_dir.glob("*.mask.png")):
         a, b = read_mask(p), read_mask(b_dir / p.name)
         agree.append(float((a == b).mean()))
-        denom = a.sum() + b.sum()
-        dices.append(1.0 if denom == 0 else 2 * float((a & b).sum()) / denom)
+        dices.append(overlap_scores(a, b)["dice"])
     return {"pixel_agreement": float(np.mean(agree)), "mean_dice": float(np.mean(dices)), "min_dice": float(np.min(dices))}
 
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import statistics
 import time
 from pathlib import Path
 
 import torch
 
+from segapp.machine import cpu_model
 from segapp.nets import create_net
 
 NETS = {
@@ -77,7 +77,7 @@ def main() -> None:
     cmd = "bench/step_bench.py " + " ".join(
         [f"--nets {' '.join(args.nets)}", f"--sizes {' '.join(map(str, args.sizes))}", f"--batch {args.batch}", f"--steps {args.steps}", f"--repeats {args.repeats}"]
     )
-    info = (f"`{cmd}` on {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    info = (f"`{cmd}` on {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, fp32, {datetime.date.today()}; medians of {args.repeats} alternating runs "
             f"of {args.steps} steps (batch {args.batch}).")  # fmt: skip
     print(info)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from segapp.data import LesionDataModule  # noqa: E402
 from segapp.data.synth import generate  # noqa: E402
 from segapp.lit import SegmentationModule  # noqa: E402
+from segapp.machine import cpu_model  # noqa: E402
 from segapp.nets import UNet  # noqa: E402
 
 
@@ -115,11 +115,7 @@ def loader_throughput(root: Path, size: int, batch: int, workers: int, n_batches
 
 
 def machine() -> str:
-    cpu = platform.processor() or "cpu"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_model()
     gpu = f", GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else ""
     return f"{cpu}, {torch.get_num_threads()} threads, torch {torch.__version__}{gpu}"
 

@@ -17,6 +17,7 @@ import numpy as np
 from segapp.errors import check_choice
 from segapp.inference.checkpoint import CheckpointError, load_net
 from segapp.inference.tiling import sliding_window
+from segapp.machine import cpu_supports_bf16
 from segapp.io import PreprocessSpec
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
@@ -39,15 +40,6 @@ class Engine(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """Engine name, device, precision and library versions for ``run.json``."""
-
-
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 matmul (AMX-BF16 or AVX512-BF16 in /proc/cpuinfo)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(errors="ignore")
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def check_engine_options(device: str, precision: str) -> None:

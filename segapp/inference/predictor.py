@@ -105,21 +105,27 @@ class Predictor:
         """A picklable :meth:`prepare` for loader workers (holds no engine)."""
         return partial(prepare_input, spec=self.engine.spec, mode=self.mode)
 
+    def _tta_mean(self, x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """Mean over the TTA flips of ``unflip(fn(flip(x)))``; flips act on the last two (H, W) axes.
+
+        Shape:
+            ``x``: ``(..., C, H, W)``; ``fn(x)``: ``(..., H, W)`` probabilities.
+        """
+        flips = TTA_FLIPS[self.tta]
+        acc: np.ndarray | None = None
+        for axes in flips:
+            p = np.flip(fn(np.flip(x, axes).copy()), axes) if axes else fn(x)
+            if acc is None:
+                acc = np.array(p, np.float32)  # a float32 copy, as the loops this replaces accumulated
+            else:
+                acc += p
+        return acc / len(flips)
+
     def _batch_probs(self, batch: np.ndarray) -> np.ndarray:
-        acc = np.zeros((batch.shape[0], *batch.shape[2:]), np.float32)
-        for axes in TTA_FLIPS[self.tta]:
-            x = np.flip(batch, axes).copy() if axes else batch
-            p = self.engine.probs(x)
-            acc += np.flip(p, axes) if axes else p
-        return acc / len(TTA_FLIPS[self.tta])
+        return self._tta_mean(batch, self.engine.probs)
 
     def _tile_probs(self, x: np.ndarray) -> np.ndarray:
-        acc = np.zeros(x.shape[1:], np.float32)
-        for axes in TTA_FLIPS[self.tta]:
-            xi = np.flip(x, axes).copy() if axes else x
-            p = self.engine.tile_probs(xi, self.overlap, self.batch_size)
-            acc += np.flip(p, axes) if axes else p
-        return acc / len(TTA_FLIPS[self.tta])
+        return self._tta_mean(x, lambda xi: self.engine.tile_probs(xi, self.overlap, self.batch_size))
 
     def probs_prepared(self, inputs: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
         """Prepared inputs (from :meth:`prepare`) -> probabilities at the given original sizes."""

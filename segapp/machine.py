@@ -1,0 +1,57 @@
+"""What CPU this is, read once from ``/proc/cpuinfo`` (imports nothing of segapp).
+
+The one probe used by the torch engine (``precision: auto``) and by every benchmark script in
+``bench/``: CPUs differ from machine to machine here (AVX2-only vs AVX-512 + AMX), so numbers
+name the CPU and precision choices read its flags at run time (GUIDE.md §3).
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+BF16_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def _cpuinfo() -> str:
+    try:
+        return CPUINFO.read_text(errors="ignore")
+    except OSError:
+        return ""
+
+
+def _field(line: str) -> tuple[str, str]:
+    key, _, value = line.partition(":")
+    return key.strip().lower(), value.strip()
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags (x86 ``flags``, ARM ``Features``); empty where unreadable."""
+    flags: set[str] = set()
+    for line in _cpuinfo().splitlines():
+        key, value = _field(line)
+        if key in ("flags", "features"):
+            flags.update(value.split())
+    return frozenset(flags)
+
+
+@functools.cache
+def cpu_model() -> str:
+    """The CPU model name (``model name`` in /proc/cpuinfo), else :func:`platform.processor`."""
+    for line in _cpuinfo().splitlines():
+        key, value = _field(line)
+        if key == "model name" and value:
+            return value
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matmul (AMX-BF16 or AVX512-BF16); emulated bf16 is slow."""
+    return bool(BF16_FLAGS & cpu_flags())
+
+
+if __name__ == "__main__":  # for shell scripts: `python -m segapp.machine` prints model and bf16
+    print(f"{cpu_model()}\nbf16={int(cpu_supports_bf16())}")
