@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+from typing import get_args
 
 from segapp.cli.errors import run_console
+from segapp.inference.export import ExportFormat
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="segapp-export", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `segapp fit` (.ckpt)")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx", help="export format (default onnx)")
+    p.add_argument("--format", choices=get_args(ExportFormat), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="file to write (.onnx or .pt); FILE.json is written beside it")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     return p
@@ -18,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    from segapp.inference.export import export_model
+    from segapp.inference.export import export_model  # torch, onnx: only when exporting
 
     out = run_console("segapp-export", lambda: export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset),
                       also=(ValueError,))  # fmt: skip

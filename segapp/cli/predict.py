@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import get_args
 
 from segapp.inference.checkpoint import CheckpointError, file_sha256
+from segapp.inference.engines import Device, Precision
 from segapp.inference.folder import EXIT_OUTPUT, EXIT_USAGE, FolderOptions, FolderSummary
 from segapp.inference.interrupt import exit_code_for, sigterm_as_interrupt
 from segapp.inference.lock import LockError
 from segapp.inference.outputs import OutputError
+from segapp.inference.predictor import Mode, Tta
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS
 
 
@@ -36,16 +39,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")
     p.add_argument("--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)")
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
-    p.add_argument("--tta", choices=("none", "flip", "flip4"), default="none", help="average over flips (default none)")
-    p.add_argument("--mode", choices=("resize", "tile"), default="resize",
+    p.add_argument("--tta", choices=get_args(Tta), default="none", help="average over flips (default none)")
+    p.add_argument("--mode", choices=get_args(Mode), default="resize",
                    help="resize: whole image to the training size (default); tile: Gaussian-blended windows")
     p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
     p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
     p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
     p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default auto")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
+    p.add_argument("--device", choices=get_args(Device), default="auto", help="default auto")
+    p.add_argument("--precision", choices=get_args(Precision), default="auto",
                    help="auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32")
     p.add_argument("--save-probs", nargs="?", const="png", choices=("png", "npy"), default=None,
                    help="also write probabilities (16-bit PNG, or float32 .npy)")
