@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
+from segapp.errors import check_choice
 from segapp.inference.checkpoint import file_sha256, load_net
 from segapp.inference.engines import ONNX_META_KEY
 from segapp.io import atomic_write
@@ -68,13 +69,12 @@ def export_model(checkpoint: str | Path, out: str | Path, fmt: ExportFormat = "o
         The path written.
 
     Raises:
-        ValueError: for an unknown format.
+        SettingError: for an unknown format (a ValueError).
         CheckpointError: for an unreadable checkpoint.
     """
     import torch
 
-    if fmt not in ("onnx", "torchscript"):
-        raise ValueError(f"unknown export format {fmt!r}; expected onnx or torchscript")
+    check_choice("format", fmt, get_args(ExportFormat))
     checkpoint, out = Path(checkpoint), Path(out)
     net, spec, _, meta = load_net(checkpoint)
     block = export_meta(meta, checkpoint, fmt)

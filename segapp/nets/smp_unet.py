@@ -14,7 +14,9 @@ from segapp.nets.weights import encoder_state_dict, encoder_stats, load_into_enc
 
 log = logging.getLogger(__name__)
 
-DecoderNorm = Literal["batchnorm", "identity", "layernorm", "instancenorm", "inplace"]
+# SMP 0.6 also names layernorm (builds, then fails in forward on channels-first maps), instancenorm
+# (fails while building) and inplace (needs inplace_abn): not offered, so a config cannot pick them.
+DecoderNorm = Literal["batchnorm", "identity"]
 DecoderAttention = Literal["scse"]
 DecoderInterpolation = Literal["nearest", "bilinear", "bicubic", "area", "nearest-exact"]
 

@@ -34,10 +34,9 @@ ALTERNATIVES: dict[str, dict[str, list[Any]]] = {  # non-default values (Literal
                  "out_channels": [2], "encoder_depth": [4], "decoder_channels": [[48, 32, 16]],
                  "decoder_attention": ["scse"], "load_weights": [False]},  # fmt: skip
 }
-# SMP 0.6 cannot build these (instancenorm: init of a None weight; inplace: needs inplace_abn) ...
-BROKEN_IN_SMP = {("smp_unet", "decoder_norm", "instancenorm"), ("smp_unet", "decoder_norm", "inplace")}
-# ... and builds this one but its forward fails (LayerNorm over channels-first maps): round trip only.
-NO_FORWARD = {("smp_unet", "decoder_norm", "layernorm")}
+# Every offered choice builds and runs (SMP 0.6's broken decoder norms are not offered: smp_unet.DecoderNorm).
+BROKEN_IN_SMP: set[tuple[str, str, str]] = set()
+NO_FORWARD: set[tuple[str, str, str]] = set()
 SIZE = 32
 
 
