@@ -62,11 +62,11 @@ def test_length_from_epoch_and_step_limits():
     assert from_limits(-1, -1, 10).epochs is None
 
 
-def test_time_projection_only_shortens():
-    cur = ScheduleLength(50, "trainer.max_epochs=50")
-    short = project_time(cur, epochs_done=3, seconds_left=700, last_epoch_seconds=100)
+def test_time_projection_never_exceeds_the_epoch_limit():
+    limits = ScheduleLength(50, "trainer.max_epochs=50")
+    short = project_time(limits, epochs_done=3, seconds_left=700, last_epoch_seconds=100)
     assert short.epochs == 10 and "max_time" in short.source
-    assert project_time(cur, 3, seconds_left=1e6, last_epoch_seconds=100) is cur
+    assert project_time(limits, 3, seconds_left=1e6, last_epoch_seconds=100) is limits
 
 
 def test_set_length_applies_to_the_current_epoch_at_once():
@@ -115,6 +115,9 @@ def test_max_time_shortens_the_cosine_after_a_slow_epoch():
     follower.epoch_end(_fake_trainer(20, remaining=800, epoch=1), sched, info, epoch_seconds=100.0)
     assert sched.max_epochs == 2 + 8
     assert info["lr_schedule"]["epochs"] == 10 and len(info["lr_schedule"]["history"]) == 2
+    # a one-off slow epoch (a cache being built) does not shorten the cosine for good
+    follower.epoch_end(_fake_trainer(20, remaining=700, epoch=2), sched, info, epoch_seconds=20.0)
+    assert sched.max_epochs == 20 and info["lr_schedule"]["source"] == "trainer.max_epochs=20"
 
 
 def test_no_limit_at_all_is_refused():

@@ -6,8 +6,9 @@ the run is projected to stop first:
 - ``trainer.max_epochs`` -> that many epochs;
 - ``trainer.max_steps`` -> ``ceil(max_steps / optimizer steps per epoch)``;
 - ``trainer.max_time`` -> epochs done + ``floor(time left / duration of the last epoch)``,
-  re-projected after every epoch (so a slower epoch, e.g. after progressive resizing switches to
-  a larger size, shortens the cosine before the time runs out).
+  re-projected after every epoch from the latest epoch (so a slower epoch, e.g. after
+  progressive resizing switches to a larger size, shortens the cosine before the time runs out,
+  and a one-off slow first epoch, e.g. while a cache is built, does not shorten it for good).
 
 The length never grows past the epoch and step limits, and the resolved value, its source and
 every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
@@ -52,21 +53,21 @@ def from_limits(max_epochs: int | None, max_steps: int | None, steps_per_epoch: 
 
 
 def project_time(
-    current: ScheduleLength, epochs_done: int, seconds_left: float, last_epoch_seconds: float
+    limits: ScheduleLength, epochs_done: int, seconds_left: float, last_epoch_seconds: float
 ) -> ScheduleLength:
-    """Shorten ``current`` if ``trainer.max_time`` will end the run first.
+    """The length when ``trainer.max_time`` may end the run before ``limits`` does.
 
     Args:
-        current: The length so far (from the epoch/step limits or an earlier projection).
+        limits: The length from the epoch/step limits (:func:`from_limits`); never exceeded.
         epochs_done: Epochs completed in the whole run (including any resumed ones).
         seconds_left: Time left of ``trainer.max_time``.
         last_epoch_seconds: Wall time of the epoch just finished (training plus validation).
     """
     if last_epoch_seconds <= 0:
-        return current
+        return limits
     n = epochs_done + max(0, math.floor(seconds_left / last_epoch_seconds))
-    if current.epochs is not None and n >= current.epochs:
-        return current
+    if limits.epochs is not None and n >= limits.epochs:
+        return limits
     src = f"trainer.max_time: {epochs_done} epochs done, {seconds_left:.0f} s left at {last_epoch_seconds:.0f} s per epoch"
     return ScheduleLength(n, src)
 
@@ -99,11 +100,13 @@ class ScheduleFollower:
 
     def __init__(self) -> None:
         self.length: ScheduleLength | None = None
+        self.limits: ScheduleLength | None = None
         self.history: list[dict] = []
 
     def start(self, trainer, sched, run_info: dict) -> None:
         """Resolve the length from the epoch/step limits (or honour an explicit one) and record it."""
         limits = from_limits(trainer.max_epochs, trainer.max_steps, _steps_per_epoch(trainer))
+        self.limits = limits
         if not sched.follows_trainer:
             self.length = ScheduleLength(sched.max_epochs, "model.scheduler.init_args.max_epochs (explicit)")
             if limits.epochs is not None and limits.epochs != sched.max_epochs:
@@ -133,7 +136,7 @@ class ScheduleFollower:
         timer = _timer(trainer)
         if not sched.follows_trainer or timer is None or self.length is None:
             return
-        new = project_time(self.length, trainer.current_epoch + 1, timer.time_remaining(), epoch_seconds)
+        new = project_time(self.limits, trainer.current_epoch + 1, timer.time_remaining(), epoch_seconds)
         epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
         if epochs is None or epochs == self.length.epochs:
             return
