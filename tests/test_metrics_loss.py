@@ -55,7 +55,7 @@ def test_dice_bce_loss_known_values():
 
 
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match="expected one of: dice_bce, dice, bce"):
+    with pytest.raises(ValueError, match="model.loss: expected one of dice_bce, dice, bce"):
         create_loss("focal")
 
 

@@ -36,9 +36,9 @@ def check_size_schedule(schedule: dict[int, int] | None, image_size: int) -> lis
     pairs = sorted((int(e), int(s)) for e, s in (schedule or {}).items())
     for epoch, size in pairs:
         if epoch < 0:
-            raise ValueError(f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)")
+            raise SettingError(f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)")
         if not 8 <= size <= image_size:
-            raise ValueError(
+            raise SettingError(
                 f"data.train_size_schedule: size {size} at epoch {epoch} is outside 8..{image_size} (data.image_size); "
                 "training images are downscaled from image_size, so raise data.image_size to train larger"
             )

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from segapp.errors import SettingError
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, Pair
 
@@ -26,7 +27,7 @@ def seeded_permutation(keys: Sequence[str], seed: int) -> list[int]:
 
 def _check_fractions(val_fraction: float, test_fraction: float) -> None:
     if not (0 <= val_fraction < 1 and 0 <= test_fraction < 1 and val_fraction + test_fraction < 1):
-        raise ValueError(
+        raise SettingError(
             f"data.val_fraction ({val_fraction}) and data.test_fraction ({test_fraction}) must be in [0, 1) "
             "and sum to less than 1"
         )
@@ -72,7 +73,7 @@ def grouped_split(groups: Sequence[str], val_fraction: float, test_fraction: flo
         target = next((s for s in ("test", "val") if len(out[s]) < want[s]), "train")
         out[target] += members[g]
     if not out["train"]:
-        raise ValueError(f"{n} pairs leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}")
+        raise SettingError(f"{n} pairs leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}")
     return {k: sorted(v) for k, v in out.items()}
 
 

@@ -12,6 +12,8 @@ from typing import Any, Literal
 import albumentations as A
 import cv2
 
+from segapp.errors import SettingError, check_choice
+
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 
 _OFF = {
@@ -32,13 +34,12 @@ def augment_params(preset: AugmentPreset, overrides: dict[str, Any] | None = Non
     """The knobs of ``preset`` with ``overrides`` applied.
 
     Raises:
-        ValueError: on an unknown preset or knob name.
+        SettingError: on an unknown preset or knob name (a ValueError).
     """
-    if preset not in PRESETS:
-        raise ValueError(f"unknown data.augment {preset!r}; expected one of: {', '.join(PRESETS)}")
+    check_choice("data.augment", preset, PRESETS)
     unknown = sorted(set(overrides or {}) - set(_OFF))
     if unknown:
-        raise ValueError(f"unknown data.augment_params key(s) {', '.join(unknown)}; expected some of: {', '.join(_OFF)}")
+        raise SettingError(f"unknown data.augment_params key(s) {', '.join(unknown)}; expected some of: {', '.join(_OFF)}")
     return {**PRESETS[preset], **(overrides or {})}
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from segapp.errors import SettingError
+
 log = logging.getLogger(__name__)
 
 _BN = (nn.modules.batchnorm._BatchNorm,)
@@ -29,7 +31,7 @@ def require_encoder(net: nn.Module, what: str) -> nn.Module:
     """:func:`encoder_of`, raising a clear error when ``what`` needs an encoder."""
     enc = encoder_of(net)
     if enc is None:
-        raise ValueError(
+        raise SettingError(
             f"{what} needs a net with an encoder (a method encoder_module()); "
             f"{type(net).__name__} has none. Use segapp.nets.SmpUnet or segapp.nets.UNet, or leave it at its default"
         )
@@ -89,7 +91,7 @@ def build_optimizer(
     """Call ``factory`` on :func:`param_groups`, then scale each tagged group's LR (and
     ``initial_lr`` if set) by its ``lr_mult``, so schedulers built afterwards keep the ratio."""
     if encoder_lr_mult <= 0:
-        raise ValueError(f"encoder_lr_mult must be > 0, got {encoder_lr_mult}; use freeze_encoder_epochs to freeze")
+        raise SettingError(f"encoder_lr_mult must be > 0, got {encoder_lr_mult}; use freeze_encoder_epochs to freeze")
     opt = factory(param_groups(net, encoder_lr_mult))
     for group in opt.param_groups:
         mult = group.get("lr_mult", 1.0)

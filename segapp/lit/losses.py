@@ -7,6 +7,8 @@ from typing import Literal
 from monai.losses import DiceCELoss, DiceLoss
 from torch import Tensor, nn
 
+from segapp.errors import check_choice
+
 LossName = Literal["dice_bce", "dice", "bce"]
 
 
@@ -31,8 +33,7 @@ def create_loss(name: LossName) -> nn.Module:
     """Build a loss by name: ``dice_bce`` (default; Dice + BCE, equal weights), ``dice``, ``bce``.
 
     Raises:
-        ValueError: for an unknown name, listing the valid ones.
+        SettingError: for an unknown name, listing the valid ones (a ValueError).
     """
-    if name not in _LOSSES:
-        raise ValueError(f"unknown loss {name!r}; expected one of: {', '.join(_LOSSES)}")
+    check_choice("model.loss", name, _LOSSES)
     return _LOSSES[name]()

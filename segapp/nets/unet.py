@@ -7,7 +7,7 @@ from typing import get_args
 import torch
 from torch import Tensor, nn
 
-from segapp.errors import check_choice, check_range
+from segapp.errors import SettingError, check_choice, check_range
 from segapp.nets.blocks import Activation, Block, ConvBlock, Norm, Up, Upsample
 from segapp.nets.init import Init, init_weights
 from segapp.nets.registry import register_net
@@ -94,9 +94,9 @@ class UNet(nn.Module):
         k = 2**self.depth
         if h % k or w % k:
             ph, pw = -(-h // k) * k, -(-w // k) * k
-            raise ValueError(
+            raise SettingError(
                 f"UNet(depth={self.depth}) expects height and width divisible by {k}, got {h}x{w}; "
-                f"pad or resize the input to {ph}x{pw}"
+                f"pad or resize the input to {ph}x{pw} (in training: data.image_size)"
             )
 
     def encoder_module(self) -> nn.Module:
