@@ -18,6 +18,10 @@ class SettingError(UserError, ValueError):
     """A configuration value out of range or not among the valid choices."""
 
 
+class OutputWriteError(UserError):
+    """An output could not be written (disk full, folder not writable); what was written before is kept."""
+
+
 def close_matches(name: str, choices: Iterable[str], n: int = 5) -> list[str]:
     """Up to ``n`` valid names closest to ``name`` (for "did you mean" hints)."""
     choices = list(choices)

@@ -26,10 +26,23 @@ from typing import Any
 
 import yaml
 
-_TOP_KEYS = {"name", "description", "seeds", "budget", "subset", "target_dice", "evaluate", "overrides", "variants", "grid"}
+from segapp.errors import UserError
+
+_TOP_KEYS = {
+    "name",
+    "description",
+    "seeds",
+    "budget",
+    "subset",
+    "target_dice",
+    "evaluate",
+    "overrides",
+    "variants",
+    "grid",
+}
 
 
-class StudyError(ValueError):
+class StudyError(UserError, ValueError):
     """A study file that cannot run: bad schema, unknown key or invalid value."""
 
 
@@ -62,7 +75,10 @@ def _budget_overrides(budget: Any) -> dict[str, Any]:
     if budget is None:
         return {}
     if not isinstance(budget, dict) or not budget or set(budget) - {"epochs", "minutes"}:
-        raise StudyError(f"budget: expected a mapping with 'epochs' and/or 'minutes', got {budget!r}; fix: e.g. budget: {{epochs: 5}}")
+        raise StudyError(
+            f"budget: expected a mapping with 'epochs' and/or 'minutes', got {budget!r}; fix: e.g. budget: "
+            f"{{epochs: 5}}"
+        )
     out: dict[str, Any] = {}
     if "epochs" in budget:
         if not isinstance(budget["epochs"], int) or budget["epochs"] < 1:
@@ -73,7 +89,9 @@ def _budget_overrides(budget: Any) -> dict[str, Any]:
         if not isinstance(m, int | float) or m <= 0:
             raise StudyError(f"budget.minutes: expected a positive number, got {m!r}")
         total = int(round(m * 60))
-        out["trainer.max_time"] = f"{total // 86400:02d}:{total // 3600 % 24:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
+        out["trainer.max_time"] = (
+            f"{total // 86400:02d}:{total // 3600 % 24:02d}:{total // 60 % 60:02d}:{total % 60:02d}"
+        )
     return out
 
 
@@ -139,10 +157,14 @@ def load_study(path: str | Path) -> Study:
     if target is not None and not (isinstance(target, int | float) and 0 < target <= 1):
         raise StudyError(f"target_dice: expected a number in (0, 1], got {target!r}")
     return Study(
-        name=str(data.get("name") or path.stem), variants=_expand(data.get("variants"), data.get("grid")),
-        seeds=_seeds(data.get("seeds", 1)), overrides=overrides, target_dice=target,
-        description=str(data.get("description") or ""), evaluate=_flag(data.get("evaluate", False)),
-    )  # fmt: skip
+        name=str(data.get("name") or path.stem),
+        variants=_expand(data.get("variants"), data.get("grid")),
+        seeds=_seeds(data.get("seeds", 1)),
+        overrides=overrides,
+        target_dice=target,
+        description=str(data.get("description") or ""),
+        evaluate=_flag(data.get("evaluate", False)),
+    )
 
 
 def cli_args(overrides: dict[str, Any]) -> list[str]:

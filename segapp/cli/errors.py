@@ -11,16 +11,13 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn, TypeVar
 
-from segapp.ablation.study import StudyError
-from segapp.data.errors import DataError
-from segapp.errors import UserError
-from segapp.io import ReadError
-from segapp.lit.checkpoint_io import CheckpointWriteError
-from segapp.nets import EncoderWeightsError
+from segapp.errors import OutputWriteError, UserError
+from segapp.io.errors import ReadError
 
 EXIT_USER_ERROR = 2
 EXIT_WRITE_ERROR = 4  # the same code segapp-predict uses for an output it cannot write
-USER_ERRORS: tuple[type[BaseException], ...] = (UserError, DataError, ReadError, EncoderWeightsError, StudyError)
+# Light imports only: segapp-predict shares this handler in the slim ONNX image (no torch there).
+USER_ERRORS: tuple[type[BaseException], ...] = (UserError, ReadError)
 T = TypeVar("T")
 
 
@@ -57,4 +54,4 @@ def run_console(prog: str, fn: Callable[[], T], also: tuple[type[BaseException],
         err = user_error(e) or (e if isinstance(e, also) else None)
         if err is None:
             raise
-        fail(prog, err, EXIT_WRITE_ERROR if isinstance(err, CheckpointWriteError) else EXIT_USER_ERROR)
+        fail(prog, err, EXIT_WRITE_ERROR if isinstance(err, OutputWriteError) else EXIT_USER_ERROR)

@@ -13,6 +13,7 @@ import argparse
 import sys
 from typing import get_args
 
+from segapp.cli.errors import fail
 from segapp.inference.checkpoint import CheckpointError, file_sha256
 from segapp.inference.engines import Device, Precision
 from segapp.inference.folder import EXIT_OUTPUT, EXIT_USAGE, FolderOptions, FolderSummary
@@ -30,49 +31,81 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-predict", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="segapp-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     src = p.add_mutually_exclusive_group(required=True)
     p.add_argument("--version", action="version", version=f"segapp-predict {_version()}")
     src.add_argument("--checkpoint", help="checkpoint written by `segapp fit` (.ckpt; torch engine)")
     src.add_argument("--model", help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed)")
     p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")
-    p.add_argument("--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)")
+    p.add_argument(
+        "--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)"
+    )
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     p.add_argument("--tta", choices=get_args(Tta), default="none", help="average over flips (default none)")
-    p.add_argument("--mode", choices=get_args(Mode), default="resize",
-                   help="resize: whole image to the training size (default); tile: Gaussian-blended windows")
+    p.add_argument(
+        "--mode",
+        choices=get_args(Mode),
+        default="resize",
+        help="resize: whole image to the training size (default); tile: Gaussian-blended windows",
+    )
     p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
     p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
     p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
     p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
     p.add_argument("--device", choices=get_args(Device), default="auto", help="default auto")
-    p.add_argument("--precision", choices=get_args(Precision), default="auto",
-                   help="auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32")
-    p.add_argument("--save-probs", nargs="?", const="png", choices=("png", "npy"), default=None,
-                   help="also write probabilities (16-bit PNG, or float32 .npy)")
+    p.add_argument(
+        "--precision",
+        choices=get_args(Precision),
+        default="auto",
+        help="auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32",
+    )
+    p.add_argument(
+        "--save-probs",
+        nargs="?",
+        const="png",
+        choices=("png", "npy"),
+        default=None,
+        help="also write probabilities (16-bit PNG, or float32 .npy)",
+    )
     p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
-    p.add_argument("--resume", action="store_true",
-                   help="skip inputs a previous run into --output finished (its model and options must match)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace a previous run with other options in --output (its listed outputs are deleted)")
-    p.add_argument("--break-lock", action="store_true",
-                   help="take over the output folder's lock even if its holder cannot be proven gone")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip inputs a previous run into --output finished (its model and options must match)",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace a previous run with other options in --output (its listed outputs are deleted)",
+    )
+    p.add_argument(
+        "--break-lock",
+        action="store_true",
+        help="take over the output folder's lock even if its holder cannot be proven gone",
+    )
     p.add_argument("--nifti-axis", type=int, default=2, choices=(0, 1, 2), help="slice axis for 3D NIfTI (default 2)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help="refuse (error row) a 2D frame or slice over N pixels, read from the header "
-                        "(default %(default)s, where Pillow refuses a decompression bomb)")
-    p.add_argument("--max-file-pixels", type=int, default=DEFAULT_MAX_FILE_PIXELS,
-                   help="refuse a multi-frame DICOM / 3D NIfTI over N pixels in all frames "
-                        "(default %(default)s = 512x512x2048)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help="refuse (error row) a 2D frame or slice over N pixels, read from the header "
+        "(default %(default)s, where Pillow refuses a decompression bomb)",
+    )
+    p.add_argument(
+        "--max-file-pixels",
+        type=int,
+        default=DEFAULT_MAX_FILE_PIXELS,
+        help="refuse a multi-frame DICOM / 3D NIfTI over N pixels in all frames (default %(default)s = 512x512x2048)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
     return p
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
-    print(f"segapp-predict: error: {message}", file=sys.stderr)
-    sys.exit(code)
+    fail("segapp-predict", message, code)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -104,14 +137,28 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     from segapp.inference.predictor import Predictor
 
     engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
-    predictor = Predictor(engine, threshold=args.threshold, tta=args.tta, mode=args.mode,
-                          keep_largest=args.keep_largest, min_size=args.min_size, overlap=args.overlap,
-                          batch_size=args.batch_size)  # fmt: skip
-    options = FolderOptions(save_probs=args.save_probs, overlay=args.overlay, resume=args.resume,
-                            workers=args.workers, nifti_axis=args.nifti_axis,
-                            max_pixels=args.max_pixels, max_file_pixels=args.max_file_pixels,
-                            progress=not args.no_progress and sys.stderr.isatty(),
-                            overwrite=args.overwrite, break_lock=args.break_lock)  # fmt: skip
+    predictor = Predictor(
+        engine,
+        threshold=args.threshold,
+        tta=args.tta,
+        mode=args.mode,
+        keep_largest=args.keep_largest,
+        min_size=args.min_size,
+        overlap=args.overlap,
+        batch_size=args.batch_size,
+    )
+    options = FolderOptions(
+        save_probs=args.save_probs,
+        overlay=args.overlay,
+        resume=args.resume,
+        workers=args.workers,
+        nifti_axis=args.nifti_axis,
+        max_pixels=args.max_pixels,
+        max_file_pixels=args.max_file_pixels,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        overwrite=args.overwrite,
+        break_lock=args.break_lock,
+    )
     info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
     return predict_folder(predictor, args.input, args.output, options, info)
 

@@ -11,6 +11,7 @@ Sharded runs take one lock per shard: pass ``name`` (e.g. ``.segapp-predict.shar
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -19,10 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from segapp.errors import UserError
+
 LOCK_NAME = ".segapp-predict.lock"
 
 
-class LockError(Exception):
+class LockError(UserError):
     """The output folder is locked by another run (the message names the holder and the fix)."""
 
 
@@ -54,8 +57,12 @@ def pid_alive(pid: int) -> bool:
 def this_holder() -> dict[str, Any]:
     """Host, PID and start time of this process, as written into a lock."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "pid": pid, "start_time": process_start_time(pid),
-            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    return {
+        "host": socket.gethostname(),
+        "pid": pid,
+        "start_time": process_start_time(pid),
+        "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def holder_gone(holder: dict[str, Any]) -> tuple[bool, str]:
@@ -125,9 +132,11 @@ class FolderLock:
                 continue
             gone, why = holder_gone(holder)
             if not (gone or self.break_lock):
-                raise LockError(f"output folder {self.folder} is in use by another segapp-predict run: "
-                                f"{describe(holder)}, and {why}; fix: wait for it to finish, use another --output, "
-                                f"or pass --break-lock if you are sure it is gone (lock file {self.path})")  # fmt: skip
+                raise LockError(
+                    f"output folder {self.folder} is in use by another segapp-predict run: "
+                    f"{describe(holder)}, and {why}; fix: wait for it to finish, use another --output, "
+                    f"or pass --break-lock if you are sure it is gone (lock file {self.path})"
+                )
             self._take_over(holder, why if gone else "--break-lock was given")
         raise LockError(f"could not take the lock {self.path}: other runs keep taking it; fix: retry")
 
@@ -165,10 +174,8 @@ class FolderLock:
         moved = self._read_file(aside)
         if moved is not None and moved != holder and not self.break_lock:
             # we moved a fresh lock another run had just taken: put it back if the slot is free
-            try:
+            with contextlib.suppress(OSError):
                 os.link(aside, self.path)
-            except OSError:
-                pass
             aside.unlink(missing_ok=True)
             return
         aside.unlink(missing_ok=True)

@@ -25,16 +25,38 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from segapp.errors import OutputWriteError
 from segapp.io import atomic_write, write_mask_png
 
 CSV_FIELDS = (
-    "input", "frame", "sop_instance_uid", "output", "status", "reason", "height", "width",
-    "lesion_pixels", "lesion_fraction", "components", "bbox", "mean_prob", "seconds",
-)  # fmt: skip
+    "input",
+    "frame",
+    "sop_instance_uid",
+    "output",
+    "status",
+    "reason",
+    "height",
+    "width",
+    "lesion_pixels",
+    "lesion_fraction",
+    "components",
+    "bbox",
+    "mean_prob",
+    "seconds",
+)
 JOURNAL = ".segapp-predict.jsonl"
 
 #: errors that stop the whole run (every later write would fail the same way), not one input
-FATAL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR, errno.EEXIST, errno.EIO}
+FATAL_ERRNOS = {
+    errno.ENOSPC,
+    errno.EDQUOT,
+    errno.EROFS,
+    errno.EACCES,
+    errno.EPERM,
+    errno.ENOTDIR,
+    errno.EEXIST,
+    errno.EIO,
+}
 _FIXES = {
     errno.ENOSPC: ("no space left on the device", "free space, then rerun the same command with --resume to finish"),
     errno.EDQUOT: ("disk quota exceeded", "free space, then rerun the same command with --resume to finish"),
@@ -46,7 +68,7 @@ _FIXES = {
 }
 
 
-class OutputError(Exception):
+class OutputError(OutputWriteError):
     """The output folder cannot be written (disk full, not writable, a file in the way).
 
     The message is one line naming the path and the fix; ``segapp-predict`` exits with 4.
@@ -108,8 +130,11 @@ def write_nifti(path: Path, volume: np.ndarray, meta: dict[str, Any], dtype: typ
     header = meta["header"].copy()
     header.set_data_dtype(dtype)
     data = volume.astype(dtype).reshape(meta["shape"])
-    img = nib.Nifti1Image(data, meta["affine"], header) if isinstance(header, nib.Nifti1Header) else \
-        nib.Nifti2Image(data, meta["affine"], header)  # fmt: skip
+    img = (
+        nib.Nifti1Image(data, meta["affine"], header)
+        if isinstance(header, nib.Nifti1Header)
+        else nib.Nifti2Image(data, meta["affine"], header)
+    )
     img.header.set_slope_inter(1.0, 0.0)
     with atomic_write(path, suffix=".nii.gz") as tmp:
         nib.save(img, str(tmp))
@@ -147,7 +172,7 @@ class Journal:
         output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path, suffix=".jsonl") as tmp:  # keep only entries still valid
             tmp.write_text("".join(json.dumps(e) + "\n" for e in self.done.values()))
-        self._fh = open(self.path, "a")
+        self._fh = open(self.path, "a")  # noqa: SIM115 - the journal stays open for the run; close() closes it
 
     def record(self, rel: str, status: str, rows: list[dict[str, Any]], outputs: list[str]) -> None:
         entry = {"input": rel, "status": status, "rows": rows, "outputs": outputs}

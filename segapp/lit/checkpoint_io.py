@@ -17,10 +17,10 @@ from typing import Any
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
-from segapp.errors import UserError
+from segapp.errors import OutputWriteError
 
 
-class CheckpointWriteError(UserError, OSError):
+class CheckpointWriteError(OutputWriteError):
     """A checkpoint could not be written (disk full, folder not writable); the old one is kept."""
 
 

@@ -26,6 +26,7 @@ import huggingface_hub
 import torch
 from torch import Tensor, nn
 
+from segapp.errors import UserError
 from segapp.io.preprocess import IMAGENET_STATS, Stats
 
 HALF_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -39,7 +40,7 @@ _LIST = 8  # keys shown per list in error messages
 StateDict = dict[str, Tensor]
 
 
-class EncoderWeightsError(ValueError):
+class EncoderWeightsError(UserError, ValueError):
     """Encoder weights could not be fetched, read or fitted; the message says how to fix it."""
 
 
@@ -212,7 +213,7 @@ def lite0_state_dict() -> StateDict:
             f"{LITE0} file has {len(src)} tensors; expected {len(ref)} (timm tf_efficientnet_lite0)"
         )
     out: StateDict = {}
-    for (sk, sv), (rk, rv) in zip(src.items(), ref.items()):
+    for (sk, sv), (rk, rv) in zip(src.items(), ref.items(), strict=True):
         if sv.shape != rv.shape or sk.rsplit(".", 1)[-1] != rk.rsplit(".", 1)[-1]:
             raise EncoderWeightsError(f"{LITE0} mapping broke at {sk} {tuple(sv.shape)} -> {rk} {tuple(rv.shape)}")
         out[rk] = sv
@@ -266,7 +267,8 @@ def load_into_encoder(encoder: nn.Module, sd: StateDict, source: str, unused: se
         found = (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes))
         parts = [_listing(label, keys) for label, keys in found if keys]
         raise EncoderWeightsError(
-            f"encoder weights from {source} do not fit encoder {type(encoder).__name__}: " + "; ".join(parts)
+            f"encoder weights from {source} do not fit encoder {type(encoder).__name__}: "
+            + "; ".join(parts)
             + ". Expected a torchvision- or timm-format state dict of the same architecture as encoder_name."
         )
     nn.Module.load_state_dict(encoder, sd, strict=False)
