@@ -77,9 +77,11 @@ class FolderSummary:
     def line(self) -> str:
         rate = self.images / self.seconds if self.seconds > 0 else 0.0
         stopped = "stopped early (Ctrl-C/SIGTERM): " if self.interrupted else ""
-        return (f"{stopped}{self.ok} ok / {self.failed} failed / {self.skipped_unsupported} skipped (unsupported type)"
-                f" / {self.skipped_done} already done; {self.images} images in {self.seconds:.1f} s"
-                f" ({rate:.1f} images/s)")  # fmt: skip
+        return (
+            f"{stopped}{self.ok} ok / {self.failed} failed / {self.skipped_unsupported} skipped (unsupported type)"
+            f" / {self.skipped_done} already done; {self.images} images in {self.seconds:.1f} s"
+            f" ({rate:.1f} images/s)"
+        )
 
 
 def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
@@ -95,8 +97,10 @@ def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     if output_dir == input_dir or input_dir in output_dir.parents:
         raise ValueError(f"output folder {output_dir} is inside the input folder {input_dir}; choose another")
     if output_dir.exists() and not output_dir.is_dir():
-        raise out.OutputError(f"output {output_dir} is a file, expected a folder; fix: pass a folder path as "
-                              "--output (a new one is created), or move that file")  # fmt: skip
+        raise out.OutputError(
+            f"output {output_dir} is a file, expected a folder; fix: pass a folder path as "
+            "--output (a new one is created), or move that file"
+        )
     return input_dir, output_dir
 
 
@@ -172,8 +176,18 @@ class FolderRun:
         self.summary.stages["decode"] += item.decode_s
         self.summary.stages["preprocess"] += item.prep_s
         if item.error:
-            self._record(item, [{"input": item.rel, "status": "error", "reason": item.error,
-                                 "seconds": round(item.decode_s + item.prep_s, 4)}], [])  # fmt: skip
+            self._record(
+                item,
+                [
+                    {
+                        "input": item.rel,
+                        "status": "error",
+                        "reason": item.error,
+                        "seconds": round(item.decode_s + item.prep_s, 4),
+                    }
+                ],
+                [],
+            )
             return
         self._pending.append(item)
         if self.p.mode == "tile" or sum(len(i.inputs) for i in self._pending) >= self.p.batch_size:
@@ -216,7 +230,7 @@ class FolderRun:
         rel = Path(item.rel)
         multi = len(probs) > 1
         rows, outputs = [], []
-        for k, (pr, (mask, comps)) in enumerate(zip(probs, masks)):
+        for k, (pr, (mask, comps)) in enumerate(zip(probs, masks, strict=True)):
             frame = k if multi else None
             name = out.output_name(rel, "mask", frame)
             out.write_mask(self.output_dir / name, mask)
@@ -229,17 +243,26 @@ class FolderRun:
                 oname = out.output_name(rel, "overlay", frame)
                 out.write_overlay(self.output_dir / oname, overlay(item.raw[k], mask))
                 outputs.append(oname.as_posix())
-            row = {"input": item.rel, "frame": "" if item.kind != "dicom" else k,
-                   "sop_instance_uid": item.meta.get("sop_instance_uid", ""), "output": name.as_posix(),
-                   "status": "ok", "reason": "", **mask_stats(mask, pr, comps)}  # fmt: skip
+            row = {
+                "input": item.rel,
+                "frame": "" if item.kind != "dicom" else k,
+                "sop_instance_uid": item.meta.get("sop_instance_uid", ""),
+                "output": name.as_posix(),
+                "status": "ok",
+                "reason": "",
+                **mask_stats(mask, pr, comps),
+            }
             rows.append(row)
         return rows, outputs
 
     def _write_nifti(self, item: Decoded, probs: list[np.ndarray], masks: list[tuple[np.ndarray, int]]):
         rel, meta = Path(item.rel), item.meta
         axis = meta["axis"]
-        stack = (lambda arrs: arrs[0]) if len(probs) == 1 and len(meta["shape"]) == 2 else \
-            (lambda arrs: np.stack(arrs, axis=axis))  # fmt: skip
+        stack = (
+            (lambda arrs: arrs[0])
+            if len(probs) == 1 and len(meta["shape"]) == 2
+            else (lambda arrs: np.stack(arrs, axis=axis))
+        )
         volume = stack([m for m, _ in masks])
         name = out.output_name(rel, "mask", ext="nii.gz")
         out.write_nifti(self.output_dir / name, volume, meta)
@@ -248,13 +271,9 @@ class FolderRun:
             pname = out.output_name(rel, "prob", ext="nii.gz")
             out.write_nifti(self.output_dir / pname, stack(probs), meta, dtype=np.float32)
             outputs.append(pname.as_posix())
-        pixels = int(volume.sum())
-        mean_prob = round(float(stack(probs)[volume].mean()), 4) if pixels else ""
-        row = {"input": item.rel, "frame": "", "sop_instance_uid": "", "output": name.as_posix(), "status": "ok",
-               "reason": "", "height": probs[0].shape[0], "width": probs[0].shape[1], "lesion_pixels": pixels,
-               "lesion_fraction": round(pixels / volume.size, 6), "components": sum(c for _, c in masks),
-               "bbox": "", "mean_prob": mean_prob}  # fmt: skip
-        return [row], outputs
+        stats = mask_stats(volume, stack(probs), sum(c for _, c in masks), size=probs[0].shape)
+        row = {"input": item.rel, "frame": "", "sop_instance_uid": "", "output": name.as_posix(), "status": "ok"}
+        return [{**row, "reason": "", **stats}], outputs
 
     def _record(self, item: Decoded, rows: list[dict[str, Any]], outputs: list[str]) -> None:
         status = "ok" if all(r["status"] == "ok" for r in rows) else "error"
@@ -274,8 +293,12 @@ class FolderRun:
         self._last_progress = now
         done = self.summary.ok + self.summary.failed
         elapsed = sum(self.summary.stages[k] for k in ("forward", "postprocess", "write")) or 1e-9
-        print(f"\r[{done}/{self.total}] {self.summary.failed} failed, {self.summary.images / elapsed:.1f} images/s",
-              end="", file=sys.stderr, flush=True)  # fmt: skip
+        print(
+            f"\r[{done}/{self.total}] {self.summary.failed} failed, {self.summary.images / elapsed:.1f} images/s",
+            end="",
+            file=sys.stderr,
+            flush=True,
+        )
 
     def _finish(self, files: list[Path]) -> None:
         if self.opts.progress:
@@ -289,16 +312,25 @@ def _versions(engine_info: dict[str, Any]) -> dict[str, Any]:
 
     import segapp
 
-    return {"segapp": segapp.__version__, "python": platform.python_version(), "numpy": np.__version__,
-            "pillow": PIL.__version__, **{k: v for k, v in engine_info.items() if k in ("torch", "onnxruntime")}}  # fmt: skip
+    return {
+        "segapp": segapp.__version__,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "pillow": PIL.__version__,
+        **{k: v for k, v in engine_info.items() if k in ("torch", "onnxruntime")},
+    }
 
 
 def write_run_json(output_dir: Path, summary: FolderSummary, info: dict[str, Any]) -> None:
     """``run.json``: model file and hash, options, engine, versions, counts and stage timings."""
     counts = {k: getattr(summary, k) for k in ("ok", "failed", "skipped_unsupported", "skipped_done", "images")}
-    payload = {**info, "summary": {**counts, "seconds": round(summary.seconds, 3), "interrupted": bool(summary.interrupted)},
-               "stages_s": {k: round(v, 3) for k, v in summary.stages.items()}, "exit_code": summary.exit_code,
-               "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}  # fmt: skip
+    payload = {
+        **info,
+        "summary": {**counts, "seconds": round(summary.seconds, 3), "interrupted": bool(summary.interrupted)},
+        "stages_s": {k: round(v, 3) for k, v in summary.stages.items()},
+        "exit_code": summary.exit_code,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     with atomic_write(output_dir / "run.json", suffix=".json") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str))
 
@@ -307,8 +339,13 @@ def _note(line: str) -> None:
     print(f"segapp-predict: note: {line}", file=sys.stderr, flush=True)
 
 
-def predict_folder(predictor: Predictor, input_dir: str | Path, output_dir: str | Path,
-                   options: FolderOptions | None = None, info: dict[str, Any] | None = None) -> FolderSummary:  # fmt: skip
+def predict_folder(
+    predictor: Predictor,
+    input_dir: str | Path,
+    output_dir: str | Path,
+    options: FolderOptions | None = None,
+    info: dict[str, Any] | None = None,
+) -> FolderSummary:
     """Predict every supported file under ``input_dir`` into ``output_dir``.
 
     Writes masks (see :mod:`segapp.inference.outputs` for names), ``predictions.csv`` and
@@ -333,11 +370,24 @@ def predict_folder(predictor: Predictor, input_dir: str | Path, output_dir: str 
             prepare_output_folder(run.output_dir, record, options.resume, options.overwrite)
         summary = run.run()
         engine_info = predictor.engine.describe()
-        meta = {"input": str(run.input_dir), "output": str(run.output_dir), "engine": engine_info,
-                "versions": _versions(engine_info), "options": {**asdict(options), "threshold": predictor.threshold,
-                "tta": predictor.tta, "mode": predictor.mode, "keep_largest": predictor.keep_largest,
-                "min_size": predictor.min_size, "batch_size": predictor.batch_size},
-                "mask_record": record, "preprocess": predictor.spec.to_dict(), **info}  # fmt: skip
+        meta = {
+            "input": str(run.input_dir),
+            "output": str(run.output_dir),
+            "engine": engine_info,
+            "versions": _versions(engine_info),
+            "options": {
+                **asdict(options),
+                "threshold": predictor.threshold,
+                "tta": predictor.tta,
+                "mode": predictor.mode,
+                "keep_largest": predictor.keep_largest,
+                "min_size": predictor.min_size,
+                "batch_size": predictor.batch_size,
+            },
+            "mask_record": record,
+            "preprocess": predictor.spec.to_dict(),
+            **info,
+        }
         with out.writing(run.output_dir):
             write_run_json(run.output_dir, summary, meta)
     finally:

@@ -35,7 +35,7 @@ def _label_runs(mask: np.ndarray) -> tuple[np.ndarray, int]:
         row = np.concatenate(([0], mask[y].view(np.uint8), [0]))
         edges = np.flatnonzero(np.diff(row))
         cur = []
-        for s, e in zip(edges[::2], edges[1::2]):
+        for s, e in zip(edges[::2], edges[1::2], strict=True):
             lab = 0
             for ps, pe, pl in prev:
                 if ps <= e and pe >= s:  # 8-connected: runs touch diagonally too
@@ -85,16 +85,29 @@ def clean_mask(mask: np.ndarray, keep_largest: bool = False, min_size: int = 0) 
     return keep[labels], int(keep.sum())
 
 
-def mask_stats(mask: np.ndarray, probs: np.ndarray, components: int) -> dict[str, Any]:
-    """The per-output CSV fields: size, lesion pixels/fraction, components, bbox, mean probability."""
-    h, w = mask.shape
+def mask_stats(
+    mask: np.ndarray, probs: np.ndarray, components: int, size: tuple[int, int] | None = None
+) -> dict[str, Any]:
+    """The per-output CSV fields: size, lesion pixels/fraction, components, bbox, mean probability.
+
+    ``mask`` and ``probs`` are one 2D output, or a whole 3D volume (NIfTI): then ``size`` gives the
+    slice's ``(height, width)`` for the CSV and the bounding box is left empty.
+    """
+    h, w = size if size is not None else mask.shape
     pixels = int(mask.sum())
-    row: dict[str, Any] = {"height": h, "width": w, "lesion_pixels": pixels,
-                           "lesion_fraction": round(pixels / (h * w), 6), "components": components,
-                           "bbox": "", "mean_prob": ""}  # fmt: skip
-    if pixels:
+    row: dict[str, Any] = {
+        "height": h,
+        "width": w,
+        "lesion_pixels": pixels,
+        "lesion_fraction": round(pixels / mask.size, 6),
+        "components": components,
+        "bbox": "",
+        "mean_prob": "",
+    }
+    if pixels and mask.ndim == 2:
         ys, xs = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
         row["bbox"] = f"{xs[0]} {ys[0]} {xs[-1] + 1} {ys[-1] + 1}"
+    if pixels:
         row["mean_prob"] = round(float(probs[mask].mean()), 4)
     return row
 
@@ -109,7 +122,9 @@ def _display_rgb(image: np.ndarray) -> np.ndarray:
     return np.zeros(f.shape, np.uint8) if hi <= lo else np.rint((f - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 40, 40), alpha: float = 0.35) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, color: tuple[int, int, int] = (255, 40, 40), alpha: float = 0.35
+) -> np.ndarray:
     """uint8 RGB picture: the image, the mask tinted with ``color`` and its contour drawn solid."""
     rgb = _display_rgb(image).astype(np.float32)
     tint = np.asarray(color, np.float32)
