@@ -48,9 +48,17 @@ def run(args: argparse.Namespace) -> dict:
 
     def make(cache: bool) -> LesionDataModule:
         dm = LesionDataModule(
-            root=str(args.root), image_size=args.size, batch_size=args.batch_size, num_workers=args.workers,
-            augment="none", normalize="none", val_fraction=0.0, check=False, cache=cache, train_subset=args.images,
-        )  # fmt: skip
+            root=str(args.root),
+            image_size=args.size,
+            batch_size=args.batch_size,
+            num_workers=args.workers,
+            augment="none",
+            normalize="none",
+            val_fraction=0.0,
+            check=False,
+            cache=cache,
+            train_subset=args.images,
+        )
         dm.setup()
         return dm
 
@@ -67,10 +75,21 @@ def run(args: argparse.Namespace) -> dict:
     import torch
 
     return {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "command": "python bench/loader_bench.py " + " ".join(sys.argv[1:]),
-        "machine": {"cpu": cpu_model(), "threads": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "torch": torch.__version__},
-        "settings": {"images": n, "image_size": args.size, "batch_size": args.batch_size, "num_workers": args.workers, "repeats": args.repeats},
+        "machine": {
+            "cpu": cpu_model(),
+            "threads": os.cpu_count(),
+            "load_avg_1m": os.getloadavg()[0],
+            "torch": torch.__version__,
+        },
+        "settings": {
+            "images": n,
+            "image_size": args.size,
+            "batch_size": args.batch_size,
+            "num_workers": args.workers,
+            "repeats": args.repeats,
+        },
         "images_per_s": {k: [round(x, 1) for x in v] for k, v in times.items()},
         "median_images_per_s": {k: round(v, 1) for k, v in med.items()},
         "speedup": round(med["cached"] / med["uncached"], 2),
@@ -80,17 +99,25 @@ def run(args: argparse.Namespace) -> dict:
 
 def markdown(r: dict) -> str:
     m, s = r["machine"], r["settings"]
-    return "\n".join([
-        SECTION, "",
-        "Training DataLoader on Kvasir-SEG (JPEG up to 1920x1072), decode + resize + normalise, no augmentation;",
-        "uncached and cached passes alternate, medians of the repeats (`bench/loader_bench.py`). `load` is the",
-        "1-minute load average during the run: on a shared machine absolute numbers drop, compare the ratio.", "",
-        "| date | machine | images | size | workers | uncached img/s | cached img/s | speedup | cache fill (s) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {r['date']} | {m['cpu']}, {m['threads']} threads, torch {m['torch']}, load {m['load_avg_1m']:.1f} | {s['images']} | {s['image_size']} | "
-        f"{s['num_workers']} | {r['median_images_per_s']['uncached']} | {r['median_images_per_s']['cached']} | {r['speedup']}x | {r['cache_fill_s']} |",
-        "", f"Command: `{r['command']}`", "",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            SECTION,
+            "",
+            "Training DataLoader on Kvasir-SEG (JPEG up to 1920x1072), decode + resize + normalise, no augmentation;",
+            "uncached and cached passes alternate, medians of the repeats (`bench/loader_bench.py`). `load` is the",
+            "1-minute load average during the run: on a shared machine absolute numbers drop, compare the ratio.",
+            "",
+            "| date | machine | images | size | workers | uncached img/s | cached img/s | speedup | cache fill (s) |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {r['date']} | {m['cpu']}, {m['threads']} threads, torch {m['torch']}, load "
+            f"{m['load_avg_1m']:.1f} | {s['images']} | {s['image_size']} | "
+            f"{s['num_workers']} | {r['median_images_per_s']['uncached']} | "
+            f"{r['median_images_per_s']['cached']} | {r['speedup']}x | {r['cache_fill_s']} |",
+            "",
+            f"Command: `{r['command']}`",
+            "",
+        ]
+    )
 
 
 def write_docs(text: str, path: Path) -> None:
@@ -107,7 +134,9 @@ def write_docs(text: str, path: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--root", type=Path, default=KVASIR, help="paired dataset folder (default ../shared/data/kvasir-seg)")
+    p.add_argument(
+        "--root", type=Path, default=KVASIR, help="paired dataset folder (default ../shared/data/kvasir-seg)"
+    )
     p.add_argument("--images", type=int, default=400, help="images per pass (default 400)")
     p.add_argument("--size", type=int, default=256, help="network input size (default 256)")
     p.add_argument("--batch-size", type=int, default=16)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -41,8 +40,14 @@ def machine() -> dict:
 
     from segapp.machine import cpu_model
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "load_avg_1m": os.getloadavg()[0]}  # fmt: skip
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "load_avg_1m": os.getloadavg()[0],
+    }
 
 
 def make_checkpoint(work: Path) -> Path:
@@ -50,10 +55,28 @@ def make_checkpoint(work: Path) -> Path:
     from segapp.data.synth import generate
 
     root = generate(work / "synth", n=64, size=256, seed=0)
-    cmd = [sys.executable, "-m", "segapp.cli.main", "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-           "--data.root", str(root), "--data.image_size", "256", "--data.num_workers", "0", "--data.batch_size", "8",
-           "--trainer.max_epochs", "2",
-           "--trainer.default_root_dir", str(work / "run"), "--trainer.enable_progress_bar", "false"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "segapp.cli.main",
+        "fit",
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--data.root",
+        str(root),
+        "--data.image_size",
+        "256",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "8",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.default_root_dir",
+        str(work / "run"),
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
     subprocess.run(cmd, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "NO_ALBUMENTATIONS_UPDATE": "1"})
     return work / "run" / "checkpoints" / "last.ckpt"
 
@@ -82,7 +105,13 @@ def naive_loop(ckpt: Path, files: list[Path], out: Path) -> dict:
         t4 = time.perf_counter()
         write_mask_png(out / (f.name + ".mask.png"), mask)
         t5 = time.perf_counter()
-        for k, a, b in (("decode", t0, t1), ("preprocess", t1, t2), ("forward", t2, t3), ("postprocess", t3, t4), ("write", t4, t5)):
+        for k, a, b in (
+            ("decode", t0, t1),
+            ("preprocess", t1, t2),
+            ("forward", t2, t3),
+            ("postprocess", t3, t4),
+            ("write", t4, t5),
+        ):
             stages[k] += b - a
     return {"seconds": time.perf_counter() - t_start, "stages_s": dict(stages)}
 
@@ -109,7 +138,11 @@ def agreement(a_dir: Path, b_dir: Path) -> dict:
         a, b = read_mask(p), read_mask(b_dir / p.name)
         agree.append(float((a == b).mean()))
         dices.append(overlap_scores(a, b)["dice"])
-    return {"pixel_agreement": float(np.mean(agree)), "mean_dice": float(np.mean(dices)), "min_dice": float(np.min(dices))}
+    return {
+        "pixel_agreement": float(np.mean(agree)),
+        "mean_dice": float(np.mean(dices)),
+        "min_dice": float(np.min(dices)),
+    }
 
 
 def speed(args: argparse.Namespace) -> dict:
@@ -128,9 +161,11 @@ def speed(args: argparse.Namespace) -> dict:
     onnx_engine = OnnxEngine(onnx_path, device="cpu")
     runs: dict[str, list[dict]] = defaultdict(list)
     for r in range(args.repeats):  # A B C A B C: interleaved against machine noise
-        for name, fn in (("naive", lambda o: naive_loop(ckpt, files, o)),
-                         ("segapp-predict", lambda o: pipeline(torch_engine, subset, o, args.workers, args.batch_size)),
-                         ("segapp-predict-onnx", lambda o: pipeline(onnx_engine, subset, o, args.workers, args.batch_size))):  # fmt: skip
+        for name, fn in (
+            ("naive", lambda o: naive_loop(ckpt, files, o)),
+            ("segapp-predict", lambda o: pipeline(torch_engine, subset, o, args.workers, args.batch_size)),
+            ("segapp-predict-onnx", lambda o: pipeline(onnx_engine, subset, o, args.workers, args.batch_size)),
+        ):
             out = work / f"out-{name}-{r}"
             out.mkdir()
             res = fn(out)
@@ -138,12 +173,20 @@ def speed(args: argparse.Namespace) -> dict:
             runs[name].append(res)
             print(f"{name} run {r}: {res['seconds']:.1f} s ({res['images_per_s']:.2f} img/s)", flush=True)
     med = {k: statistics.median(x["seconds"] for x in v) for k, v in runs.items()}
-    result = {"machine": machine(), "images": len(files), "checkpoint": str(ckpt), "workers": args.workers,
-              "batch_size": args.batch_size, "precision": torch_engine.precision, "runs": runs, "median_s": med,
-              "speedup_vs_naive": med["naive"] / med["segapp-predict"],
-              "onnx_speedup_vs_naive": med["naive"] / med["segapp-predict-onnx"],
-              "agreement_torch_vs_naive": agreement(work / "out-naive-0", work / "out-segapp-predict-0"),
-              "agreement_onnx_vs_torch": agreement(work / "out-segapp-predict-0", work / "out-segapp-predict-onnx-0")}  # fmt: skip
+    result = {
+        "machine": machine(),
+        "images": len(files),
+        "checkpoint": str(ckpt),
+        "workers": args.workers,
+        "batch_size": args.batch_size,
+        "precision": torch_engine.precision,
+        "runs": runs,
+        "median_s": med,
+        "speedup_vs_naive": med["naive"] / med["segapp-predict"],
+        "onnx_speedup_vs_naive": med["naive"] / med["segapp-predict-onnx"],
+        "agreement_torch_vs_naive": agreement(work / "out-naive-0", work / "out-segapp-predict-0"),
+        "agreement_onnx_vs_torch": agreement(work / "out-segapp-predict-0", work / "out-segapp-predict-onnx-0"),
+    }
     if args.bf16_check:
         bf = TorchEngine.from_checkpoint(ckpt, device="cpu", precision="bf16")
         pipeline(bf, subset, work / "out-bf16", args.workers, args.batch_size)
@@ -166,18 +209,42 @@ def rss(args: argparse.Namespace) -> dict:
         inp.mkdir()
         for i in range(n):
             Image.fromarray(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8)).save(inp / f"{i:05d}.png")
-        code = ("import resource, runpy, sys; sys.argv = ['segapp-predict'] + sys.argv[1:]\n"
-                "try:\n    runpy.run_module('segapp.cli.predict', run_name='__main__')\nexcept SystemExit as e:\n"
-                "    s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; c = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-                "    print(f'PEAK_RSS_KB {s} {c}'); raise")  # fmt: skip
-        cmd = [sys.executable, "-c", code, "--checkpoint", str(ckpt), "--input", str(inp), "--output", str(work / f"out{n}"),
-               "--workers", str(args.workers), "--batch-size", str(args.batch_size), "--no-progress"]  # fmt: skip
+        code = (
+            "import resource, runpy, sys; sys.argv = ['segapp-predict'] + sys.argv[1:]\n"
+            "try:\n    runpy.run_module('segapp.cli.predict', run_name='__main__')\nexcept SystemExit as e:\n"
+            "    s = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; c = "
+            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
+            "    print(f'PEAK_RSS_KB {s} {c}'); raise"
+        )
+        cmd = [
+            sys.executable,
+            "-c",
+            code,
+            "--checkpoint",
+            str(ckpt),
+            "--input",
+            str(inp),
+            "--output",
+            str(work / f"out{n}"),
+            "--workers",
+            str(args.workers),
+            "--batch-size",
+            str(args.batch_size),
+            "--no-progress",
+        ]
         t0 = time.perf_counter()
         res = subprocess.run(cmd, capture_output=True, text=True)
         line = next(ln for ln in res.stdout.splitlines() if ln.startswith("PEAK_RSS_KB"))
         main_kb, child_kb = (int(v) for v in line.split()[1:])
-        result["runs"].append({"images": n, "exit_code": res.returncode, "seconds": time.perf_counter() - t0,
-                               "peak_rss_main_mib": main_kb / 1024, "peak_rss_worker_mib": child_kb / 1024})  # fmt: skip
+        result["runs"].append(
+            {
+                "images": n,
+                "exit_code": res.returncode,
+                "seconds": time.perf_counter() - t0,
+                "peak_rss_main_mib": main_kb / 1024,
+                "peak_rss_worker_mib": child_kb / 1024,
+            }
+        )
         print(result["runs"][-1], flush=True)
     shutil.rmtree(work, ignore_errors=True)
     return result

@@ -112,14 +112,23 @@ def evaluate(net, imgs: np.ndarray, masks: np.ndarray, originals) -> dict:
             d256.append(dice(p > 0.5, masks[i + j] > 0))
             h, w = originals[i + j].shape
             dorig.append(dice(cv2.resize(p, (w, h), interpolation=cv2.INTER_LINEAR) > 0.5, originals[i + j]))
-    return {"val_dice_256": float(np.mean(d256)), "val_dice_original": float(np.mean(dorig)), "per_image_original": [round(float(d), 4) for d in dorig]}
+    return {
+        "val_dice_256": float(np.mean(d256)),
+        "val_dice_original": float(np.mean(dorig)),
+        "per_image_original": [round(float(d), 4) for d in dorig],
+    }
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--root", default="../shared/data/kvasir-seg")
     p.add_argument("--minutes", type=float, default=40)
-    p.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="bf16 autocast as described; fp32 on CPUs without AMX")
+    p.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="bf16",
+        help="bf16 autocast as described; fp32 on CPUs without AMX",
+    )
     p.add_argument("--size", type=int, default=256)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -131,11 +140,28 @@ def main() -> None:
     t = time.perf_counter()
     tr, va = load(splits["train"], args.size), load(splits["val"], args.size)
     load_s = time.perf_counter() - t
-    aug = A.Compose([A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(), A.RandomBrightnessContrast(p=0.5)], seed=args.seed)
-    loader = DataLoader(Pairs(tr[0], tr[1], aug), batch_size=args.batch, shuffle=True, drop_last=True, num_workers=2, persistent_workers=True)
-    net = create_net("smp_unet", encoder_name="tu-tf_efficientnet_lite0", encoder_weights="efficientnet-lite0")  # SMP default decoder
+    aug = A.Compose(
+        [A.HorizontalFlip(), A.VerticalFlip(), A.RandomRotate90(), A.RandomBrightnessContrast(p=0.5)], seed=args.seed
+    )
+    loader = DataLoader(
+        Pairs(tr[0], tr[1], aug),
+        batch_size=args.batch,
+        shuffle=True,
+        drop_last=True,
+        num_workers=2,
+        persistent_workers=True,
+    )
+    net = create_net(
+        "smp_unet", encoder_name="tu-tf_efficientnet_lite0", encoder_weights="efficientnet-lite0"
+    )  # SMP default decoder
     dtype = torch.bfloat16 if args.precision == "bf16" else torch.float32
-    result = {**vars(args), "out": str(args.out), "train_images": len(tr[0]), "val_images": len(va[0]), "load_s": round(load_s, 1)}
+    result = {
+        **vars(args),
+        "out": str(args.out),
+        "train_images": len(tr[0]),
+        "val_images": len(va[0]),
+        "load_s": round(load_s, 1),
+    }
     result.update(train(net, loader, args.minutes, args.lr, dtype))
     result.update(evaluate(net, *va))
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,14 @@ from segapp.machine import cpu_model
 from segapp.nets import create_net
 
 NETS = {
-    "effl0": ("smp_unet", {"encoder_name": "tu-tf_efficientnet_lite0", "encoder_weights": None, "decoder_channels": [128, 64, 48, 32, 16]}),
+    "effl0": (
+        "smp_unet",
+        {
+            "encoder_name": "tu-tf_efficientnet_lite0",
+            "encoder_weights": None,
+            "decoder_channels": [128, 64, 48, 32, 16],
+        },
+    ),
     "scratch": ("unet", {"depth": 5, "base_channels": 16, "block": "residual"}),
 }
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
@@ -75,11 +82,19 @@ def main() -> None:
     args = p.parse_args()
     md = table(args)
     cmd = "bench/step_bench.py " + " ".join(
-        [f"--nets {' '.join(args.nets)}", f"--sizes {' '.join(map(str, args.sizes))}", f"--batch {args.batch}", f"--steps {args.steps}", f"--repeats {args.repeats}"]
+        [
+            f"--nets {' '.join(args.nets)}",
+            f"--sizes {' '.join(map(str, args.sizes))}",
+            f"--batch {args.batch}",
+            f"--steps {args.steps}",
+            f"--repeats {args.repeats}",
+        ]
     )
-    info = (f"`{cmd}` on {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-            f"{torch.get_num_threads()} threads, fp32, {datetime.date.today()}; medians of {args.repeats} alternating runs "
-            f"of {args.steps} steps (batch {args.batch}).")  # fmt: skip
+    info = (
+        f"`{cmd}` on {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, fp32, {datetime.date.today()}; medians of {args.repeats} alternating runs "
+        f"of {args.steps} steps (batch {args.batch})."
+    )
     print(info)
     if args.write_docs:
         DOCS.write_text(splice(DOCS.read_text(), md, info))

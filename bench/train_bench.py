@@ -35,8 +35,12 @@ def _batches(size: int, batch: int, n_batches: int) -> DataLoader:
     x = torch.randn(batch * n_batches, 3, size, size, generator=g)
     y = (torch.rand(batch * n_batches, 1, size, size, generator=g) > 0.7).float()
     ds = TensorDataset(x, y)
-    return DataLoader(ds, batch_size=batch, shuffle=False, collate_fn=lambda b: {
-        "image": torch.stack([i[0] for i in b]), "mask": torch.stack([i[1] for i in b])})  # fmt: skip
+    return DataLoader(
+        ds,
+        batch_size=batch,
+        shuffle=False,
+        collate_fn=lambda b: {"image": torch.stack([i[0] for i in b]), "mask": torch.stack([i[1] for i in b])},
+    )
 
 
 def _module(channels_last: bool) -> SegmentationModule:
@@ -65,13 +69,23 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def run_lightning(loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool, device: str) -> float:
+def run_lightning(
+    loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool, device: str
+) -> float:
     timer = _Timer(warmup, device)
     trainer = L.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=steps, precision=precision, logger=False,
-        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        limit_val_batches=0, callbacks=[timer], default_root_dir=tempfile.mkdtemp(),
-    )  # fmt: skip
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        max_steps=steps,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=[timer],
+        default_root_dir=tempfile.mkdtemp(),
+    )
     trainer.fit(_module(channels_last), train_dataloaders=loader)
     return timer.n / (timer.t1 - timer.t0)
 
@@ -132,14 +146,20 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/train_bench.json")
     a = ap.parse_args()
     loader = _batches(a.size, a.batch, a.steps)
-    cases = [("lightning", "32-true", False), ("plain", "32-true", False), ("lightning", "bf16-mixed", False),
-             ("plain", "bf16-mixed", False), ("lightning", "bf16-mixed", True), ("plain", "bf16-mixed", True)]  # fmt: skip
+    cases = [
+        ("lightning", "32-true", False),
+        ("plain", "32-true", False),
+        ("lightning", "bf16-mixed", False),
+        ("plain", "bf16-mixed", False),
+        ("lightning", "bf16-mixed", True),
+        ("plain", "bf16-mixed", True),
+    ]
     if a.device == "cuda":
         cases += [("lightning", "16-mixed", True), ("plain", "16-mixed", True)]
     if a.fp32_only:
         cases = [c for c in cases if c[1] == "32-true"]
     results: dict[str, list[float]] = {f"{k}|{p}|{'cl' if c else 'nchw'}": [] for k, p, c in cases}
-    for r in range(a.repeats):  # alternate every case within each repeat
+    for _ in range(a.repeats):  # alternate every case within each repeat
         for kind, prec, cl in cases:
             fn = run_lightning if kind == "lightning" else run_plain
             results[f"{kind}|{prec}|{'cl' if cl else 'nchw'}"].append(fn(loader, a.steps, a.warmup, prec, cl, a.device))
@@ -160,7 +180,10 @@ def main() -> None:
             continue
         ratio = med[f"lightning|{prec}|{cl}"] / med[f"plain|{prec}|{cl}"]
         print(f"Lightning overhead {prec}/{cl}: {100 * (1 - ratio):+.1f} %")
-    print(f"loader images/s (resize+augment, {a.size}px from {a.size * 2}px PNG): " + ", ".join(f"{w} workers {v:.1f}" for w, v in loaders.items()))
+    print(
+        f"loader images/s (resize+augment, {a.size}px from {a.size * 2}px PNG): "
+        + ", ".join(f"{w} workers {v:.1f}" for w, v in loaders.items())
+    )
 
 
 if __name__ == "__main__":

@@ -123,8 +123,10 @@ class SegappCLI(LightningCLI):
         if problem is not None:
             best = Path(folder) / "best.ckpt"
             alt = f"--ckpt_path {best}" if best != path and best.exists() else "another checkpoint"
-            raise SettingError(f"ckpt_path {path}: expected a checkpoint written by segapp, got a file that is "
-                               f"{problem}; fix: resume from {alt} or start again without --ckpt_path")  # fmt: skip
+            raise SettingError(
+                f"ckpt_path {path}: expected a checkpoint written by segapp, got a file that is "
+                f"{problem}; fix: resume from {alt} or start again without --ckpt_path"
+            )
 
     def _record_run(self) -> None:
         """Give the module the resolved config, git commit and versions (saved in checkpoints)."""
@@ -187,9 +189,14 @@ def parse_only(args: list[str]) -> str | None:
     try:
         with contextlib.redirect_stderr(io.StringIO()) as err, bare_argv():
             _ParseOnly(
-                SegmentationModule, LesionDataModule, auto_configure_optimizers=False, args=args, run=False,
-                parser_class=SegappArgumentParser, parser_kwargs={"exit_on_error": False},
-            )  # fmt: skip
+                SegmentationModule,
+                LesionDataModule,
+                auto_configure_optimizers=False,
+                args=args,
+                run=False,
+                parser_class=SegappArgumentParser,
+                parser_kwargs={"exit_on_error": False},
+            )
     except SystemExit:
         return err.getvalue().strip() or "the parser exited without a message"
     except Exception as e:  # jsonargparse's ArgumentError and errors from config files

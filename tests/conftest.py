@@ -35,15 +35,22 @@ def fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
     """Command-line arguments for a tiny CPU ``segapp fit`` on ``root``."""
     return [
         "fit",
-        "--config", str(REPO / "configs" / "quickstart.yaml"),
-        "--data.root", str(root),
-        "--data.image_size", "64",
-        "--data.num_workers", "0",
-        "--data.batch_size", "8",
-        "--trainer.default_root_dir", str(run_dir),
-        "--trainer.enable_progress_bar", "false",
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--data.root",
+        str(root),
+        "--data.image_size",
+        "64",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "8",
+        "--trainer.default_root_dir",
+        str(run_dir),
+        "--trainer.enable_progress_bar",
+        "false",
         *extra,
-    ]  # fmt: skip
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -54,11 +61,14 @@ def tiny_ckpt(synth_root, tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("tiny_run")
     cli(
         fit_args(
-            synth_root, run_dir,
-            "--trainer.max_epochs", "12",
-            "--model.net.init_args.depth", "3",
+            synth_root,
+            run_dir,
+            "--trainer.max_epochs",
+            "12",
+            "--model.net.init_args.depth",
+            "3",
         )
-    )  # fmt: skip
+    )
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     assert ckpt.is_file()
     return ckpt

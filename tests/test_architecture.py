@@ -69,8 +69,12 @@ def test_the_walk_sees_the_rooms():
 
 
 def test_io_imports_nothing_else_of_segapp():
-    bad = [f"{m} imports {n}" for m, names in _imports_of("io").items() for n in names
-           if n.startswith("segapp") and not n.startswith("segapp.io")]  # fmt: skip
+    bad = [
+        f"{m} imports {n}"
+        for m, names in _imports_of("io").items()
+        for n in names
+        if n.startswith("segapp") and not n.startswith("segapp.io")
+    ]
     assert not bad, bad
 
 
@@ -84,8 +88,13 @@ def test_inference_never_imports_training_code():
 
 
 def test_nothing_below_cli_imports_cli():
-    bad = [f"{m} imports {n}" for m, names in IMPORTS.items() if _room(m) != "cli" for n in names
-           if n == "segapp.cli" or n.startswith("segapp.cli.")]  # fmt: skip
+    bad = [
+        f"{m} imports {n}"
+        for m, names in IMPORTS.items()
+        if _room(m) != "cli"
+        for n in names
+        if n == "segapp.cli" or n.startswith("segapp.cli.")
+    ]
     assert not bad, bad
 
 

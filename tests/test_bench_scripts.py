@@ -20,8 +20,13 @@ def test_bench_script_parses(script: Path) -> None:
 
 
 def test_gpu_check_without_pack_names_prepare(tmp_path: Path) -> None:
-    env = {**os.environ, "GPU_CHECK_DEVICE": "cpu", "PACK": str(tmp_path / "missing"), "OUT": str(tmp_path / "out"),
-           "SEGAPP_PY": sys.executable}  # fmt: skip
+    env = {
+        **os.environ,
+        "GPU_CHECK_DEVICE": "cpu",
+        "PACK": str(tmp_path / "missing"),
+        "OUT": str(tmp_path / "out"),
+        "SEGAPP_PY": sys.executable,
+    }
     r = subprocess.run(["bash", str(ROOT / "bench/gpu_check.sh"), "run"], env=env, capture_output=True, text=True)
     assert r.returncode == 2, r.stdout + r.stderr
     assert "bench/gpu_check.sh prepare" in r.stdout and "missing" in r.stdout
@@ -35,7 +40,9 @@ def test_gpu_check_rejects_unknown_command() -> None:
 
 def test_run_ablations_rejects_unknown_study(tmp_path: Path) -> None:
     env = {**os.environ, "OUT": str(tmp_path), "DOCS": ""}
-    r = subprocess.run(["bash", str(ROOT / "bench/run_ablations.sh"), "no_such_study"], env=env, capture_output=True, text=True)
+    r = subprocess.run(
+        ["bash", str(ROOT / "bench/run_ablations.sh"), "no_such_study"], env=env, capture_output=True, text=True
+    )
     assert r.returncode == 2 and "configs/ablation/no_such_study.yaml" in r.stdout
 
 
@@ -79,4 +86,8 @@ def test_reference_script_trains_and_scores_per_image() -> None:
     assert out["steps"] >= 1 and out["train_s"] >= 0.3
     originals = [np.pad(m, 4).astype(bool) for m in masks]  # "original" 40 px masks
     scores = ref.evaluate(net, imgs, masks, originals)
-    assert len(scores["per_image_original"]) == 4 and 0 <= scores["val_dice_256"] <= 1 and 0 <= scores["val_dice_original"] <= 1
+    assert (
+        len(scores["per_image_original"]) == 4
+        and 0 <= scores["val_dice_256"] <= 1
+        and 0 <= scores["val_dice_original"] <= 1
+    )

@@ -41,9 +41,20 @@ def test_fit_fast_dev_run_on_generated_files(synth_root, tmp_path):
 
 def test_print_config_shows_model_and_data_sections(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "segapp.cli.main", "fit", "--config", str(REPO / "configs/quickstart.yaml"), "--print_config"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "segapp.cli.main",
+            "fit",
+            "--config",
+            str(REPO / "configs/quickstart.yaml"),
+            "--print_config",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "class_path: segapp.nets.UNet" in out.stdout and "root: data/synthetic" in out.stdout
 

@@ -13,13 +13,25 @@ from tests.conftest import REPO, fit_args
 
 
 def _tiny(root, run, *extra):
-    return fit_args(root, run, "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
-                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", *extra)  # fmt: skip
+    return fit_args(
+        root,
+        run,
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "4",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        *extra,
+    )
 
 
 def _fit(args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=REPO)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
+    )
 
 
 def _one_error_line(proc, *needles):
@@ -38,9 +50,18 @@ BAD_SETTINGS = [
     (("--data.image_size", "0"), "data.image_size: expected a value >= 8, got 0"),
     (("--data.batch_size", "0"), "data.batch_size: expected a value >= 1, got 0"),
     (("--model.net.init_args.norm", "btach"), "did you mean batch?"),
-    (("--model", str(REPO / "configs/model/unet_resnet34.yaml"), "--model.net.init_args.encoder_weights", "null",
-      "--model.net.init_args.encoder_name", "resnet43"), "got 'resnet43'; did you mean resnet34"),
-]  # fmt: skip
+    (
+        (
+            "--model",
+            str(REPO / "configs/model/unet_resnet34.yaml"),
+            "--model.net.init_args.encoder_weights",
+            "null",
+            "--model.net.init_args.encoder_name",
+            "resnet43",
+        ),
+        "got 'resnet43'; did you mean resnet34",
+    ),
+]
 
 
 @pytest.mark.slow
@@ -134,10 +155,17 @@ def test_malicious_checkpoint_to_predict_and_export_is_refused_and_never_run(syn
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "segapp": {"preprocess": {}, "x": _Evil(marker)}}, evil)
-    args = {"segapp.cli.predict": ["--input", str(synth_root / "images"), "--output", str(tmp_path / "out")],
-            "segapp.cli.export": ["--out", str(tmp_path / "m.onnx")]}[script]  # fmt: skip
-    proc = subprocess.run([sys.executable, "-m", script, "--checkpoint", str(evil), *args], capture_output=True,
-                          text=True, timeout=300, cwd=REPO)  # fmt: skip
+    args = {
+        "segapp.cli.predict": ["--input", str(synth_root / "images"), "--output", str(tmp_path / "out")],
+        "segapp.cli.export": ["--out", str(tmp_path / "m.onnx")],
+    }[script]
+    proc = subprocess.run(
+        [sys.executable, "-m", script, "--checkpoint", str(evil), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=REPO,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and str(evil) in proc.stderr and "weights_only" in proc.stderr
     assert not marker.exists()

@@ -30,18 +30,36 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
     run = tmp_path / "run"
-    args = fit_args(root, run, "--trainer.devices", "2", "--trainer.strategy", "ddp", "--trainer.max_epochs", "2",
-                    "--model.net.init_args.depth", "2",
-                    "--model.net.init_args.base_channels", "8", "--data.batch_size", "2")  # fmt: skip
+    args = fit_args(
+        root,
+        run,
+        "--trainer.devices",
+        "2",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.max_epochs",
+        "2",
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "8",
+        "--data.batch_size",
+        "2",
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True,
-                         timeout=900, env=env)  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True, timeout=900, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
     assert len(list((run / "logs").glob("version_*"))) == 1  # rank zero logs alone
 
     ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)
-    rows = [r for r in csv.DictReader(open(next((run / "logs").glob("version_*")) / "metrics.csv")) if r.get("val/dice")]
+    rows = [
+        r
+        for r in csv.DictReader((next((run / "logs").glob("version_*")) / "metrics.csv").read_text().splitlines())
+        if r.get("val/dice")
+    ]
     logged = float(next(r["val/dice"] for r in rows if int(r["epoch"]) == ckpt["epoch"]))
 
     dm = LesionDataModule(root=str(root), image_size=64, seed=42, val_fraction=0.2)
@@ -60,11 +78,27 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     # the 2-rank checkpoint resumes on 1 device: same run, step counter continues, ends at epoch 3
     before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    resume = fit_args(root, run, "--trainer.devices", "1", "--trainer.strategy", "auto", "--trainer.max_epochs", "3",
-                      "--model.net.init_args.depth", "2",
-                      "--model.net.init_args.base_channels", "8", "--data.batch_size", "2", "--ckpt_path", "last")  # fmt: skip
-    out = subprocess.run([sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True,
-                         timeout=900, env=env)  # fmt: skip
+    resume = fit_args(
+        root,
+        run,
+        "--trainer.devices",
+        "1",
+        "--trainer.strategy",
+        "auto",
+        "--trainer.max_epochs",
+        "3",
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "8",
+        "--data.batch_size",
+        "2",
+        "--ckpt_path",
+        "last",
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True, timeout=900, env=env
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     after = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     completed = after["loops"]["fit_loop"]["epoch_progress"]["total"]["completed"]

@@ -60,7 +60,12 @@ def test_engine_auto_precision_reads_the_same_probe(cpuinfo):
 def test_no_other_copy_of_the_cpu_probe():
     """segapp/machine.py is the only code that reads /proc/cpuinfo (bench scripts call it)."""
     hits = []
-    for path in [*ROOT.glob("segapp/**/*.py"), *ROOT.glob("bench/*.py"), *ROOT.glob("bench/*.sh"), *ROOT.glob("docker/**/*.sh")]:
+    for path in [
+        *ROOT.glob("segapp/**/*.py"),
+        *ROOT.glob("bench/*.py"),
+        *ROOT.glob("bench/*.sh"),
+        *ROOT.glob("docker/**/*.sh"),
+    ]:
         text = path.read_text(errors="ignore")
         if ("/proc/cpuinfo" in text or "lscpu" in text) and path != ROOT / "segapp" / "machine.py":
             hits.append(str(path.relative_to(ROOT)))

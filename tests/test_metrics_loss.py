@@ -37,7 +37,7 @@ def test_metric_is_mean_of_per_image_scores_across_batches():
         probs[0] = 0.1  # an empty-empty image scores 1
         metric.update(torch.from_numpy(probs), torch.from_numpy(tgt))
         iou.update(torch.from_numpy(probs), torch.from_numpy(tgt))
-        expected += [numpy_dice(p > 0.5, t > 0.5) for p, t in zip(probs, tgt)]
+        expected += [numpy_dice(p > 0.5, t > 0.5) for p, t in zip(probs, tgt, strict=True)]
     assert metric.compute().item() == pytest.approx(np.mean(expected), abs=1e-6)
     assert 0 < iou.compute().item() < metric.compute().item()
 

@@ -36,7 +36,16 @@ def _load(path):
 @pytest.mark.slow
 def test_killed_run_resumes_step_and_lr_and_ends_at_max_epochs(synth_root, tmp_path):
     run = tmp_path / "run"
-    args = fit_args(synth_root, run, "--trainer.max_epochs", str(EPOCHS), "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "8")  # fmt: skip
+    args = fit_args(
+        synth_root,
+        run,
+        "--trainer.max_epochs",
+        str(EPOCHS),
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "8",
+    )
     cmd = [sys.executable, "-m", "segapp.cli.main", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     last = run / "checkpoints" / "last.ckpt"
@@ -62,7 +71,7 @@ def test_killed_run_resumes_step_and_lr_and_ends_at_max_epochs(synth_root, tmp_p
 
     # the resumed run's log starts where the killed run stopped: next step, scheduled LR
     versions = sorted((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
-    rows = list(csv.DictReader(open(versions[-1] / "metrics.csv")))
+    rows = list(csv.DictReader((versions[-1] / "metrics.csv").read_text().splitlines()))
     first_step = min(int(r["step"]) for r in rows)
     assert first_step >= killed_at["global_step"]
     lr_rows = sorted((int(r["step"]), float(r["lr-AdamW"])) for r in rows if r.get("lr-AdamW"))

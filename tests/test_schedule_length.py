@@ -26,15 +26,26 @@ def _factor(epoch: int, length: int, warmup: int = 1, floor: float = 0.01) -> fl
 
 
 def _tiny(root, run, *extra):
-    return fit_args(root, run, "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
-                    "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", *extra)  # fmt: skip
+    return fit_args(
+        root,
+        run,
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "4",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        *extra,
+    )
 
 
 def _epoch_lrs(run) -> dict[int, float]:
     """``lr-AdamW`` logged at the start of each epoch, by epoch, across every log version."""
     out = {}
     for version in sorted((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1])):
-        rows = list(csv.DictReader(open(version / "metrics.csv")))
+        rows = list(csv.DictReader((version / "metrics.csv").read_text().splitlines()))
         steps = sorted({int(r["step"]): int(r["epoch"]) for r in rows if r.get("epoch")}.items())
         for r in rows:
             if r.get("lr-AdamW"):
@@ -102,10 +113,15 @@ def _fake_trainer(max_epochs, remaining=None, epoch=0):
     if timer is not None:
         timer.time_remaining = lambda *a, **k: remaining
     return SimpleNamespace(
-        max_epochs=max_epochs, max_steps=-1, num_training_batches=10, accumulate_grad_batches=1,
-        callbacks=[timer] if timer else [], current_epoch=epoch, is_global_zero=True,
+        max_epochs=max_epochs,
+        max_steps=-1,
+        num_training_batches=10,
+        accumulate_grad_batches=1,
+        callbacks=[timer] if timer else [],
+        current_epoch=epoch,
+        is_global_zero=True,
         strategy=SimpleNamespace(broadcast=lambda x, src=0: x),
-    )  # fmt: skip
+    )
 
 
 def test_max_time_shortens_the_cosine_after_a_slow_epoch():

@@ -8,7 +8,15 @@ import re
 from pathlib import Path
 
 # results.csv columns after variant and seed, in order
-RUN_COLUMNS = ["best_val_dice", "last_val_dice", "epochs_to_target", "final_train_loss", "train_val_gap", "epochs", "wall_s"]
+RUN_COLUMNS = [
+    "best_val_dice",
+    "last_val_dice",
+    "epochs_to_target",
+    "final_train_loss",
+    "train_val_gap",
+    "epochs",
+    "wall_s",
+]
 # with ``evaluate: true``: means over the validation images of the best checkpoint's report
 EVAL_COLUMNS = {"val_hd95": "hd95", "val_assd": "assd", "val_bf1": "bf1", "val_nsd": "nsd"}
 
@@ -21,9 +29,14 @@ def fit_metrics_csv(run_dir: Path) -> Path:
     Raises:
         FileNotFoundError: The run wrote no CSV log (was the logger disabled?).
     """
-    found = sorted((run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0))
+    found = sorted(
+        (run_dir / "logs").glob("version_*/metrics.csv"), key=lambda p: int(re.sub(r"\D", "", p.parent.name) or 0)
+    )
     if not found:
-        raise FileNotFoundError(f"no logs/version_*/metrics.csv under {run_dir}; the ablation runner needs the CSV logger (trainer.logger: true)")
+        raise FileNotFoundError(
+            f"no logs/version_*/metrics.csv under {run_dir}; the ablation runner needs the CSV logger "
+            f"(trainer.logger: true)"
+        )
     return found[0]
 
 
@@ -47,7 +60,9 @@ def _last(values: list[float]) -> float:
     return vals[-1] if vals else math.nan
 
 
-def summarize_run(epochs: list[dict[str, float]], target_dice: float | None, wall_s: float) -> dict[str, float | int | str]:
+def summarize_run(
+    epochs: list[dict[str, float]], target_dice: float | None, wall_s: float
+) -> dict[str, float | int | str]:
     """The results.csv numbers of one run.
 
     ``epochs_to_target`` counts epochs trained (1-based) until val Dice first reached

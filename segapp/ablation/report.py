@@ -15,10 +15,13 @@ from segapp.ablation.study import Study
 from segapp.io import atomic_write
 
 _TABLE = [
-    ("best_val_dice", "best val Dice", 4), ("last_val_dice", "last val Dice", 4),
-    ("epochs_to_target", "epochs to target", 1), ("final_train_loss", "final train loss", 4),
-    ("train_val_gap", "train-val gap", 4), ("wall_s", "wall s", 0),
-]  # fmt: skip
+    ("best_val_dice", "best val Dice", 4),
+    ("last_val_dice", "last val Dice", 4),
+    ("epochs_to_target", "epochs to target", 1),
+    ("final_train_loss", "final train loss", 4),
+    ("train_val_gap", "train-val gap", 4),
+    ("wall_s", "wall s", 0),
+]
 _EVAL = [("val_hd95", "val HD95 px", 2), ("val_bf1", "val boundary F1", 4), ("val_nsd", "val NSD", 4)]
 
 
@@ -59,7 +62,7 @@ def plot_curves(study: Study, out: Path, path: Path) -> Path:
         x = np.arange(1, len(c["train_loss"]) + 1)
         axes[0].plot(x, c["train_loss"], marker=".", label=name)
         axes[1].plot(x, c["val_dice"], marker=".", label=name)
-    for ax, title in zip(axes, ("train loss", "val Dice")):
+    for ax, title in zip(axes, ("train loss", "val Dice"), strict=True):
         ax.set_xlabel("epoch")
         ax.set_title(f"{study.name}: {title} (mean of {len(study.seeds)} seed(s))")
         ax.grid(alpha=0.3)
@@ -100,7 +103,9 @@ def format_report(study: Study, rows: list[dict[str, Any]], figure: str, command
             lines.append(f"| {v.name} | " + " | ".join(cells) + " |")
     lines += ["", "Mean ± sample std over seeds. Train-val gap = last train Dice - last val Dice."]
     if study.evaluate:
-        lines += ["Boundary metrics: best checkpoint on the validation split at original resolution (segapp validate report)."]
+        lines += [
+            "Boundary metrics: best checkpoint on the validation split at original resolution (segapp validate report)."
+        ]
     lines += [""]
     lines += [f"![{study.name} curves]({figure})", "", "## Variants", ""]
     lines += [f"- `{v.name}`: `{v.overrides}`" for v in study.variants]

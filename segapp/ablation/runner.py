@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from segapp.ablation.metrics import EVAL_COLUMNS, RUN_COLUMNS, eval_numbers, fit_metrics_csv, read_epochs, summarize_run
-from segapp.app import bare_argv
 from segapp.ablation.study import Study, Variant, cli_args
+from segapp.app import bare_argv
 from segapp.io import atomic_write
 
 DONE = "DONE.json"
@@ -31,9 +31,15 @@ def fit_command(study: Study, variant: Variant, seed: int, base: list[str], extr
     """The ``segapp fit`` arguments of one run (``cli(args)`` form, without the program name)."""
     configs = [a for c in base for a in ("--config", str(c))]
     return [
-        "fit", *configs, *cli_args(study.run_overrides(variant)), *extra,
-        "--trainer.default_root_dir", str(root), "--seed_everything", str(seed),
-    ]  # fmt: skip
+        "fit",
+        *configs,
+        *cli_args(study.run_overrides(variant)),
+        *extra,
+        "--trainer.default_root_dir",
+        str(root),
+        "--seed_everything",
+        str(seed),
+    ]
 
 
 def _train_one(args: list[str], root: Path, target: float | None, evaluate: bool) -> dict[str, Any]:
@@ -56,15 +62,22 @@ def _evaluate(fit_args: list[str], root: Path) -> dict[str, float]:
     from segapp.app import cli
 
     args = [
-        "validate", *fit_args[1:], "--ckpt_path", str(root / "checkpoints" / "best.ckpt"), "--trainer.logger=false",
-        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.split=val",
-    ]  # fmt: skip
+        "validate",
+        *fit_args[1:],
+        "--ckpt_path",
+        str(root / "checkpoints" / "best.ckpt"),
+        "--trainer.logger=false",
+        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport",
+        "--trainer.callbacks.split=val",
+    ]
     with bare_argv():
         cli(args)
     return eval_numbers(root / "val_report" / "summary.json")
 
 
-def run_study(study: Study, base: list[str], out: Path, extra: list[str] | None = None, log=print) -> list[dict[str, Any]]:
+def run_study(
+    study: Study, base: list[str], out: Path, extra: list[str] | None = None, log=print
+) -> list[dict[str, Any]]:
     """Train what is not done yet; return one row per (variant, seed), finished ones included.
 
     Args:
@@ -96,9 +109,8 @@ def run_study(study: Study, base: list[str], out: Path, extra: list[str] | None 
 def write_results(rows: list[dict[str, Any]], path: Path, evaluate: bool = False) -> None:
     """``results.csv``: variant, seed, :data:`RUN_COLUMNS` (and :data:`EVAL_COLUMNS` with ``evaluate``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_write(path) as tmp:
-        with open(tmp, "w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["variant", "seed", *RUN_COLUMNS, *(EVAL_COLUMNS if evaluate else [])])
-            w.writeheader()
-            for r in rows:
-                w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if k in w.fieldnames})
+    with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["variant", "seed", *RUN_COLUMNS, *(EVAL_COLUMNS if evaluate else [])])
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if k in w.fieldnames})

@@ -17,7 +17,12 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-ablate", description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="segapp-ablate",
+        description=__doc__,
+        allow_abbrev=False,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--config", action="append", required=True, help="base segapp config; repeat to layer several")
     p.add_argument("--study", required=True, help="study YAML (see configs/ablation/ and docs/ablation.md)")
     p.add_argument("--out", required=True, help="output folder")
@@ -43,7 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     except (StudyError, OSError) as e:
         print(f"segapp-ablate: error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} seed(s) = {len(study.variants) * len(study.seeds)} run(s)")
+    print(
+        f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} seed(s) = "
+        f"{len(study.variants) * len(study.seeds)} run(s)"
+    )
     if args.check:
         for v in study.variants:
             print(f"  {v.name}: {study.run_overrides(v)}")

@@ -26,7 +26,9 @@ def _best_dice(run) -> float:
     if score is None:
         score = run.trainer.callback_metrics.get("val/dice")
     if score is None:
-        raise RuntimeError("the fold finished without a val/dice value; check that validation runs (trainer.limit_val_batches > 0)")
+        raise RuntimeError(
+            "the fold finished without a val/dice value; check that validation runs (trainer.limit_val_batches > 0)"
+        )
     return float(score)
 
 
@@ -37,9 +39,28 @@ def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] |
     rows = []
     for k in folds if folds is not None else range(num_folds):
         run_dir = out / f"fold_{k}"
-        run = cli(["fit", *fit_args, "--data.num_folds", str(num_folds), "--data.fold", str(k), "--trainer.default_root_dir", str(run_dir)])
+        run = cli(
+            [
+                "fit",
+                *fit_args,
+                "--data.num_folds",
+                str(num_folds),
+                "--data.fold",
+                str(k),
+                "--trainer.default_root_dir",
+                str(run_dir),
+            ]
+        )
         splits = run.datamodule.splits
-        rows.append({"fold": k, "val_dice": _best_dice(run), "train": len(splits["train"]), "val": len(splits["val"]), "run_dir": str(run_dir)})
+        rows.append(
+            {
+                "fold": k,
+                "val_dice": _best_dice(run),
+                "train": len(splits["train"]),
+                "val": len(splits["val"]),
+                "run_dir": str(run_dir),
+            }
+        )
     return rows
 
 
@@ -56,9 +77,13 @@ def summarize(rows: list[dict]) -> dict:
 def format_table(summary: dict, command: str) -> str:
     """Markdown table of the per-fold results and the mean +- std row."""
     lines = [
-        "# Cross-validation summary", "", f"Command: `{command}`", "",
-        "| fold | train pairs | val pairs | best val Dice | run folder |", "|---:|---:|---:|---:|---|",
-    ]  # fmt: skip
+        "# Cross-validation summary",
+        "",
+        f"Command: `{command}`",
+        "",
+        "| fold | train pairs | val pairs | best val Dice | run folder |",
+        "|---:|---:|---:|---:|---|",
+    ]
     for r in summary["folds"]:
         lines.append(f"| {r['fold']} | {r['train']} | {r['val']} | {r['val_dice']:.4f} | {r['run_dir']} |")
     lines.append(f"| mean +- std | | | {summary['mean_val_dice']:.4f} +- {summary['std_val_dice']:.4f} | |")
@@ -66,7 +91,9 @@ def format_table(summary: dict, command: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-cv", description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="segapp-cv", description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--num-folds", type=int, default=5, help="number of folds K (default 5)")
     p.add_argument("--folds", default=None, help="comma-separated subset of folds to train, e.g. 0,1 (default: all)")
     p.add_argument("--out", default="runs/cv", help="output folder: fold_k/ run folders and cv_summary.{md,json}")

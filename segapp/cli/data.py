@@ -2,7 +2,8 @@
 
 ``synth`` generates the built-in synthetic lesion dataset; ``check`` runs the pre-flight check
 on a dataset folder (pairs, unpaired and unreadable files, sizes, mask values and the mask
-value rule decided from them, masks that do not fit it, empty masks, duplicates) and prints a report, or one JSON object with ``--json``. Exit code 0 when the data
+value rule decided from them, masks that do not fit it, empty masks, duplicates) and prints a
+report, or one JSON object with ``--json``. Exit code 0 when the data
 can be trained on, 1 when the check found errors (or warnings with ``--strict``), 2 when the
 folder cannot be read as a dataset at all.
 """
@@ -19,7 +20,9 @@ from segapp.data.synth import generate
 
 def _synth(args: argparse.Namespace) -> int:
     out = generate(args.out, n=args.n, size=args.size, seed=args.seed)
-    print(f"wrote {args.n} image/mask pairs ({args.size}x{args.size}, seed {args.seed}) to {out}/images and {out}/masks")
+    print(
+        f"wrote {args.n} image/mask pairs ({args.size}x{args.size}, seed {args.seed}) to {out}/images and {out}/masks"
+    )
     return 0
 
 
@@ -28,14 +31,24 @@ def _check(args: argparse.Namespace) -> int:
     from segapp.data.layouts import discover
     from segapp.data.splits import data_fingerprint
 
-    disc = discover(args.path, args.layout, mask_suffix=args.mask_suffix, mask_dir=args.mask_dir, csv_name=args.csv_name)
-    rep = check_dataset(disc, args.threshold, data_fingerprint(disc), use_cache=not args.no_cache, foreground_labels=args.foreground_labels)
+    disc = discover(
+        args.path, args.layout, mask_suffix=args.mask_suffix, mask_dir=args.mask_dir, csv_name=args.csv_name
+    )
+    rep = check_dataset(
+        disc,
+        args.threshold,
+        data_fingerprint(disc),
+        use_cache=not args.no_cache,
+        foreground_labels=args.foreground_labels,
+    )
     print(json.dumps(rep.to_dict()) if args.json else format_report(rep))
     return 1 if rep.errors or (args.strict and rep.warnings) else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="segapp-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="segapp-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="generate synthetic dermoscopy-like lesion images and masks")
     s.add_argument("--out", required=True, help="output folder (gets images/ and masks/)")
@@ -45,13 +58,31 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
     c = sub.add_parser("check", help="pre-flight check of a dataset folder or CSV manifest")
     c.add_argument("path", help="dataset folder (or CSV manifest)")
-    c.add_argument("--layout", default="auto", choices=["auto", "isic2018", "paired", "suffix", "csv"], help="pairing rule (default: detect)")
-    c.add_argument("--mask-suffix", default="_mask", help="suffix layout: mask stem = image stem + this (default _mask)")
+    c.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "isic2018", "paired", "suffix", "csv"],
+        help="pairing rule (default: detect)",
+    )
+    c.add_argument(
+        "--mask-suffix", default="_mask", help="suffix layout: mask stem = image stem + this (default _mask)"
+    )
     c.add_argument("--mask-dir", default=None, help="suffix layout: folder of the masks, relative to PATH")
     c.add_argument("--csv-name", default=None, help="csv layout: manifest file name inside PATH")
-    c.add_argument("--threshold", type=float, default=127, help="threshold for grey (0-255) masks, as data.mask_threshold (default 127)")
-    c.add_argument("--foreground-labels", type=int, nargs="+", default=None, metavar="LABEL",
-                   help="label-map masks: the labels that are lesion, as data.foreground_labels (default: any non-zero)")
+    c.add_argument(
+        "--threshold",
+        type=float,
+        default=127,
+        help="threshold for grey (0-255) masks, as data.mask_threshold (default 127)",
+    )
+    c.add_argument(
+        "--foreground-labels",
+        type=int,
+        nargs="+",
+        default=None,
+        metavar="LABEL",
+        help="label-map masks: the labels that are lesion, as data.foreground_labels (default: any non-zero)",
+    )
     c.add_argument("--json", action="store_true", help="print one JSON object instead of the report")
     c.add_argument("--strict", action="store_true", help="exit 1 on warnings too")
     c.add_argument("--no-cache", action="store_true", help="re-read every file instead of using the cached result")

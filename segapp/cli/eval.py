@@ -1,8 +1,8 @@
 """``segapp-eval``: score predicted masks against ground truth and write a report.
 
-  segapp-eval --pred PRED_DIR --gt DATA_DIR --out REPORT_DIR   # metrics.csv, summary.json, report.html
-  segapp-eval --pred PRED_DIR --gt MASK_DIR [--images IMAGE_DIR] --out REPORT_DIR   # ground truth: masks only
-  segapp-eval --compare RUN_A RUN_B [--out DIR]                # paired test of per-image Dice
+segapp-eval --pred PRED_DIR --gt DATA_DIR --out REPORT_DIR   # metrics.csv, summary.json, report.html
+segapp-eval --pred PRED_DIR --gt MASK_DIR [--images IMAGE_DIR] --out REPORT_DIR   # ground truth: masks only
+segapp-eval --compare RUN_A RUN_B [--out DIR]                # paired test of per-image Dice
 """
 
 from __future__ import annotations
@@ -17,24 +17,66 @@ from segapp.eval.compare import compare_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="segapp-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--pred", help="predicted masks: the --output folder of segapp-predict, or a folder of masks")
-    p.add_argument("--gt", help="ground truth: a dataset folder (e.g. with images/ and masks/) or a folder of masks only")
-    p.add_argument("--layout", default="auto", help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv, or masks (a folder of masks only) (default auto)")
-    p.add_argument("--images", help="with a --gt folder of masks only: the input images, matched by name, drawn under the contours")
-    p.add_argument("--foreground-labels", type=int, nargs="+", metavar="LABEL", help="label-map ground truth: the labels that are lesion (default: any non-zero), as data.foreground_labels")
+    p.add_argument(
+        "--gt", help="ground truth: a dataset folder (e.g. with images/ and masks/) or a folder of masks only"
+    )
+    p.add_argument(
+        "--layout",
+        default="auto",
+        help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv, or masks (a folder of "
+        "masks only) (default auto)",
+    )
+    p.add_argument(
+        "--images", help="with a --gt folder of masks only: the input images, matched by name, drawn under the contours"
+    )
+    p.add_argument(
+        "--foreground-labels",
+        type=int,
+        nargs="+",
+        metavar="LABEL",
+        help="label-map ground truth: the labels that are lesion (default: any non-zero), as data.foreground_labels",
+    )
     p.add_argument("--out", help="report folder")
-    p.add_argument("--compare", nargs=2, metavar=("A", "B"), help="compare two runs (eval folders or metrics.csv files)")
+    p.add_argument(
+        "--compare", nargs=2, metavar=("A", "B"), help="compare two runs (eval folders or metrics.csv files)"
+    )
     p.add_argument("--metric", default="dice", help="per-image column compared by --compare (default dice)")
     p.add_argument("--worst", type=int, default=12, help="worst cases shown in the gallery (default 12)")
-    p.add_argument("--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"), help="pixel size in mm; distances in mm")
+    p.add_argument(
+        "--spacing", type=float, nargs=2, metavar=("ROW_MM", "COL_MM"), help="pixel size in mm; distances in mm"
+    )
     p.add_argument("--tolerance", type=float, default=2.0, help="boundary F1/NSD tolerance, px or mm (default 2)")
-    p.add_argument("--empty-empty", default="1", help="score when GT and prediction are both empty: a number in [0,1] or nan (default 1)")
-    p.add_argument("--distance-empty", choices=("nan", "max"), default="nan", help="HD95/ASSD when one mask is empty (default nan: left out and counted)")
+    p.add_argument(
+        "--empty-empty",
+        default="1",
+        help="score when GT and prediction are both empty: a number in [0,1] or nan (default 1)",
+    )
+    p.add_argument(
+        "--distance-empty",
+        choices=("nan", "max"),
+        default="nan",
+        help="HD95/ASSD when one mask is empty (default nan: left out and counted)",
+    )
     p.add_argument("--connectivity", type=int, choices=(4, 8), default=8, help="lesion connectivity (default 8)")
-    p.add_argument("--lesion-min-overlap", type=float, default=0.0, help="overlap share that detects a lesion (default 0: any)")
-    p.add_argument("--min-lesion-area", type=int, default=10, help="smaller components are not lesions for detection counts, px (default 10)")
-    p.add_argument("--gt-threshold", type=float, default=127, help="threshold for grey ground-truth masks on 0-255, as data.mask_threshold (default 127)")
+    p.add_argument(
+        "--lesion-min-overlap", type=float, default=0.0, help="overlap share that detects a lesion (default 0: any)"
+    )
+    p.add_argument(
+        "--min-lesion-area",
+        type=int,
+        default=10,
+        help="smaller components are not lesions for detection counts, px (default 10)",
+    )
+    p.add_argument(
+        "--gt-threshold",
+        type=float,
+        default=127,
+        help="threshold for grey ground-truth masks on 0-255, as data.mask_threshold (default 127)",
+    )
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (default 2000)")
     p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     return p
@@ -65,16 +107,26 @@ def _evaluate(args: argparse.Namespace) -> int:
         min_lesion_area=args.min_lesion_area,
     )
     labels = tuple(args.foreground_labels) if args.foreground_labels else None
-    opts = ReportOptions(worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold, foreground_labels=labels)
+    opts = ReportOptions(
+        worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold, foreground_labels=labels
+    )
     pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images)
-    doc = write_report(args.out, pairing.cases, cfg, opts, pairing.unpaired,
-                       source={"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout})  # fmt: skip
+    doc = write_report(
+        args.out,
+        pairing.cases,
+        cfg,
+        opts,
+        pairing.unpaired,
+        source={"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout},
+    )
     for w in doc["warnings"]:
         print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
     lo, hi = s["dice_macro_ci"]
-    print(f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
-          f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}")  # fmt: skip
+    print(
+        f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
+        f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
+    )
     print(f"report: {args.out}/report.html")
     return 0
 
@@ -82,9 +134,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _compare(args: argparse.Namespace) -> int:
     r = compare_runs(args.compare[0], args.compare[1], args.metric, args.out, seed=args.seed)
     lo, hi = r["mean_diff_ci"]
-    print(f"{r['metric']}: A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
-          f"on {r['n_paired']} paired images (B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}); "
-          f"Wilcoxon p = {r['wilcoxon_p']:.3g}")  # fmt: skip
+    print(
+        f"{r['metric']}: A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
+        f"on {r['n_paired']} paired images (B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}); "
+        f"Wilcoxon p = {r['wilcoxon_p']:.3g}"
+    )
     if r["only_a"] or r["only_b"]:
         print(f"not paired: {r['only_a']} images only in A, {r['only_b']} only in B")
     return 0
@@ -92,8 +146,11 @@ def _compare(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    sys.exit(run_console("segapp-eval", lambda: _compare(args) if args.compare else _evaluate(args),
-                         also=(ValueError, OSError)))  # fmt: skip
+    sys.exit(
+        run_console(
+            "segapp-eval", lambda: _compare(args) if args.compare else _evaluate(args), also=(ValueError, OSError)
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,11 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     from segapp.inference.export import export_model  # torch, onnx: only when exporting
 
-    out = run_console("segapp-export", lambda: export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset),
-                      also=(ValueError,))  # fmt: skip
+    out = run_console(
+        "segapp-export",
+        lambda: export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset),
+        also=(ValueError,),
+    )
     print(f"wrote {out} and {out.name}.json ({args.format}); run it with `segapp-predict --model {out}`")
 
 

@@ -82,7 +82,9 @@ class ResizedCache:
     def key(self, files: Iterable[Path]) -> str:
         return digest([*self.settings, *(file_stamp(f) for f in files)])
 
-    def get(self, files: Iterable[Path], compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def get(
+        self, files: Iterable[Path], compute: Callable[[], tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The cached ``(image float32 [0,1], mask uint8)``, computing and storing it on a miss."""
         path = self.folder / f"{self.key(files)}.npz"
         try:

@@ -14,8 +14,6 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
-
 from segapp.data.cache import digest, file_stamp, load_json, save_json
 from segapp.data.check_cache import anchor_report, relative_report
 from segapp.data.layouts import Discovery, Pair
@@ -55,7 +53,7 @@ class CheckReport:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "CheckReport":
+    def from_dict(cls, d: dict) -> CheckReport:
         return cls(**d)
 
     @property
@@ -88,7 +86,9 @@ def _inspect(pair: Pair) -> dict:
     return out
 
 
-def _apply_rule(rows: list[dict], threshold: float, foreground_labels: list[int] | None) -> tuple[MaskRule, MaskStats, list[dict]]:
+def _apply_rule(
+    rows: list[dict], threshold: float, foreground_labels: list[int] | None
+) -> tuple[MaskRule, MaskStats, list[dict]]:
     """Decide the dataset's rule from all masks; mark each pair empty or not; list misfit masks."""
     total = MaskStats()
     for r in rows:
@@ -106,7 +106,12 @@ def _summarise_sizes(rows: list[dict]) -> dict:
     sizes = Counter(f"{r['size'][0]}x{r['size'][1]}" for r in rows if "size" in r)
     ws = [r["size"][0] for r in rows if "size" in r] or [0]
     hs = [r["size"][1] for r in rows if "size" in r] or [0]
-    return {"distinct": len(sizes), "most_common": dict(sizes.most_common(5)), "min_wh": [min(ws), min(hs)], "max_wh": [max(ws), max(hs)]}
+    return {
+        "distinct": len(sizes),
+        "most_common": dict(sizes.most_common(5)),
+        "min_wh": [min(ws), min(hs)],
+        "max_wh": [max(ws), max(hs)],
+    }
 
 
 def _mask_summary(total: MaskStats, threshold: float) -> dict:
@@ -120,30 +125,55 @@ def _judge(rep: CheckReport) -> None:
     """Fill ``errors`` and ``warnings`` from the numbers."""
     if rep.unreadable:
         u = rep.unreadable[0]
-        rep.errors.append(f"{len(rep.unreadable)} unreadable file(s), e.g. {u['path']}: {u['reason']}; fix: replace or delete them")
+        rep.errors.append(
+            f"{len(rep.unreadable)} unreadable file(s), e.g. {u['path']}: {u['reason']}; fix: replace or delete them"
+        )
     if rep.pairs and rep.empty_masks == rep.pairs:
         rule = rep.rule()
-        rep.errors.append(f"all {rep.pairs} masks are empty under the mask rule {rule.describe()} (values found {rep.mask_rule.get('values')}); "
-                          "fix: check data.mask_threshold (0-255 scale), data.foreground_labels or the mask folder")
+        rep.errors.append(
+            f"all {rep.pairs} masks are empty under the mask rule {rule.describe()} (values found "
+            f"{rep.mask_rule.get('values')}); "
+            "fix: check data.mask_threshold (0-255 scale), data.foreground_labels or the mask folder"
+        )
     if rep.images_without_mask:
-        rep.warnings.append(f"{len(rep.images_without_mask)} image(s) without a mask (ignored), e.g. {rep.images_without_mask[0]}")
+        rep.warnings.append(
+            f"{len(rep.images_without_mask)} image(s) without a mask (ignored), e.g. {rep.images_without_mask[0]}"
+        )
     if rep.masks_without_image:
-        rep.warnings.append(f"{len(rep.masks_without_image)} mask(s) without an image (ignored), e.g. {rep.masks_without_image[0]}")
+        rep.warnings.append(
+            f"{len(rep.masks_without_image)} mask(s) without an image (ignored), e.g. {rep.masks_without_image[0]}"
+        )
     if rep.missing:
-        rep.warnings.append(f"{len(rep.missing)} file(s) named in the manifest do not exist (rows skipped), e.g. {rep.missing[0]}")
+        rep.warnings.append(
+            f"{len(rep.missing)} file(s) named in the manifest do not exist (rows skipped), e.g. {rep.missing[0]}"
+        )
     if rep.mask_misfits:
         m = rep.mask_misfits[0]
-        rep.warnings.append(f"{len(rep.mask_misfits)} mask(s) do not fit the dataset's mask rule ({rep.rule().describe()}), e.g. {m['path']}: {m['reason']}; "
-                            "fix: save all masks of a dataset the same way (0/255, 0/1 or labels), or set data.foreground_labels")
+        rep.warnings.append(
+            f"{len(rep.mask_misfits)} mask(s) do not fit the dataset's mask rule ({rep.rule().describe()}), "
+            f"e.g. {m['path']}: {m['reason']}; "
+            "fix: save all masks of a dataset the same way (0/255, 0/1 or labels), or set data.foreground_labels"
+        )
     mid = rep.mask_values.get("32-223", 0.0)
     if mid > 0.01 and rep.mask_rule.get("kind") == "grey":
-        rep.warnings.append(f"masks are not binary: {mid:.1%} of mask pixels lie in 32-223; they are binarised at data.mask_threshold={rep.mask_values.get('threshold')}")
+        rep.warnings.append(
+            f"masks are not binary: {mid:.1%} of mask pixels lie in 32-223; they are binarised at "
+            f"data.mask_threshold={rep.mask_values.get('threshold')}"
+        )
     if rep.pairs and rep.empty_masks / rep.pairs > 0.5 and rep.empty_masks < rep.pairs:
-        rep.warnings.append(f"{rep.empty_masks} of {rep.pairs} masks are empty; Dice on empty masks is 1 only for empty predictions")
+        rep.warnings.append(
+            f"{rep.empty_masks} of {rep.pairs} masks are empty; Dice on empty masks is 1 only for empty predictions"
+        )
     if rep.size_mismatch:
-        rep.warnings.append(f"{len(rep.size_mismatch)} pair(s) whose mask size differs from the image size, e.g. {rep.size_mismatch[0]}; check the pairing")
+        rep.warnings.append(
+            f"{len(rep.size_mismatch)} pair(s) whose mask size differs from the image size, e.g. "
+            f"{rep.size_mismatch[0]}; check the pairing"
+        )
     if rep.duplicates:
-        rep.warnings.append(f"{len(rep.duplicates)} group(s) of identical images, e.g. {', '.join(rep.duplicates[0][:3])}; duplicates across splits inflate validation scores")
+        rep.warnings.append(
+            f"{len(rep.duplicates)} group(s) of identical images, e.g. {', '.join(rep.duplicates[0][:3])}; "
+            f"duplicates across splits inflate validation scores"
+        )
 
 
 def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | None = None) -> str:
@@ -159,9 +189,13 @@ def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | 
 
 
 def check_dataset(
-    disc: Discovery, threshold: float = 127, fingerprint: str = "", use_cache: bool = True,
-    workers: int | None = None, foreground_labels: list[int] | None = None,
-) -> CheckReport:  # fmt: skip
+    disc: Discovery,
+    threshold: float = 127,
+    fingerprint: str = "",
+    use_cache: bool = True,
+    workers: int | None = None,
+    foreground_labels: list[int] | None = None,
+) -> CheckReport:
     """Inspect every pair of ``disc`` (in threads) and return the report; cached by content stamp.
 
     The mask value rule is decided here, once, from the values of all masks
@@ -202,7 +236,10 @@ def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
         if "hash" in r:
             by_hash.setdefault(r["hash"], []).append(r["key"])
     return CheckReport(
-        root=str(disc.root), layout=disc.layout, pairs=len(disc.pairs), fingerprint=fingerprint,
+        root=str(disc.root),
+        layout=disc.layout,
+        pairs=len(disc.pairs),
+        fingerprint=fingerprint,
         images_without_mask=[str(p) for p in disc.images_without_mask],
         masks_without_image=[str(p) for p in disc.masks_without_image],
         missing=[str(p) for p in disc.missing],
@@ -213,7 +250,7 @@ def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
         size_mismatch=[r["key"] for r in rows if "size" in r and "mask_size" in r and r["size"] != r["mask_size"]],
         duplicates=[keys for keys in by_hash.values() if len(keys) > 1],
         splits=dict(Counter(p.split or "-" for p in disc.pairs)),
-    )  # fmt: skip
+    )
 
 
 def format_report(rep: CheckReport) -> str:
@@ -222,17 +259,27 @@ def format_report(rep: CheckReport) -> str:
     lines = [
         f"dataset      {rep.root}  (layout {rep.layout}, fingerprint {rep.fingerprint})",
         f"pairs        {rep.pairs}" + (f"  splits {rep.splits}" if set(rep.splits) != {"-"} else ""),
-        f"sizes (WxH)  {s.get('distinct', 0)} distinct, min {s.get('min_wh')}, max {s.get('max_wh')}; most common {s.get('most_common')}",
+        f"sizes (WxH)  {s.get('distinct', 0)} distinct, min {s.get('min_wh')}, max {s.get('max_wh')}; most "
+        f"common {s.get('most_common')}",
         f"image types  {rep.image_types}",
-        "mask values  " + ", ".join(f"{k}: {v:.2%}" for k, v in rep.mask_values.items() if k != "threshold") + f"; values found {rep.mask_rule.get('values')}",
-        f"mask rule    {rep.rule().describe()}" + (f"; {len(rep.mask_misfits)} mask(s) do not fit it" if rep.mask_misfits else ""),
+        "mask values  "
+        + ", ".join(f"{k}: {v:.2%}" for k, v in rep.mask_values.items() if k != "threshold")
+        + f"; values found {rep.mask_rule.get('values')}",
+        f"mask rule    {rep.rule().describe()}"
+        + (f"; {len(rep.mask_misfits)} mask(s) do not fit it" if rep.mask_misfits else ""),
         f"empty masks  {rep.empty_masks} ({rep.empty_masks / max(rep.pairs, 1):.1%})",
         f"duplicates   {len(rep.duplicates)} group(s)",
     ]
-    for title, items in (("images without mask", rep.images_without_mask), ("masks without image", rep.masks_without_image), ("missing files", rep.missing)):
+    for title, items in (
+        ("images without mask", rep.images_without_mask),
+        ("masks without image", rep.masks_without_image),
+        ("missing files", rep.missing),
+    ):
         if items:
             lines.append(f"{title} ({len(items)}):")
-            lines += [f"  {p}" for p in items[:MAX_LISTED]] + ([f"  ... {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else [])
+            lines += [f"  {p}" for p in items[:MAX_LISTED]] + (
+                [f"  ... {len(items) - MAX_LISTED} more"] if len(items) > MAX_LISTED else []
+            )
     if rep.mask_misfits:
         lines.append(f"masks that do not fit the rule ({len(rep.mask_misfits)}):")
         lines += [f"  {m['path']}: {m['reason']}" for m in rep.mask_misfits[:MAX_LISTED]]
@@ -243,5 +290,7 @@ def format_report(rep: CheckReport) -> str:
         lines.append("identical images:")
         lines += [f"  {', '.join(d)}" for d in rep.duplicates[:MAX_LISTED]]
     lines += [f"error: {e}" for e in rep.errors] + [f"warning: {w}" for w in rep.warnings]
-    lines.append("result       " + ("OK" if rep.ok and not rep.warnings else "OK with warnings" if rep.ok else "FAILED"))
+    lines.append(
+        "result       " + ("OK" if rep.ok and not rep.warnings else "OK with warnings" if rep.ok else "FAILED")
+    )
     return "\n".join(lines)

@@ -34,7 +34,9 @@ def relative_report(d: dict, root: Path | None) -> dict:
     for k in _PATH_LISTS:
         out[k] = [_rel(p, base) for p in d.get(k, [])]
     for k in _PATH_RECORDS:
-        out[k] = [{**r, "path": _rel(r["path"], base), "reason": r["reason"].replace(r["path"], _TOKEN)} for r in d.get(k, [])]
+        out[k] = [
+            {**r, "path": _rel(r["path"], base), "reason": r["reason"].replace(r["path"], _TOKEN)} for r in d.get(k, [])
+        ]
     out["errors"], out["warnings"] = [], []  # rebuilt from the anchored fields on load
     return out
 

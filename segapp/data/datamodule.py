@@ -11,7 +11,6 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Sampler
 
-from segapp.errors import SettingError, check_choice, check_range
 from segapp.data.check import CheckReport, check_dataset
 from segapp.data.dataset import LesionDataset
 from segapp.data.errors import DataError
@@ -21,6 +20,7 @@ from segapp.data.splits import data_fingerprint, make_splits
 from segapp.data.stats import NormalizeMode, Stats, cached_channel_stats, explicit_stats, imagenet_stats
 from segapp.data.transforms import AugmentPreset, build_augment
 from segapp.data.transforms import augment_params as check_augment
+from segapp.errors import SettingError, check_choice, check_range
 from segapp.io import MaskRule, MaskStats, PreprocessSpec, decide_rule
 from segapp.io.masks import values_text
 
@@ -36,7 +36,9 @@ def check_size_schedule(schedule: dict[int, int] | None, image_size: int) -> lis
     pairs = sorted((int(e), int(s)) for e, s in (schedule or {}).items())
     for epoch, size in pairs:
         if epoch < 0:
-            raise SettingError(f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)")
+            raise SettingError(
+                f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)"
+            )
         if not 8 <= size <= image_size:
             raise SettingError(
                 f"data.train_size_schedule: size {size} at epoch {epoch} is outside 8..{image_size} (data.image_size); "
@@ -60,8 +62,10 @@ def _check_settings(hp: Any) -> None:
     check_range("data.val_fraction", hp.val_fraction, 0.0, 1.0, hi_open=True, fix="e.g. 0.2 for 20 % validation")
     check_range("data.test_fraction", hp.test_fraction, 0.0, 1.0, hi_open=True)
     if hp.val_fraction + hp.test_fraction >= 1.0:
-        raise SettingError(f"data.val_fraction + data.test_fraction: expected a sum below 1 (images left to train "
-                           f"on), got {hp.val_fraction} + {hp.test_fraction}")  # fmt: skip
+        raise SettingError(
+            f"data.val_fraction + data.test_fraction: expected a sum below 1 (images left to train "
+            f"on), got {hp.val_fraction} + {hp.test_fraction}"
+        )
     check_range("data.batch_size", hp.batch_size, 1)
     check_range("data.num_workers", hp.num_workers, 0)
     check_range("data.mask_threshold", hp.mask_threshold, 0.0, 255.0)
@@ -187,9 +191,14 @@ class LesionDataModule(L.LightningDataModule):
         h = self.hparams
         rep = check_dataset(self.discovery, h.mask_threshold, self.fingerprint, foreground_labels=h.foreground_labels)
         if rep.errors:
-            raise DataError(f"{self.hparams.root}: {rep.errors[0]} (run `segapp-data check {self.hparams.root}` for the full report)")
+            raise DataError(
+                f"{self.hparams.root}: {rep.errors[0]} (run `segapp-data check {self.hparams.root}` for the "
+                f"full report)"
+            )
         if rep.warnings and self.hparams.strict:
-            raise DataError(f"{self.hparams.root}: {rep.warnings[0]}; data.strict is true: fix the data or set data.strict: false")
+            raise DataError(
+                f"{self.hparams.root}: {rep.warnings[0]}; data.strict is true: fix the data or set data.strict: false"
+            )
         for w in rep.warnings:
             log.warning("data: %s", w)
         return rep
@@ -204,12 +213,23 @@ class LesionDataModule(L.LightningDataModule):
             self.report = self.preflight()
         self.mask_rule = self._decide_mask_rule()
         self.splits = make_splits(
-            self.discovery.pairs, h.val_fraction, h.test_fraction, h.seed,
-            group_regex=h.group_regex, num_folds=h.num_folds, fold=h.fold, train_subset=h.train_subset,
-        )  # fmt: skip
+            self.discovery.pairs,
+            h.val_fraction,
+            h.test_fraction,
+            h.seed,
+            group_regex=h.group_regex,
+            num_folds=h.num_folds,
+            fold=h.fold,
+            train_subset=h.train_subset,
+        )
         mean, std = self._resolve_stats()
         self.spec = PreprocessSpec(size=self.size, in_channels=h.in_channels, mean=mean, std=std)
-        log.info("data: %d train / %d val / %d test pairs from %s (%s)", *(len(self.splits[k]) for k in ("train", "val", "test")), h.root, self.discovery.layout)
+        log.info(
+            "data: %d train / %d val / %d test pairs from %s (%s)",
+            *(len(self.splits[k]) for k in ("train", "val", "test")),
+            h.root,
+            self.discovery.layout,
+        )
 
     def _decide_mask_rule(self) -> MaskRule:
         """The dataset's mask value rule: from the check report, else from one (cached) scan of the masks."""
@@ -217,7 +237,9 @@ class LesionDataModule(L.LightningDataModule):
         if self.report is not None and self.report.mask_rule:
             rule, values = self.report.rule(), self.report.mask_rule.get("values")
         else:
-            rule, stats = dataset_mask_rule([p.masks for p in self.discovery.pairs], h.mask_threshold, h.foreground_labels)
+            rule, stats = dataset_mask_rule(
+                [p.masks for p in self.discovery.pairs], h.mask_threshold, h.foreground_labels
+            )
             values = values_text(stats)
         log.info("data: mask rule %s (values found %s)", rule.describe(), values)
         return rule
@@ -262,7 +284,9 @@ class LesionDataModule(L.LightningDataModule):
         trainer = self.trainer
         if trainer is None or trainer.world_size <= 1:
             return None
-        return UnrepeatedDistributedSampler(ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False)
+        return UnrepeatedDistributedSampler(
+            ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
+        )
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split, train)

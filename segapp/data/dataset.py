@@ -29,13 +29,24 @@ class LesionDataset(Dataset):
     dataset, see :mod:`segapp.io.masks`); default: grey at 127.
     """
 
-    def __init__(self, pairs: Sequence[Pair], spec: PreprocessSpec, augment=None, mask_rule: MaskRule | None = None, cache: bool = False):
+    def __init__(
+        self,
+        pairs: Sequence[Pair],
+        spec: PreprocessSpec,
+        augment=None,
+        mask_rule: MaskRule | None = None,
+        cache: bool = False,
+    ):
         self.pairs = list(pairs)
         self.spec = spec
         self.augment = augment
         self.mask_rule = mask_rule or MaskRule()
         rule = self.mask_rule
-        self.cache = ResizedCache("resized", tuple(spec.size), spec.in_channels, rule.kind, float(rule.threshold), rule.labels) if cache else None
+        self.cache = (
+            ResizedCache("resized", tuple(spec.size), spec.in_channels, rule.kind, float(rule.threshold), rule.labels)
+            if cache
+            else None
+        )
 
     def __len__(self) -> int:
         return len(self.pairs)

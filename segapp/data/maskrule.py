@@ -43,7 +43,10 @@ def mask_stats(files: Iterable[Path], use_cache: bool = True, workers: int | Non
 
 
 def dataset_mask_rule(
-    mask_groups: Sequence[Sequence[Path]], threshold: float = 127, foreground_labels: Sequence[int] | None = None, use_cache: bool = True
+    mask_groups: Sequence[Sequence[Path]],
+    threshold: float = 127,
+    foreground_labels: Sequence[int] | None = None,
+    use_cache: bool = True,
 ) -> tuple[MaskRule, MaskStats]:
     """The rule for the masks of a dataset (one group of files per image) and the values found."""
     stats = mask_stats((f for g in mask_groups for f in g), use_cache)

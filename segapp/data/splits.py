@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from segapp.errors import SettingError
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, Pair
+from segapp.errors import SettingError
 
 
 def seeded_permutation(keys: Sequence[str], seed: int) -> list[int]:
@@ -47,7 +47,10 @@ def group_of(pair: Pair, group_regex: str | None) -> str:
         return pair.key
     m = re.search(group_regex, pair.image.name)
     if m is None:
-        raise DataError(f"data.group_regex {group_regex!r} does not match {pair.image.name}; expected a pattern found in every image file name")
+        raise DataError(
+            f"data.group_regex {group_regex!r} does not match {pair.image.name}; expected a pattern found in "
+            f"every image file name"
+        )
     return m.group(1) if m.groups() else m.group(0)
 
 
@@ -73,7 +76,9 @@ def grouped_split(groups: Sequence[str], val_fraction: float, test_fraction: flo
         target = next((s for s in ("test", "val") if len(out[s]) < want[s]), "train")
         out[target] += members[g]
     if not out["train"]:
-        raise SettingError(f"{n} pairs leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}")
+        raise SettingError(
+            f"{n} pairs leave no training data with val_fraction={val_fraction}, test_fraction={test_fraction}"
+        )
     return {k: sorted(v) for k, v in out.items()}
 
 
@@ -87,7 +92,10 @@ def assign_folds(groups: Sequence[str], num_folds: int, seed: int) -> list[int]:
     for i, g in enumerate(groups):
         members.setdefault(g, []).append(i)
     if len(members) < num_folds:
-        raise DataError(f"data.num_folds={num_folds} but the training pool has only {len(members)} group(s); expected at least one per fold")
+        raise DataError(
+            f"data.num_folds={num_folds} but the training pool has only {len(members)} group(s); expected at "
+            f"least one per fold"
+        )
     names = sorted(members)
     order = [names[i] for i in seeded_permutation(names, seed)]
     order.sort(key=lambda g: -len(members[g]))  # stable: big groups first, seeded order within a size
@@ -116,18 +124,25 @@ def _explicit(pairs: Sequence[Pair]) -> dict[str, list[int]] | None:
         return None
     if not all(named):
         first = next(p for p in pairs if not p.split)
-        raise DataError(f"{first.image}: no split although other pairs have one; expected a split for every pair (fill the CSV split column or use split folders for all files)")
+        raise DataError(
+            f"{first.image}: no split although other pairs have one; expected a split for every pair (fill the "
+            f"CSV split column or use split folders for all files)"
+        )
     return {s: [i for i, n in enumerate(named) if n == s] for s in ("train", "val", "test")}
 
 
-def _kfold(pairs: Sequence[Pair], pool: list[int], groups: list[str], num_folds: int, fold: int, seed: int) -> tuple[list[int], list[int]]:
+def _kfold(
+    pairs: Sequence[Pair], pool: list[int], groups: list[str], num_folds: int, fold: int, seed: int
+) -> tuple[list[int], list[int]]:
     if not 0 <= fold < num_folds:
         raise DataError(f"data.fold={fold} is out of range for data.num_folds={num_folds}; expected 0..{num_folds - 1}")
     given = [pairs[i].fold for i in pool]
     if all(f is not None for f in given):
         bad = [f for f in given if not 0 <= f < num_folds]
         if bad:
-            raise DataError(f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}")
+            raise DataError(
+                f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}"
+            )
         folds = given
     else:
         folds = assign_folds([groups[i] for i in pool], num_folds, seed)
@@ -177,7 +192,10 @@ def make_splits(
     if train_subset is not None:
         train = idx["train"]
         if not 0 < train_subset <= len(train):
-            raise DataError(f"data.train_subset={train_subset} but the training split has {len(train)} pairs; expected 1..{len(train)} (or null for all)")
+            raise DataError(
+                f"data.train_subset={train_subset} but the training split has {len(train)} pairs; expected "
+                f"1..{len(train)} (or null for all)"
+            )
         perm = seeded_permutation([pairs[i].key for i in train], seed + 1)
         idx["train"] = sorted(train[j] for j in perm[:train_subset])
     return {k: [pairs[i] for i in idx[k]] for k in ("train", "val", "test")}

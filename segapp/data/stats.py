@@ -30,7 +30,9 @@ def channel_stats(pairs: Sequence[Pair], size: tuple[int, int], in_channels: int
     return tuple(float(m) for m in mean), tuple(float(max(s, 1e-3)) for s in std)
 
 
-def cached_channel_stats(pairs: Sequence[Pair], size: tuple[int, int], in_channels: int, use_cache: bool = True) -> Stats:
+def cached_channel_stats(
+    pairs: Sequence[Pair], size: tuple[int, int], in_channels: int, use_cache: bool = True
+) -> Stats:
     """:func:`channel_stats`, computed once per training split and size, then read from the user cache."""
     key = digest(["stats", tuple(size), in_channels, *(file_stamp(p.image) for p in pairs)])
     hit = load_json("stats", key) if use_cache else None
@@ -49,10 +51,16 @@ def explicit_stats(value: dict, in_channels: int) -> Stats:
         DataError: on missing keys, a wrong number of values or a non-positive std.
     """
     if set(value) != {"mean", "std"}:
-        raise DataError(f"data.normalize has keys {sorted(value)}; expected exactly mean and std, e.g. {{mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}")
+        raise DataError(
+            f"data.normalize has keys {sorted(value)}; expected exactly mean and std, e.g. "
+            f"{{mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25]}}"
+        )
     mean, std = (tuple(float(v) for v in value[k]) for k in ("mean", "std"))
     if len(mean) != in_channels or len(std) != in_channels:
-        raise DataError(f"data.normalize has {len(mean)} mean / {len(std)} std values; expected {in_channels} each (data.in_channels)")
+        raise DataError(
+            f"data.normalize has {len(mean)} mean / {len(std)} std values; expected {in_channels} each "
+            f"(data.in_channels)"
+        )
     if min(std) <= 0:
         raise DataError(f"data.normalize std {list(std)} has a value <= 0; expected positive values on the 0-1 scale")
     return mean, std

@@ -17,17 +17,41 @@ from segapp.errors import SettingError, check_choice
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 
 _OFF = {
-    "hflip": 0.0, "vflip": 0.0, "rotate90": 0.0,
-    "affine_p": 0.0, "scale": (0.9, 1.1), "shift": 0.06, "rotate": 15.0,
-    "crop_p": 0.0, "crop_scale": (0.6, 1.0),
-    "brightness": 0.15, "contrast": 0.15, "color_p": 0.0, "hue": 5.0, "saturation": 10.0, "hue_p": 0.0,
-    "blur_noise_p": 0.0, "noise_std": (0.01, 0.04),
-    "elastic_p": 0.0, "grid_p": 0.0, "dropout_p": 0.0, "dropout_holes": (1, 6), "dropout_size": (0.04, 0.12),
-}  # fmt: skip
+    "hflip": 0.0,
+    "vflip": 0.0,
+    "rotate90": 0.0,
+    "affine_p": 0.0,
+    "scale": (0.9, 1.1),
+    "shift": 0.06,
+    "rotate": 15.0,
+    "crop_p": 0.0,
+    "crop_scale": (0.6, 1.0),
+    "brightness": 0.15,
+    "contrast": 0.15,
+    "color_p": 0.0,
+    "hue": 5.0,
+    "saturation": 10.0,
+    "hue_p": 0.0,
+    "blur_noise_p": 0.0,
+    "noise_std": (0.01, 0.04),
+    "elastic_p": 0.0,
+    "grid_p": 0.0,
+    "dropout_p": 0.0,
+    "dropout_holes": (1, 6),
+    "dropout_size": (0.04, 0.12),
+}
 PRESETS: dict[str, dict[str, Any]] = {"none": dict(_OFF)}
 PRESETS["light"] = {**PRESETS["none"], "hflip": 0.5, "vflip": 0.5, "rotate90": 0.5, "affine_p": 0.5}
 PRESETS["standard"] = {**PRESETS["light"], "crop_p": 0.5, "color_p": 0.5, "hue_p": 0.3, "blur_noise_p": 0.3}
-PRESETS["strong"] = {**PRESETS["standard"], "affine_p": 0.7, "rotate": 30.0, "scale": (0.8, 1.2), "elastic_p": 0.2, "grid_p": 0.2, "dropout_p": 0.3}
+PRESETS["strong"] = {
+    **PRESETS["standard"],
+    "affine_p": 0.7,
+    "rotate": 30.0,
+    "scale": (0.8, 1.2),
+    "elastic_p": 0.2,
+    "grid_p": 0.2,
+    "dropout_p": 0.3,
+}
 
 
 def augment_params(preset: AugmentPreset, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -39,7 +63,9 @@ def augment_params(preset: AugmentPreset, overrides: dict[str, Any] | None = Non
     check_choice("data.augment", preset, PRESETS)
     unknown = sorted(set(overrides or {}) - set(_OFF))
     if unknown:
-        raise SettingError(f"unknown data.augment_params key(s) {', '.join(unknown)}; expected some of: {', '.join(_OFF)}")
+        raise SettingError(
+            f"unknown data.augment_params key(s) {', '.join(unknown)}; expected some of: {', '.join(_OFF)}"
+        )
     return {**PRESETS[preset], **(overrides or {})}
 
 
@@ -50,7 +76,11 @@ def _geometric(k: dict[str, Any], size: tuple[int, int]) -> list:
     t += [A.HorizontalFlip(p=k["hflip"]), A.VerticalFlip(p=k["vflip"]), A.RandomRotate90(p=k["rotate90"])]
     if k["affine_p"] > 0:
         s = k["shift"]
-        t.append(A.Affine(scale=tuple(k["scale"]), translate_percent=(-s, s), rotate=(-k["rotate"], k["rotate"]), p=k["affine_p"]))
+        t.append(
+            A.Affine(
+                scale=tuple(k["scale"]), translate_percent=(-s, s), rotate=(-k["rotate"], k["rotate"]), p=k["affine_p"]
+            )
+        )
     if k["elastic_p"] > 0:
         t.append(A.ElasticTransform(alpha=30, sigma=6, p=k["elastic_p"]))
     if k["grid_p"] > 0:
@@ -65,15 +95,31 @@ def _photometric(k: dict[str, Any], in_channels: int) -> list:
     if k["hue_p"] > 0 and in_channels == 3:
         t.append(A.HueSaturationValue(k["hue"], k["saturation"], 0, p=k["hue_p"]))
     if k["blur_noise_p"] > 0:
-        t.append(A.OneOf([A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=tuple(k["noise_std"]))], p=k["blur_noise_p"]))
+        t.append(
+            A.OneOf(
+                [A.GaussianBlur(blur_limit=(3, 5)), A.GaussNoise(std_range=tuple(k["noise_std"]))], p=k["blur_noise_p"]
+            )
+        )
     if k["dropout_p"] > 0:
-        t.append(A.CoarseDropout(num_holes_range=tuple(k["dropout_holes"]), hole_height_range=tuple(k["dropout_size"]), hole_width_range=tuple(k["dropout_size"]), fill=0, p=k["dropout_p"]))
+        t.append(
+            A.CoarseDropout(
+                num_holes_range=tuple(k["dropout_holes"]),
+                hole_height_range=tuple(k["dropout_size"]),
+                hole_width_range=tuple(k["dropout_size"]),
+                fill=0,
+                p=k["dropout_p"],
+            )
+        )
     return t
 
 
 def build_augment(
-    preset: AugmentPreset, size: tuple[int, int], in_channels: int = 3, overrides: dict[str, Any] | None = None, out_size: tuple[int, int] | None = None,
-) -> A.Compose | None:  # fmt: skip
+    preset: AugmentPreset,
+    size: tuple[int, int],
+    in_channels: int = 3,
+    overrides: dict[str, Any] | None = None,
+    out_size: tuple[int, int] | None = None,
+) -> A.Compose | None:
     """Albumentations pipeline on float32 images in [0, 1] of shape ``size`` (masks follow geometry).
 
     ``none``: nothing. ``light``: flips, 90-degree rotations, small affine (shift-scale-rotate).

@@ -37,7 +37,9 @@ def load_scores(run: str | Path, metric: str = "dice") -> dict[str, float]:
     return {str(r["image"]): float(r[metric]) for r in rows}
 
 
-def compare_runs(a: str | Path, b: str | Path, metric: str = "dice", out: str | Path | None = None, seed: int = 0) -> dict:
+def compare_runs(
+    a: str | Path, b: str | Path, metric: str = "dice", out: str | Path | None = None, seed: int = 0
+) -> dict:
     """Paired comparison of ``metric`` between runs ``a`` and ``b`` (difference is ``b - a``).
 
     Writes ``compare.json``, ``compare.csv`` (per image) and ``compare.png`` (scatter) to

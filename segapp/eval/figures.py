@@ -16,8 +16,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from segapp.io import to_channels, to_float01  # noqa: E402
 
@@ -93,7 +93,7 @@ def histograms(rows: Sequence[Mapping], metrics: Sequence[str], unit: str, path:
     cols = 3
     nrows = math.ceil(len(metrics) / cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.8 * nrows), squeeze=False)
-    for ax, m in zip(axes.ravel(), metrics):
+    for ax, m in zip(axes.ravel(), metrics, strict=False):
         v = np.array([float(r[m]) for r in rows])
         ok = v[~np.isnan(v)]
         ax.hist(ok, bins=20, color="#4c72b0")
@@ -101,7 +101,7 @@ def histograms(rows: Sequence[Mapping], metrics: Sequence[str], unit: str, path:
         ax.set_title(label + (f"  [{v.size - ok.size} undefined]" if ok.size < v.size else ""), fontsize=10)
         ax.set_ylabel("images")
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    for ax in axes.ravel()[len(metrics):]:
+    for ax in axes.ravel()[len(metrics) :]:
         ax.axis("off")
     fig.subplots_adjust(left=0.06, right=0.98, bottom=0.06, top=0.93, hspace=0.45, wspace=0.3)
     return _save(fig, path)
@@ -113,7 +113,7 @@ def gallery(items: Sequence[tuple[str, np.ndarray]], path: Path | None = None, c
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.4 * nrows), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (title, rgb) in zip(axes.ravel(), items):
+    for ax, (title, rgb) in zip(axes.ravel(), items, strict=False):
         ax.imshow(rgb)
         ax.set_title(title, fontsize=8)
     fig.suptitle("worst cases: ground truth green, prediction magenta", fontsize=10)

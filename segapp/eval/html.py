@@ -61,13 +61,17 @@ def _cases_table(s: Mapping, policy: Mapping) -> str:
         "both": "lesion present and predicted",
     }
     rows = [[escape(k), escape(meaning[k]), n] for k, n in s["cases"].items()]
-    rows.append(["HD95/ASSD undefined", f"policy distance_empty = {escape(policy['distance_empty'])}", s["distance_undefined"]])
+    rows.append(
+        ["HD95/ASSD undefined", f"policy distance_empty = {escape(policy['distance_empty'])}", s["distance_undefined"]]
+    )
     return _table(["case", "meaning", "images"], rows)
 
 
 def _lesion_table(les: Mapping) -> str:
-    return _table(["TP", "FP", "FN", "precision", "recall", "F1"],
-                  [[les["tp"], les["fp"], les["fn"], _num(les["precision"]), _num(les["recall"]), _num(les["f1"])]])  # fmt: skip
+    return _table(
+        ["TP", "FP", "FN", "precision", "recall", "F1"],
+        [[les["tp"], les["fp"], les["fn"], _num(les["precision"]), _num(les["recall"]), _num(les["f1"])]],
+    )
 
 
 def _gallery(panels: Sequence[tuple[Mapping, bytes]], unit: str) -> str:
@@ -88,7 +92,11 @@ def _unpaired(unpaired: Sequence[Mapping]) -> str:
     if not unpaired:
         return "<p>All files were paired.</p>"
     rows = [[escape(u["side"]), escape(u["file"]), escape(u["reason"])] for u in unpaired[:_UNPAIRED_SHOWN]]
-    more = f"<p class='note'>… and {len(unpaired) - _UNPAIRED_SHOWN} more (see summary.json)</p>" if len(unpaired) > _UNPAIRED_SHOWN else ""
+    more = (
+        f"<p class='note'>… and {len(unpaired) - _UNPAIRED_SHOWN} more (see summary.json)</p>"
+        if len(unpaired) > _UNPAIRED_SHOWN
+        else ""
+    )
     return _table(["side", "file", "reason"], rows) + more
 
 
@@ -113,13 +121,15 @@ def render_html(title: str, doc: Mapping, hist_png: bytes, panels: Sequence[tupl
 <h2>Summary</h2>
 {_dice_table(s)}
 {_summary_table(s, unit)}
-<p class="note">Per-image metrics; 95% CI: percentile bootstrap over images ({cfg["n_boot"]} resamples, seed {cfg["seed"]}).
+<p class="note">Per-image metrics; 95% CI: percentile bootstrap over images
+({cfg["n_boot"]} resamples, seed {cfg["seed"]}).
 Boundary F1 and NSD at tolerance {cfg["tolerance"]} {unit}. ISIC Jaccard = IoU, 0 below 0.65.</p>
 <h2>Empty masks</h2>
 {_cases_table(s, cfg)}
 <h2>Lesion-wise detection</h2>
 {_lesion_table(s["lesions"])}
-<p class="note">Connected components ({cfg["connectivity"]}-connected), matched when overlap &gt; {cfg["lesion_min_overlap"]};
+<p class="note">Connected components ({cfg["connectivity"]}-connected), matched when overlap
+&gt; {cfg["lesion_min_overlap"]};
 components under {cfg["min_lesion_area"]} px are not counted as lesions.</p>
 <h2>Distributions</h2>
 <img src="{data_uri(hist_png)}" alt="metric histograms">

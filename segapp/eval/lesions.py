@@ -57,4 +57,10 @@ def match_lesions(
     pl, npred = _label(pred, s, min_area)
     tp = int(np.count_nonzero(_covered_share(gl, ng, pl > 0) > min_overlap))
     fp = int(np.count_nonzero(_covered_share(pl, npred, gl > 0) <= min_overlap))
-    return {"lesions_gt": int(ng), "lesions_pred": int(npred), "lesion_tp": tp, "lesion_fp": fp, "lesion_fn": int(ng) - tp}
+    return {
+        "lesions_gt": int(ng),
+        "lesions_pred": int(npred),
+        "lesion_tp": tp,
+        "lesion_fp": fp,
+        "lesion_fn": int(ng) - tp,
+    }

@@ -30,12 +30,29 @@ from segapp.eval.policy import EmptyPolicy, classify
 ISIC_JACCARD_CUTOFF = 0.65
 #: Columns of ``metrics.csv`` produced by :func:`image_metrics`, in order.
 METRIC_COLUMNS: tuple[str, ...] = (
-    "dice", "iou", "precision", "recall", "isic_jaccard", "hd95", "assd", "bf1", "nsd",
-)  # fmt: skip
+    "dice",
+    "iou",
+    "precision",
+    "recall",
+    "isic_jaccard",
+    "hd95",
+    "assd",
+    "bf1",
+    "nsd",
+)
 COUNT_COLUMNS: tuple[str, ...] = (
-    "case", "height", "width", "gt_pixels", "pred_pixels", "intersection",
-    "lesions_gt", "lesions_pred", "lesion_tp", "lesion_fp", "lesion_fn",
-)  # fmt: skip
+    "case",
+    "height",
+    "width",
+    "gt_pixels",
+    "pred_pixels",
+    "intersection",
+    "lesions_gt",
+    "lesions_pred",
+    "lesion_tp",
+    "lesion_fp",
+    "lesion_fn",
+)
 
 
 @dataclass(frozen=True)
@@ -172,7 +189,9 @@ def image_metrics(pred: np.ndarray, gt: np.ndarray, cfg: MetricConfig | None = N
     cfg = cfg or MetricConfig()
     pred, gt = np.asarray(pred).astype(bool, copy=False), np.asarray(gt).astype(bool, copy=False)
     if pred.shape != gt.shape or pred.ndim != 2:
-        raise ValueError(f"expected two 2D masks of the same shape, got prediction {pred.shape} and ground truth {gt.shape}")
+        raise ValueError(
+            f"expected two 2D masks of the same shape, got prediction {pred.shape} and ground truth {gt.shape}"
+        )
     row: dict[str, float | int | str] = {"case": classify(bool(gt.any()), bool(pred.any()))}
     row.update(height=pred.shape[0], width=pred.shape[1])
     row.update(overlap_scores(pred, gt, cfg.policy.empty_empty))

@@ -67,7 +67,11 @@ def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | Non
 def _mask_files(folder: Path) -> list[tuple[str, Path]]:
     """``(relative path without extension, file)`` for the mask files under ``folder``."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in MASK_EXTENSIONS)
-    return [(p.relative_to(folder).with_suffix("").as_posix(), p) for p in files if not any(s.startswith(".") for s in p.relative_to(folder).parts)]
+    return [
+        (p.relative_to(folder).with_suffix("").as_posix(), p)
+        for p in files
+        if not any(s.startswith(".") for s in p.relative_to(folder).parts)
+    ]
 
 
 def masks_only(root: str | Path, images: str | Path | None = None):
@@ -93,7 +97,10 @@ def masks_only(root: str | Path, images: str | Path | None = None):
         key = mask_key(stem) or stem
         groups.setdefault(f"{head}/{key}" if head else key, []).append(path)
     found = _image_index(Path(images)) if images is not None else {}
-    pairs = [Pair(key=k, image=found.get(k) or found.get(PurePosixPath(k).name), masks=tuple(sorted(v))) for k, v in sorted(groups.items())]  # type: ignore[arg-type]
+    pairs = [
+        Pair(key=k, image=found.get(k) or found.get(PurePosixPath(k).name), masks=tuple(sorted(v)))
+        for k, v in sorted(groups.items())
+    ]  # type: ignore[arg-type]
     return Discovery(layout="masks", pairs=pairs, root=root)
 
 
@@ -130,7 +137,13 @@ def _from_csv(pred_dir: Path) -> tuple[list[tuple[str, Path]], list[dict[str, st
     with open(pred_dir / "predictions.csv", newline="") as fh:
         for row in csv.DictReader(fh):
             if row.get("status", "ok") != "ok" or not row.get("output"):
-                failed.append({"side": "prediction", "file": row.get("input", ""), "reason": f"prediction failed: {row.get('reason', '')}"})
+                failed.append(
+                    {
+                        "side": "prediction",
+                        "file": row.get("input", ""),
+                        "reason": f"prediction failed: {row.get('reason', '')}",
+                    }
+                )
             else:
                 found.append((row["input"], pred_dir / row["output"]))
     return found, failed
@@ -193,7 +206,9 @@ def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
     return Pairing(cases=[cases[k] for k in sorted(cases)], unpaired=unpaired)
 
 
-def pair_folders(pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None) -> Pairing:
+def pair_folders(
+    pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None
+) -> Pairing:
     """Pair ``segapp-predict`` output (or a mask folder) with a ground-truth dataset or mask folder.
 
     Args:

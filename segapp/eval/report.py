@@ -95,9 +95,14 @@ def evaluate_cases(
         if warn:
             odd.append({"file": str(c.pred), "values": warn})
         if gt.shape != pred.shape:
-            problems.append({"side": "prediction", "file": str(c.pred),
-                             "reason": f"size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
-                                       f"{gt.shape[1]}x{gt.shape[0]}; predict at original resolution"})  # fmt: skip
+            problems.append(
+                {
+                    "side": "prediction",
+                    "file": str(c.pred),
+                    "reason": f"size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
+                    f"{gt.shape[1]}x{gt.shape[0]}; predict at original resolution",
+                }
+            )
             continue
         rows.append({"image": c.key, **image_metrics(pred, gt, cfg)})
     return rows, problems, odd
@@ -109,16 +114,20 @@ def nothing_scored(n_cases: int, unpaired: Sequence[Mapping[str, str]]) -> str:
     first = {u["reason"]: u["file"] for u in reversed(list(unpaired))}
     reasons = "; ".join(f"{n} x {why} (e.g. {first[why]})" for why, n in counts.most_common(4))
     more = f"; and {len(counts) - 4} other reason(s)" if len(counts) > 4 else ""
-    return (f"no image could be scored ({n_cases} paired, {len(unpaired)} left out): {reasons or 'no files found'}{more}; "
-            "fix: predictions must be named after the ground-truth images (or their masks) and have their size")  # fmt: skip
+    return (
+        f"no image could be scored ({n_cases} paired, {len(unpaired)} left out): {reasons or 'no files found'}{more}; "
+        "fix: predictions must be named after the ground-truth images (or their masks) and have their size"
+    )
 
 
 def prediction_warning(odd: Sequence[Mapping[str, str]], threshold: float = 127) -> str | None:
     """Warning line for predictions whose values are not 0/255 or 0/1, or ``None``."""
     if not odd:
         return None
-    return (f"{len(odd)} prediction(s) have values other than 0/255 or 0/1, e.g. {odd[0]['file']}: {odd[0]['values']}; "
-            f"they were binarised above {threshold:g} (0-255 scale); fix: pass binary masks (segapp-predict writes 0/255)")  # fmt: skip
+    return (
+        f"{len(odd)} prediction(s) have values other than 0/255 or 0/1, e.g. {odd[0]['file']}: {odd[0]['values']}; "
+        f"they were binarised above {threshold:g} (0-255 scale); fix: pass binary masks (segapp-predict writes 0/255)"
+    )
 
 
 def worst_cases(rows: Sequence[Mapping], n: int) -> list[Mapping]:
@@ -228,15 +237,31 @@ def write_report(
     panels = [(r, contour_overlay(*load(str(r["image"])))) for r in worst]
     hist_png = histograms(rows, METRIC_COLUMNS, cfg.unit, out / "figures" / "histograms.png")
     gallery([(f"{r['image']}  Dice {float(r['dice']):.3f}", p) for r, p in panels], out / "figures" / "worst_cases.png")
-    config = {**cfg.policy.to_dict(), "spacing": cfg.spacing, "unit": cfg.unit, "tolerance": cfg.tolerance,
-              "connectivity": cfg.connectivity, "lesion_min_overlap": cfg.lesion_min_overlap,
-              "min_lesion_area": cfg.min_lesion_area,
-              "gt_threshold": opts.gt_threshold, "pred_threshold": opts.pred_threshold,
-              "gt_mask_rule": {**rule.to_dict(), "text": rule.describe()},
-              "n_boot": opts.n_boot, "seed": opts.seed}  # fmt: skip
-    doc = json_safe({"source": dict(source or {}), "config": config, "summary": summary,
-                     "worst": [r["image"] for r in worst], "unpaired": unpaired,
-                     "warnings": [warning] if warning else [], "odd_predictions": odd})  # fmt: skip
+    config = {
+        **cfg.policy.to_dict(),
+        "spacing": cfg.spacing,
+        "unit": cfg.unit,
+        "tolerance": cfg.tolerance,
+        "connectivity": cfg.connectivity,
+        "lesion_min_overlap": cfg.lesion_min_overlap,
+        "min_lesion_area": cfg.min_lesion_area,
+        "gt_threshold": opts.gt_threshold,
+        "pred_threshold": opts.pred_threshold,
+        "gt_mask_rule": {**rule.to_dict(), "text": rule.describe()},
+        "n_boot": opts.n_boot,
+        "seed": opts.seed,
+    }
+    doc = json_safe(
+        {
+            "source": dict(source or {}),
+            "config": config,
+            "summary": summary,
+            "worst": [r["image"] for r in worst],
+            "unpaired": unpaired,
+            "warnings": [warning] if warning else [],
+            "odd_predictions": odd,
+        }
+    )
     write_metrics_csv(out / "metrics.csv", rows)
     with atomic_write(out / "summary.json") as tmp:
         tmp.write_text(json.dumps(doc, indent=2))

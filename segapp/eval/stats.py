@@ -121,7 +121,9 @@ def paired_compare(
     """
     keys = sorted(set(a) & set(b))
     if not keys:
-        raise ValueError(f"the two runs share no image names (run A has {len(a)}, run B {len(b)}); compare runs on the same images")
+        raise ValueError(
+            f"the two runs share no image names (run A has {len(a)}, run B {len(b)}); compare runs on the same images"
+        )
     va, vb = np.array([a[k] for k in keys], float), np.array([b[k] for k in keys], float)
     ok = ~(np.isnan(va) | np.isnan(vb))
     diff = vb[ok] - va[ok]

@@ -17,8 +17,8 @@ import numpy as np
 from segapp.errors import check_choice
 from segapp.inference.checkpoint import CheckpointError, load_net
 from segapp.inference.tiling import sliding_window
-from segapp.machine import cpu_supports_bf16
 from segapp.io import PreprocessSpec
+from segapp.machine import cpu_supports_bf16
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
 Device = Literal["auto", "cpu", "cuda"]
@@ -83,14 +83,24 @@ class TorchEngine:
         channels_last: Use the channels-last memory format (faster convolutions on CPU).
     """
 
-    def __init__(self, net: Any, spec: PreprocessSpec, threshold: float, meta: dict[str, Any],
-                 device: Device = "auto", precision: Precision = "auto", channels_last: bool = True) -> None:  # fmt: skip
+    def __init__(
+        self,
+        net: Any,
+        spec: PreprocessSpec,
+        threshold: float,
+        meta: dict[str, Any],
+        device: Device = "auto",
+        precision: Precision = "auto",
+        channels_last: bool = True,
+    ) -> None:
         import torch
 
         check_engine_options(device, precision)
         if device == "cuda" and not torch.cuda.is_available():
             raise ValueError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu or auto")
-        self.device = torch.device("cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu")
+        self.device = torch.device(
+            "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
+        )
         self.precision = resolve_precision(precision, self.device.type)
         self.channels_last = channels_last
         self.net = net.to(self.device).eval()
@@ -129,16 +139,22 @@ class TorchEngine:
 
         with torch.inference_mode(), self._autocast():
             x = torch.from_numpy(image[None]).to(self.device)
-            out = sliding_window_inference(x, self.spec.size, batch_size, self._sigmoid_net,
-                                           overlap=overlap, mode="gaussian", sigma_scale=0.125)  # fmt: skip
+            out = sliding_window_inference(
+                x, self.spec.size, batch_size, self._sigmoid_net, overlap=overlap, mode="gaussian", sigma_scale=0.125
+            )
         return out[0, 0].float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
         import torch
 
-        return {"engine": "torch", "device": str(self.device), "precision": self.precision,
-                "channels_last": self.channels_last, "torch": str(torch.__version__),
-                "threads": torch.get_num_threads()}  # fmt: skip
+        return {
+            "engine": "torch",
+            "device": str(self.device),
+            "precision": self.precision,
+            "channels_last": self.channels_last,
+            "torch": str(torch.__version__),
+            "threads": torch.get_num_threads(),
+        }
 
 
 class OnnxEngine:
@@ -196,8 +212,12 @@ class OnnxEngine:
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {"engine": "onnxruntime", "providers": self.providers, "precision": self.precision,
-                "onnxruntime": ort.__version__}  # fmt: skip
+        return {
+            "engine": "onnxruntime",
+            "providers": self.providers,
+            "precision": self.precision,
+            "onnxruntime": ort.__version__,
+        }
 
 
 def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
@@ -222,8 +242,12 @@ def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
     return meta
 
 
-def create_engine(checkpoint: str | Path | None = None, model: str | Path | None = None,
-                  device: Device = "auto", precision: Precision = "auto") -> Engine:  # fmt: skip
+def create_engine(
+    checkpoint: str | Path | None = None,
+    model: str | Path | None = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+) -> Engine:
     """The one factory: a torch engine for ``checkpoint`` or an ONNX Runtime engine for ``model``.
 
     Raises:

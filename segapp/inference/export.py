@@ -36,9 +36,16 @@ def _export_onnx(net: Any, example: Any, out: Path, opset: int, block: dict[str,
     axes = {0: "batch", 2: "height", 3: "width"}
     with atomic_write(out, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the input-size check
-        torch.onnx.export(net, (example,), str(tmp), dynamo=False, opset_version=opset,
-                          input_names=["image"], output_names=["logits"],
-                          dynamic_axes={"image": axes, "logits": axes})  # fmt: skip
+        torch.onnx.export(
+            net,
+            (example,),
+            str(tmp),
+            dynamo=False,
+            opset_version=opset,
+            input_names=["image"],
+            output_names=["logits"],
+            dynamic_axes={"image": axes, "logits": axes},
+        )
         model = onnx.load(str(tmp))
         prop = model.metadata_props.add()
         prop.key, prop.value = ONNX_META_KEY, json.dumps(block)

@@ -52,8 +52,15 @@ class FileDataset:
             header before decoding; the defaults when None.
     """
 
-    def __init__(self, root: Path, files: list[Path], prepare: Callable[[np.ndarray], np.ndarray],
-                 keep_raw: bool = False, nifti_axis: int = 2, limits: ReadLimits | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        root: Path,
+        files: list[Path],
+        prepare: Callable[[np.ndarray], np.ndarray],
+        keep_raw: bool = False,
+        nifti_axis: int = 2,
+        limits: ReadLimits | None = None,
+    ) -> None:
         self.root, self.files, self.prepare = root, files, prepare
         self.keep_raw, self.nifti_axis = keep_raw, nifti_axis
         self.limits = limits
@@ -159,9 +166,14 @@ def iterate(dataset: FileDataset, workers: int) -> Iterator[Decoded]:
         return
     # forkserver, not fork: forking a process whose OpenCV/OpenMP thread pools already ran
     # (any earlier inference in the same process) can deadlock the workers.
-    loader = DataLoader(dataset, batch_size=None, shuffle=False, num_workers=workers,  # type: ignore[arg-type]
-                        collate_fn=_identity, prefetch_factor=2,
-                        worker_init_fn=partial(_worker_init, parent_pid=os.getpid(),
-                                               parent_start=process_start_time(os.getpid())),
-                        multiprocessing_context="forkserver")  # fmt: skip
+    loader = DataLoader(
+        dataset,
+        batch_size=None,
+        shuffle=False,
+        num_workers=workers,  # type: ignore[arg-type]
+        collate_fn=_identity,
+        prefetch_factor=2,
+        worker_init_fn=partial(_worker_init, parent_pid=os.getpid(), parent_start=process_start_time(os.getpid())),
+        multiprocessing_context="forkserver",
+    )
     yield from loader

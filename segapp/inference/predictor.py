@@ -80,8 +80,14 @@ class Predictor:
             )
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path, threshold: float | None = None, device: Device = "auto",
-                        precision: Precision = "fp32", **options) -> Predictor:  # fmt: skip
+    def from_checkpoint(
+        cls,
+        path: str | Path,
+        threshold: float | None = None,
+        device: Device = "auto",
+        precision: Precision = "fp32",
+        **options,
+    ) -> Predictor:
         """Torch engine from a ``segapp fit`` checkpoint (``weights_only`` loading)."""
         return cls(create_engine(checkpoint=path, device=device, precision=precision), threshold=threshold, **options)
 
@@ -131,10 +137,10 @@ class Predictor:
         """Prepared inputs (from :meth:`prepare`) -> probabilities at the given original sizes."""
         out: list[np.ndarray] = []
         if self.mode == "tile":
-            return [upsample(self._tile_probs(x), s) for x, s in zip(inputs, sizes)]
+            return [upsample(self._tile_probs(x), s) for x, s in zip(inputs, sizes, strict=True)]
         for i in range(0, len(inputs), self.batch_size):
             probs = self._batch_probs(np.stack(inputs[i : i + self.batch_size]))
-            out.extend(upsample(p, s) for p, s in zip(probs, sizes[i : i + self.batch_size]))
+            out.extend(upsample(p, s) for p, s in zip(probs, sizes[i : i + self.batch_size], strict=True))
         return out
 
     def predict_probs(self, image: np.ndarray) -> np.ndarray:

@@ -97,13 +97,17 @@ def check_same_run(old: dict[str, Any] | None, new: dict[str, Any], folder: Path
         RunMismatchError: naming each option that differs (old -> new) and the fix.
     """
     if old is None:
-        raise RunMismatchError(f"{what}: {folder} holds outputs of a run that recorded no options ({RECORD} "
-                               "missing), so they may come from another model; fix: pass --overwrite to start "
-                               "over, or use another --output")  # fmt: skip
+        raise RunMismatchError(
+            f"{what}: {folder} holds outputs of a run that recorded no options ({RECORD} "
+            "missing), so they may come from another model; fix: pass --overwrite to start "
+            "over, or use another --output"
+        )
     diff = differences(old, new)
     if diff:
-        raise RunMismatchError(f"{what}: the outputs in {folder} were made with other options: {'; '.join(diff)}; "
-                               "fix: rerun with the same options, pass --overwrite to start over, or use another --output")  # fmt: skip
+        raise RunMismatchError(
+            f"{what}: the outputs in {folder} were made with other options: {'; '.join(diff)}; "
+            "fix: rerun with the same options, pass --overwrite to start over, or use another --output"
+        )
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
@@ -169,8 +173,10 @@ def prepare_output_folder(folder: Path, record: dict[str, Any], resume: bool, ov
             check_same_run(old, record, folder)
         elif old != record and not overwrite:
             diff = "; ".join(differences(old, record)) if old else f"it recorded no options ({RECORD} missing)"
-            raise RunMismatchError(f"output folder {folder} holds the outputs of another run ({diff}); fix: pass "
-                                   "--resume to continue that run, --overwrite to replace it, or use another --output")  # fmt: skip
+            raise RunMismatchError(
+                f"output folder {folder} holds the outputs of another run ({diff}); fix: pass "
+                "--resume to continue that run, --overwrite to replace it, or use another --output"
+            )
         elif overwrite:
             _remove_previous(folder)
     write_record(folder, record)

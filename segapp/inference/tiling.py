@@ -61,7 +61,9 @@ def sliding_window(
     if not 0 <= overlap < 1:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     c, h, w = image.shape
-    pads = [(max(win - n, 0) // 2, max(win - n, 0) - max(win - n, 0) // 2) for n, win in zip((h, w), window)]
+    pads = [
+        (max(win - n, 0) // 2, max(win - n, 0) - max(win - n, 0) // 2) for n, win in zip((h, w), window, strict=True)
+    ]
     padded = np.pad(image, [(0, 0), *pads]) if any(sum(p) for p in pads) else image
     ph, pw = padded.shape[1:]
     weights = gaussian_importance(window, sigma_scale)
@@ -72,7 +74,7 @@ def sliding_window(
         chunk = starts[i : i + batch_size]
         batch = np.stack([padded[:, y : y + window[0], x : x + window[1]] for y, x in chunk])
         probs = predict(np.ascontiguousarray(batch))
-        for (y, x), p in zip(chunk, probs):
+        for (y, x), p in zip(chunk, probs, strict=True):
             acc[y : y + window[0], x : x + window[1]] += p * weights
             norm[y : y + window[0], x : x + window[1]] += weights
     out = acc / norm

@@ -69,12 +69,20 @@ class MaskRule:
         return f"label map, foreground = {which}"
 
     def to_dict(self) -> dict:
-        return {"kind": self.kind, "threshold": float(self.threshold), "labels": None if self.labels is None else list(self.labels)}
+        return {
+            "kind": self.kind,
+            "threshold": float(self.threshold),
+            "labels": None if self.labels is None else list(self.labels),
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> MaskRule:
         labels = d.get("labels")
-        return cls(kind=d["kind"], threshold=float(d.get("threshold", 127.0)), labels=None if labels is None else tuple(int(v) for v in labels))
+        return cls(
+            kind=d["kind"],
+            threshold=float(d.get("threshold", 127.0)),
+            labels=None if labels is None else tuple(int(v) for v in labels),
+        )
 
 
 @dataclass
@@ -106,7 +114,12 @@ class MaskStats:
         return [int(v) for v in np.flatnonzero(self.hist)]
 
     def to_dict(self) -> dict:
-        return {"hist": {str(v): int(self.hist[v]) for v in self.present()}, "top": self.top, "files": self.files, "lossy": self.lossy}
+        return {
+            "hist": {str(v): int(self.hist[v]) for v in self.present()},
+            "top": self.top,
+            "files": self.files,
+            "lossy": self.lossy,
+        }
 
     @classmethod
     def from_dict(cls, d: Mapping) -> MaskStats:
@@ -159,7 +172,10 @@ def decide_rule(stats: MaskStats, threshold: float = 127.0, foreground_labels: S
     if foreground_labels is not None:
         labels = tuple(sorted({int(v) for v in foreground_labels}))
         if not labels or labels[0] < 1 or labels[-1] > 255:
-            raise ValueError(f"data.foreground_labels must list label values in 1..255, got {list(foreground_labels)}; fix: e.g. [1, 2], or null for any non-zero label")
+            raise ValueError(
+                f"data.foreground_labels must list label values in 1..255, got {list(foreground_labels)}; fix: "
+                f"e.g. [1, 2], or null for any non-zero label"
+            )
         return MaskRule("labels", float(threshold), labels)
     grey = MaskRule("grey", float(threshold))
     present = set(stats.present())
@@ -180,7 +196,10 @@ def misfit_reason(stats: MaskStats, rule: MaskRule) -> str | None:
     """
     if rule.kind != "grey" or stats.lossy or not 0 < stats.top <= MAX_LABEL:
         return None
-    return f"values {values_text(stats)} look like a 0/1 or label mask, but the dataset's masks are grey; read as empty at threshold {rule.threshold:g}"
+    return (
+        f"values {values_text(stats)} look like a 0/1 or label mask, but the dataset's masks are grey; read "
+        f"as empty at threshold {rule.threshold:g}"
+    )
 
 
 def has_foreground(stats: MaskStats, rule: MaskRule) -> bool:
@@ -213,7 +232,11 @@ def read_masks(paths: Sequence[str | Path], rule: MaskRule, limits: ReadLimits |
     for p in paths[1:]:
         extra = rule.foreground(mask_pixels(p, limits))
         if extra.shape != mask.shape:
-            raise ReadError(p, f"mask size {extra.shape[1]}x{extra.shape[0]} differs from {paths[0]} ({mask.shape[1]}x{mask.shape[0]}); masks of one image are OR-ed and must match")
+            raise ReadError(
+                p,
+                f"mask size {extra.shape[1]}x{extra.shape[0]} differs from {paths[0]} "
+                f"({mask.shape[1]}x{mask.shape[0]}); masks of one image are OR-ed and must match",
+            )
         mask = mask | extra
     return mask
 

@@ -36,6 +36,10 @@ def build_meta(
         "preprocess": spec.to_dict() if spec is not None else None,
         "threshold": float(threshold),
         "data_fingerprint": data_fingerprint,
-        "versions": {"segapp": segapp.__version__, "torch": str(torch.__version__), "python": platform.python_version()},
+        "versions": {
+            "segapp": segapp.__version__,
+            "torch": str(torch.__version__),
+            "python": platform.python_version(),
+        },
         "run": dict(run_info or {}),
     }

@@ -24,8 +24,8 @@ from lightning.pytorch.callbacks import Callback
 from segapp.eval import EmptyPolicy, EvalCase, MetricConfig, ReportOptions, write_report
 from segapp.eval.pairing import PRED_SUFFIX
 from segapp.eval.report import load_gt
-from segapp.io import write_mask_png
 from segapp.inference.postprocess import upsample
+from segapp.io import write_mask_png
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class EvalReport(Callback):
     def _batch(self, pl_module: L.LightningModule, outputs, batch: dict) -> None:
         probs = self._probs(outputs, batch, pl_module).detach().float().cpu().numpy()[:, 0]
         threshold = float(getattr(pl_module, "tuned_threshold", 0.5))
-        for key, p in zip(batch["key"], probs):
+        for key, p in zip(batch["key"], probs, strict=True):
             pair = self._pairs[key]
             h, w = load_gt(pair.masks, self._mask_threshold).shape
             full = upsample(p, (h, w))  # as segapp-predict does
@@ -109,15 +109,24 @@ class EvalReport(Callback):
             if pred.is_file():
                 cases.append(EvalCase(key=key, pred=pred, gt=tuple(pair.masks), image=pair.image))
             else:
-                missing.append({"side": "prediction", "file": str(pair.image), "reason": f"not predicted in this {self.split} run"})
+                missing.append(
+                    {"side": "prediction", "file": str(pair.image), "reason": f"not predicted in this {self.split} run"}
+                )
         opts = ReportOptions(**{**self.opts.__dict__, "gt_threshold": self._mask_threshold, "gt_rule": self._mask_rule})
-        source = {"checkpoint": str(getattr(trainer, "ckpt_path", None) or ""), "split": self.split,
-                  "threshold": str(getattr(pl_module, "tuned_threshold", 0.5))}  # fmt: skip
+        source = {
+            "checkpoint": str(getattr(trainer, "ckpt_path", None) or ""),
+            "split": self.split,
+            "threshold": str(getattr(pl_module, "tuned_threshold", 0.5)),
+        }
         doc = write_report(self.out, cases, self.cfg, opts, missing, source=source)
         s = doc["summary"]
-        log.info(f"{self.split} report: "
-                 "Dice macro %.4f, micro %.4f on %d images -> %s/report.html",
-                 s["dice_macro"] or float("nan"), s["dice_micro"] or float("nan"), s["n_images"], self.out)  # fmt: skip
+        log.info(
+            f"{self.split} report: Dice macro %.4f, micro %.4f on %d images -> %s/report.html",
+            s["dice_macro"] or float("nan"),
+            s["dice_micro"] or float("nan"),
+            s["n_images"],
+            self.out,
+        )
         print(f"{self.split} report ({s['n_images']} images at original resolution): {self.out}/report.html")
 
     # Lightning hooks: test split during `test`; validation split only during `validate`.
@@ -142,7 +151,9 @@ class EvalReport(Callback):
         if self._active(trainer, "val"):
             self._start(trainer)
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
         if self._active(trainer, "val"):
             self._batch(pl_module, outputs, batch)
 

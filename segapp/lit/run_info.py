@@ -9,9 +9,18 @@ from pathlib import Path
 from typing import Any
 
 PACKAGES = (
-    "segapp", "torch", "torchvision", "lightning", "segmentation-models-pytorch", "timm",
-    "monai", "torchmetrics", "albumentations", "numpy", "jsonargparse",
-)  # fmt: skip
+    "segapp",
+    "torch",
+    "torchvision",
+    "lightning",
+    "segmentation-models-pytorch",
+    "timm",
+    "monai",
+    "torchmetrics",
+    "albumentations",
+    "numpy",
+    "jsonargparse",
+)
 
 
 def git_commit(repo: Path | None = None) -> str | None:
@@ -21,8 +30,13 @@ def git_commit(repo: Path | None = None) -> str | None:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
         if sha.returncode != 0:
             return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()  # fmt: skip
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha.stdout.strip() + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None

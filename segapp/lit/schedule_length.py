@@ -68,7 +68,10 @@ def project_time(
     n = epochs_done + max(0, math.floor(seconds_left / last_epoch_seconds))
     if limits.epochs is not None and n >= limits.epochs:
         return limits
-    src = f"trainer.max_time: {epochs_done} epochs done, {seconds_left:.0f} s left at {last_epoch_seconds:.0f} s per epoch"
+    src = (
+        f"trainer.max_time: {epochs_done} epochs done, {seconds_left:.0f} s left at "
+        f"{last_epoch_seconds:.0f} s per epoch"
+    )
     return ScheduleLength(n, src)
 
 
@@ -110,9 +113,12 @@ class ScheduleFollower:
         if not sched.follows_trainer:
             self.length = ScheduleLength(sched.max_epochs, "model.scheduler.init_args.max_epochs (explicit)")
             if limits.epochs is not None and limits.epochs != sched.max_epochs:
-                _say(trainer, f"WARNING: cosine set explicitly to {sched.max_epochs} epochs but the run is "
-                     f"limited to {limits.epochs} ({limits.source}); remove model.scheduler.init_args.max_epochs "
-                     "to make the schedule follow the trainer")  # fmt: skip
+                _say(
+                    trainer,
+                    f"WARNING: cosine set explicitly to {sched.max_epochs} epochs but the run is "
+                    f"limited to {limits.epochs} ({limits.source}); remove model.scheduler.init_args.max_epochs "
+                    "to make the schedule follow the trainer",
+                )
         else:
             previous = sched.max_epochs  # restored from a checkpoint on --ckpt_path, else None
             self.length = limits
@@ -127,8 +133,11 @@ class ScheduleFollower:
                     "model.scheduler.init_args.max_epochs)"
                 )
             if trainer.current_epoch > 0 and previous is not None and previous != sched.max_epochs:
-                _say(trainer, f"resumed at epoch {trainer.current_epoch}: length {previous} -> {sched.max_epochs} "
-                     "epochs; the cosine continues on the new length from this epoch")  # fmt: skip
+                _say(
+                    trainer,
+                    f"resumed at epoch {trainer.current_epoch}: length {previous} -> {sched.max_epochs} "
+                    "epochs; the cosine continues on the new length from this epoch",
+                )
         self._record(trainer, sched, run_info, "start")
 
     def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
@@ -155,7 +164,10 @@ class ScheduleFollower:
             "history": self.history,
         }
         if sched.max_epochs is None:
-            _say(trainer, f"no epoch or step limit yet ({self.length.source}); the length is set after epoch 0 "
-                 "from trainer.max_time")  # fmt: skip
+            _say(
+                trainer,
+                f"no epoch or step limit yet ({self.length.source}); the length is set after epoch 0 "
+                "from trainer.max_time",
+            )
         else:
             _say(trainer, f"warm-up {sched.warmup_epochs} + cosine to epoch {sched.max_epochs} ({self.length.source})")

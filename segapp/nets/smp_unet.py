@@ -32,8 +32,7 @@ def check_encoder_name(name: str) -> None:
     elif name in smp.encoders.get_encoder_names():
         return
     valid = list(smp.encoders.get_encoder_names()) + [f"tu-{m}" for m in timm.list_models()]
-    check_choice("model.net.init_args.encoder_name", name, valid,
-                 fix="use an SMP encoder name or tu-<timm model name>")  # fmt: skip
+    check_choice("model.net.init_args.encoder_name", name, valid, fix="use an SMP encoder name or tu-<timm model name>")
 
 
 @register_net("smp_unet")
@@ -95,17 +94,25 @@ class SmpUnet(nn.Module):
             raise SettingError(f"model.net.init_args.encoder_depth must be 3, 4 or 5, got {encoder_depth}")
         dec = list(decoder_channels) if decoder_channels is not None else [256, 128, 64, 32, 16][:encoder_depth]
         if len(dec) != encoder_depth:
-            raise SettingError(f"model.net.init_args.decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}")
+            raise SettingError(
+                f"model.net.init_args.decoder_channels needs {encoder_depth} entries (one per encoder stage), got {dec}"
+            )
         if in_channels < 1:
             raise SettingError(f"in_channels must be >= 1, got {in_channels}")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # SMP's notice on `timm-` names
             try:
                 self.model = smp.Unet(
-                    encoder_name=encoder_name, encoder_depth=encoder_depth, encoder_weights=None,
-                    decoder_use_norm=decoder_norm, decoder_channels=dec, decoder_attention_type=decoder_attention,
-                    decoder_interpolation=decoder_interpolation, in_channels=3, classes=out_channels,
-                )  # fmt: skip
+                    encoder_name=encoder_name,
+                    encoder_depth=encoder_depth,
+                    encoder_weights=None,
+                    decoder_use_norm=decoder_norm,
+                    decoder_channels=dec,
+                    decoder_attention_type=decoder_attention,
+                    decoder_interpolation=decoder_interpolation,
+                    in_channels=3,
+                    classes=out_channels,
+                )
             except KeyError as e:  # names check_encoder_name passed but SMP still rejects
                 raise SettingError(f"unknown SMP encoder {encoder_name!r}: {e.args[0] if e.args else e}") from e
         loaded = bool(load_weights and encoder_weights is not None)

@@ -12,7 +12,6 @@ from segapp.nets.blocks import Activation, Block, ConvBlock, Norm, Up, Upsample
 from segapp.nets.init import Init, init_weights
 from segapp.nets.registry import register_net
 
-
 _CHOICES = {"norm": Norm, "block": Block, "activation": Activation, "init": Init, "upsample": Upsample}
 
 
@@ -111,7 +110,7 @@ class UNet(nn.Module):
             feats.append(x)
             x = self.pool(x)
         x = self.bottleneck(x)
-        for up, dec, skip in zip(self.ups, self.decoders, reversed(feats)):
+        for up, dec, skip in zip(self.ups, self.decoders, reversed(feats), strict=True):
             x = up(x)
             if self.skips:
                 x = torch.cat([skip, x], dim=1)

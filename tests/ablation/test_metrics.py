@@ -63,7 +63,9 @@ def test_eval_numbers_read_report_means_and_nan_for_missing(tmp_path):
     from segapp.ablation.metrics import eval_numbers
 
     path = tmp_path / "summary.json"
-    path.write_text(json.dumps({"summary": {"metrics": {"hd95": {"mean": 3.5}, "bf1": {"mean": 0.8}, "nsd": {"mean": None}}}}))
+    path.write_text(
+        json.dumps({"summary": {"metrics": {"hd95": {"mean": 3.5}, "bf1": {"mean": 0.8}, "nsd": {"mean": None}}}})
+    )
     got = eval_numbers(path)
     assert got["val_hd95"] == 3.5 and got["val_bf1"] == 0.8
     assert math.isnan(got["val_nsd"]) and math.isnan(got["val_assd"])

@@ -36,10 +36,23 @@ def data32(tmp_path_factory) -> Path:
 
 def _argv(study: Path, out: Path, data: Path) -> list[str]:
     return [
-        "--config", str(REPO / "configs" / "quickstart.yaml"), "--study", str(study), "--out", str(out),
-        "--data.root", str(data), "--data.image_size", "32", "--data.num_workers", "0",
-        "--data.batch_size", "8", "--trainer.enable_progress_bar", "false",
-    ]  # fmt: skip
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--study",
+        str(study),
+        "--out",
+        str(out),
+        "--data.root",
+        str(data),
+        "--data.image_size",
+        "32",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "8",
+        "--trainer.enable_progress_bar",
+        "false",
+    ]
 
 
 @pytest.mark.slow
@@ -59,7 +72,12 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data32, capsys):
     png = out / "tiny_curves.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = (out / "report.md").read_text()
-    assert "val boundary F1" in report and "| init=he |" in report and "| init=zeros |" in report and "](tiny_curves.png)" in report
+    assert (
+        "val boundary F1" in report
+        and "| init=he |" in report
+        and "| init=zeros |" in report
+        and "](tiny_curves.png)" in report
+    )
     done = out / "runs" / "init=he" / "seed0" / "DONE.json"
     assert json.loads(done.read_text())["row"]["variant"] == "init=he"
 
@@ -80,7 +98,10 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data32, capsys):
 @pytest.mark.parametrize(
     ("grid", "needles"),
     [
-        ("model.net.init_args.norm: [batch, layer]", ["model.net.init_args.norm", "expected one of batch, instance, group, none, got 'layer'"]),
+        (
+            "model.net.init_args.norm: [batch, layer]",
+            ["model.net.init_args.norm", "expected one of batch, instance, group, none, got 'layer'"],
+        ),
         ("model.net.init_args.nrom: [batch]", ["model.net.init_args.nrom", "does not exist"]),
     ],
 )

@@ -20,7 +20,10 @@ def _study(tmp_path: Path, text: str) -> Path:
 
 
 def test_grid_is_crossed_with_variants_and_budget_subset_become_cli_keys(tmp_path):
-    study = load_study(_study(tmp_path, """
+    study = load_study(
+        _study(
+            tmp_path,
+            """
 seeds: 2
 budget: {epochs: 3, minutes: 90.5}
 subset: 40
@@ -30,7 +33,9 @@ variants:
   b: {model.net.init_args.norm: none}
 grid:
   model.net.init_args.init: [he, zeros]
-"""))
+""",
+        )
+    )
     assert study.name == "s" and study.seeds == [0, 1]
     assert [v.name for v in study.variants] == ["a-init=he", "a-init=zeros", "b-init=he", "b-init=zeros"]
     merged = study.run_overrides(study.variants[3])
@@ -41,14 +46,19 @@ grid:
 
 
 def test_variant_values_win_over_study_overrides(tmp_path):
-    study = load_study(_study(tmp_path, "overrides: {model.net.init_args.depth: 3}\ngrid: {model.net.init_args.depth: [2, 4]}\n"))
+    study = load_study(
+        _study(tmp_path, "overrides: {model.net.init_args.depth: 3}\ngrid: {model.net.init_args.depth: [2, 4]}\n")
+    )
     assert [study.run_overrides(v)["model.net.init_args.depth"] for v in study.variants] == [2, 4]
 
 
 def test_cli_args_pass_non_strings_as_json():
     assert cli_args({"a.b": "he", "c": None, "d": True, "e": {"class_path": "X"}}) == [
-        "--a.b=he", "--c=null", "--d=true", '--e={"class_path": "X"}',
-    ]  # fmt: skip
+        "--a.b=he",
+        "--c=null",
+        "--d=true",
+        '--e={"class_path": "X"}',
+    ]
 
 
 @pytest.mark.parametrize(
@@ -80,7 +90,9 @@ def test_invalid_literal_value_names_key_and_choices(tmp_path):
 
 
 def test_unknown_key_is_named(tmp_path):
-    study = load_study(_study(tmp_path, "overrides: {data.image_size: 32}\nvariants: {a: {model.net.init_args.nrm: batch}}\n"))
+    study = load_study(
+        _study(tmp_path, "overrides: {data.image_size: 32}\nvariants: {a: {model.net.init_args.nrm: batch}}\n")
+    )
     with pytest.raises(StudyError) as e:
         validate_study(study, BASE)
     assert "'model.net.init_args.nrm'" in str(e.value) and "does not exist" in str(e.value)
@@ -93,11 +105,16 @@ def test_wrong_type_for_a_key_is_rejected(tmp_path):
 
 
 def test_a_valid_study_with_class_swaps_passes(tmp_path):
-    study = load_study(_study(tmp_path, """
+    study = load_study(
+        _study(
+            tmp_path,
+            """
 variants:
   constant: {model.scheduler: null}
   step: {model.scheduler: {class_path: torch.optim.lr_scheduler.StepLR, init_args: {step_size: 2}}}
-"""))
+""",
+        )
+    )
     assert validate_study(study, BASE) is None
     step = study.run_overrides(next(v for v in study.variants if v.name == "step"))
     assert step["model.scheduler"]["class_path"] == "torch.optim.lr_scheduler.StepLR"

@@ -110,7 +110,10 @@ def isic_root(tmp_path) -> Path:
     for part, ids in (("Training", range(0, 6)), ("Validation", range(10, 12)), ("Test", range(20, 22))):
         for i in ids:
             save(root / f"ISIC2018_Task1-2_{part}_Input" / f"ISIC_{i:07d}.jpg", rgb(i))
-            save(root / f"ISIC2018_Task1_{part}_GroundTruth" / f"ISIC_{i:07d}_segmentation.png", (disk() * 255).astype(np.uint8))
+            save(
+                root / f"ISIC2018_Task1_{part}_GroundTruth" / f"ISIC_{i:07d}_segmentation.png",
+                (disk() * 255).astype(np.uint8),
+            )
     (root / "ISIC2018_Task1-2_Training_Input" / "LICENSE.txt").write_text("CC")
     return root
 

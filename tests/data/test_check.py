@@ -31,7 +31,11 @@ def test_messy_dataset_report(messy_root):
     assert rep.mask_rule["kind"] == "grey" and rep.empty_masks == 1
     assert [m["path"].endswith("gray16.png") for m in rep.mask_misfits] == [True]
     assert any("do not fit the dataset's mask rule" in w for w in rep.warnings)
-    assert rep.errors and rep.errors[0].startswith("1 unreadable file(s), e.g.") and "fix: replace or delete" in rep.errors[0]
+    assert (
+        rep.errors
+        and rep.errors[0].startswith("1 unreadable file(s), e.g.")
+        and "fix: replace or delete" in rep.errors[0]
+    )
     text = "\n".join(rep.warnings)
     assert "without a mask" in text and "without an image" in text and "identical images" in text
     assert "FAILED" in format_report(rep)
@@ -76,7 +80,13 @@ def test_cli_bad_folder_is_one_error_line(tmp_path, capsys):
 
 def test_cli_subprocess_readable_report(paired_root, isolated_cache):
     env = {"SEGAPP_CACHE_DIR": str(isolated_cache), "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "segapp.cli.data", "check", str(paired_root)], capture_output=True, text=True, env=env, cwd=REPO)
+    out = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.data", "check", str(paired_root)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
     assert out.returncode == 0, out.stderr
     assert "pairs        10" in out.stdout and "result       OK" in out.stdout
 
@@ -98,7 +108,10 @@ def test_cached_report_names_paths_as_reached_this_time(paired_root, tmp_path, i
     a, b = paired_root.parent, tmp_path / "elsewhere"
     b.mkdir()
     run = lambda cwd, path: subprocess.run(  # noqa: E731
-        [sys.executable, "-m", "segapp.cli.data", "check", path, "--json"], capture_output=True, text=True, cwd=cwd,
+        [sys.executable, "-m", "segapp.cli.data", "check", path, "--json"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
         env={**os.environ, "PYTHONPATH": str(REPO)},
     )
     first = json.loads(run(a, "paired").stdout)

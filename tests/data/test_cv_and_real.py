@@ -6,13 +6,19 @@ import json
 
 import pytest
 
-from segapp.cli.cv import format_table, main as cv_main, summarize
+from segapp.cli.cv import format_table, summarize
+from segapp.cli.cv import main as cv_main
 from tests.conftest import KVASIR, REPO
 from tests.data.conftest import make_paired
 
 
 def test_summary_table_mean_and_std():
-    s = summarize([{"fold": 0, "val_dice": 0.5, "train": 8, "val": 2, "run_dir": "a"}, {"fold": 1, "val_dice": 0.7, "train": 8, "val": 2, "run_dir": "b"}])
+    s = summarize(
+        [
+            {"fold": 0, "val_dice": 0.5, "train": 8, "val": 2, "run_dir": "a"},
+            {"fold": 1, "val_dice": 0.7, "train": 8, "val": 2, "run_dir": "b"},
+        ]
+    )
     assert s["mean_val_dice"] == pytest.approx(0.6) and s["std_val_dice"] == pytest.approx(0.141421, abs=1e-5)
     assert "| mean +- std | | | 0.6000 +- 0.1414 | |" in format_table(s, "segapp-cv x")
 
@@ -21,12 +27,32 @@ def test_summary_table_mean_and_std():
 def test_segapp_cv_trains_every_fold(tmp_path, capsys):
     root = make_paired(tmp_path / "d", n=12, size=32)
     out = tmp_path / "cv"
-    cv_main([
-        "--num-folds", "2", "--out", str(out),
-        "--config", str(REPO / "configs" / "quickstart.yaml"), "--data.root", str(root), "--data.image_size", "32",
-        "--data.num_workers", "0", "--data.batch_size", "4", "--trainer.max_epochs", "1",
-        "--model.net.init_args.depth", "2", "--trainer.enable_progress_bar", "false", "--trainer.logger", "false",
-    ])  # fmt: skip
+    cv_main(
+        [
+            "--num-folds",
+            "2",
+            "--out",
+            str(out),
+            "--config",
+            str(REPO / "configs" / "quickstart.yaml"),
+            "--data.root",
+            str(root),
+            "--data.image_size",
+            "32",
+            "--data.num_workers",
+            "0",
+            "--data.batch_size",
+            "4",
+            "--trainer.max_epochs",
+            "1",
+            "--model.net.init_args.depth",
+            "2",
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.logger",
+            "false",
+        ]
+    )
     summary = json.loads((out / "cv_summary.json").read_text())
     assert [f["fold"] for f in summary["folds"]] == [0, 1]
     assert [f["val"] for f in summary["folds"]] == [6, 6]

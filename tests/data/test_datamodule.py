@@ -43,7 +43,12 @@ def test_normalize_modes(paired_root):
 
 def test_dataset_stats_are_computed_once_and_cached(paired_root, monkeypatch):
     first = dm(paired_root, normalize="dataset").spec
-    images = np.stack([np.asarray(__import__("PIL.Image", fromlist=["x"]).open(p.image).convert("RGB").resize((32, 32))) for p in dm(paired_root).splits["train"]])
+    images = np.stack(
+        [
+            np.asarray(__import__("PIL.Image", fromlist=["x"]).open(p.image).convert("RGB").resize((32, 32)))
+            for p in dm(paired_root).splits["train"]
+        ]
+    )
     assert first.mean == pytest.approx(tuple(images.reshape(-1, 3).mean(0) / 255), abs=0.01)
     monkeypatch.setattr(stats_mod, "channel_stats", lambda *a: pytest.fail("stats recomputed although cached"))
     assert dm(paired_root, normalize="dataset").spec == first
@@ -93,13 +98,23 @@ def test_cli_validates_new_options(paired_root, tmp_path):
 
     run = cli(
         fit_args(
-            paired_root, tmp_path / "run",
-            "--data.normalize", "{mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}",
-            "--data.augment", "strong", "--data.augment_params", "{rotate: 30}",
-            "--data.num_folds", "5", "--data.fold", "2", "--data.group_regex", "^(img)",
+            paired_root,
+            tmp_path / "run",
+            "--data.normalize",
+            "{mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]}",
+            "--data.augment",
+            "strong",
+            "--data.augment_params",
+            "{rotate: 30}",
+            "--data.num_folds",
+            "5",
+            "--data.fold",
+            "2",
+            "--data.group_regex",
+            "^(img)",
         )[1:],  # run=False: no subcommand
         run=False,
-    )  # fmt: skip
+    )
     assert run.datamodule.hparams.normalize == {"mean": [0.5, 0.5, 0.5], "std": [0.2, 0.2, 0.2]}
     assert run.datamodule.hparams.augment_params == {"rotate": 30}
     with pytest.raises(SystemExit):
@@ -119,7 +134,9 @@ def test_progressive_resizing_sizes_and_pixels(paired_root):
 
 
 def test_progressive_resizing_rejects_bad_schedules(paired_root):
-    with pytest.raises(ValueError, match=r"size 64 at epoch 0 is outside 8\.\.32 \(data.image_size\).*raise data.image_size"):
+    with pytest.raises(
+        ValueError, match=r"size 64 at epoch 0 is outside 8\.\.32 \(data.image_size\).*raise data.image_size"
+    ):
         dm(paired_root, train_size_schedule={0: 64})
     with pytest.raises(ValueError, match="epoch -1 is negative"):
         dm(paired_root, train_size_schedule={-1: 16})
@@ -137,14 +154,27 @@ def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
             seen.setdefault(trainer.current_epoch, set()).add(batch["image"].shape[-1])
 
     run = cli(
-        fit_args(synth_root, tmp_path / "run", "--data.train_size_schedule", "{0: 32, 2: 64}", "--trainer.max_epochs", "3",
-                 "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1")[1:],
+        fit_args(
+            synth_root,
+            tmp_path / "run",
+            "--data.train_size_schedule",
+            "{0: 32, 2: 64}",
+            "--trainer.max_epochs",
+            "3",
+            "--trainer.limit_train_batches",
+            "2",
+            "--trainer.limit_val_batches",
+            "1",
+        )[1:],
         run=False,
-    )  # fmt: skip
+    )
     run.trainer.callbacks.append(Sizes())
     with caplog.at_level(logging.INFO):
         run.trainer.fit(run.model, run.datamodule)
     assert seen == {0: {32}, 1: {32}, 2: {64}}
     said = [r.getMessage() for r in caplog.records if "data.train_size_schedule" in r.getMessage()]
-    assert said == ["epoch 0: training at 32 px (data.train_size_schedule)", "epoch 2: training at 64 px (data.train_size_schedule)"]
+    assert said == [
+        "epoch 0: training at 32 px (data.train_size_schedule)",
+        "epoch 2: training at 64 px (data.train_size_schedule)",
+    ]
     assert run.trainer.reload_dataloaders_every_n_epochs == 1

@@ -91,7 +91,12 @@ def test_csv_bad_split_value_names_row(tmp_path):
 
 
 def test_auto_detection_order(paired_root, isic_root, busi_root, csv_root):
-    assert [detect_layout(r) for r in (paired_root, isic_root, busi_root, csv_root)] == ["paired", "isic2018", "suffix", "csv"]
+    assert [detect_layout(r) for r in (paired_root, isic_root, busi_root, csv_root)] == [
+        "paired",
+        "isic2018",
+        "suffix",
+        "csv",
+    ]
 
 
 def test_unknown_folder_lists_layouts(tmp_path):
@@ -113,7 +118,9 @@ def test_paired_without_pairs_says_what_it_found(tmp_path):
     root = tmp_path / "p"
     save(root / "images" / "a.png", rgb(0))
     save(root / "masks" / "b.png", rgb(1))
-    with pytest.raises(DataError, match=r"no image/mask pairs .* found 1 images and 1 masks; expected the same file stem"):
+    with pytest.raises(
+        DataError, match=r"no image/mask pairs .* found 1 images and 1 masks; expected the same file stem"
+    ):
         discover(root, "paired")
 
 
@@ -153,6 +160,10 @@ def test_no_pairs_error_names_the_layout_and_flags_that_pair(tmp_path):
     for i in range(3):
         save(flat / "img" / f"c{i}.png", rgb(i))
         save(flat / "ann" / f"c{i}-label.png", rgb(i)[..., 0])
-    with pytest.raises(DataError, match=r"'suffix', which pairs 3 image\(s\) with: --data.layout suffix --data.mask_suffix -label --data.mask_dir ann"):
+    with pytest.raises(
+        DataError,
+        match=r"'suffix', which pairs 3 image\(s\) with: --data.layout suffix --data.mask_suffix -label "
+        r"--data.mask_dir ann",
+    ):
         discover(flat)
     assert len(discover(flat, "suffix", mask_suffix="-label", mask_dir="ann").pairs) == 3

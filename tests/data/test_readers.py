@@ -51,7 +51,7 @@ def test_sixteen_bit_gray_image_keeps_depth_and_channel_policy(messy_root):
     assert img.dtype == np.uint16 and img.shape == (32, 32, 1)
     three = resize_image(img, (16, 16), 3)
     assert three.shape == (16, 16, 3) and np.allclose(three[..., 0], three[..., 2])
-    assert 0.0 <= three.min() and three.max() <= 1.0 and three.max() > 0.5  # scaled by 65535, not 255
+    assert three.min() >= 0.0 and three.max() <= 1.0 and three.max() > 0.5  # scaled by 65535, not 255
 
 
 def test_rgba_and_rgb_to_one_channel(messy_root, tmp_path):

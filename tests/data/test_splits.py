@@ -13,7 +13,10 @@ from segapp.data.splits import assign_folds, make_splits
 
 
 def pairs(n: int, prefix: str = "case") -> list[Pair]:
-    return [Pair(key=f"{prefix}{i:03d}", image=Path(f"/d/P{i // 4:02d}_{prefix}{i:03d}.png"), masks=(Path(f"/d/m{i}.png"),)) for i in range(n)]
+    return [
+        Pair(key=f"{prefix}{i:03d}", image=Path(f"/d/P{i // 4:02d}_{prefix}{i:03d}.png"), masks=(Path(f"/d/m{i}.png"),))
+        for i in range(n)
+    ]
 
 
 def keys(split: list[Pair]) -> list[str]:
@@ -35,7 +38,11 @@ def test_group_regex_keeps_patients_whole():
     ps = pairs(40)  # 10 patients of 4 images, patient id in the file name
     s = make_splits(ps, 0.25, 0.25, seed=0, group_regex=r"^(P\d+)_")
     patients = {k: {p.image.name[:3] for p in v} for k, v in s.items()}
-    assert not (patients["train"] & patients["val"]) and not (patients["train"] & patients["test"]) and not (patients["val"] & patients["test"])
+    assert (
+        not (patients["train"] & patients["val"])
+        and not (patients["train"] & patients["test"])
+        and not (patients["val"] & patients["test"])
+    )
     assert sum(map(len, s.values())) == 40 and len(s["val"]) % 4 == 0
 
 

@@ -22,7 +22,9 @@ def _hadolint() -> str:
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
 def test_hadolint_passes_at_warning_level(dockerfile):
-    out = subprocess.run([_hadolint(), "--failure-threshold", "warning", str(dockerfile)], capture_output=True, text=True)
+    out = subprocess.run(
+        [_hadolint(), "--failure-threshold", "warning", str(dockerfile)], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

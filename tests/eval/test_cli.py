@@ -40,16 +40,35 @@ def _dataset(root, shifts: dict[str, int]):
 
 def test_eval_and_compare_cli(tmp_path, capsys):
     data = _dataset(tmp_path / "d", {"a": 0, "b": 2, "c": 4, "d": 8})
-    rc, out, err = _eval_here(capsys, "--pred", str(data / "pred"), "--gt", str(data), "--out", str(tmp_path / "A"), "--n-boot", "100", "--worst", "2")
+    rc, out, err = _eval_here(
+        capsys,
+        "--pred",
+        str(data / "pred"),
+        "--gt",
+        str(data),
+        "--out",
+        str(tmp_path / "A"),
+        "--n-boot",
+        "100",
+        "--worst",
+        "2",
+    )
     assert rc == 0, err
     assert "4 images, 0 left out" in out
-    rows = {r["image"]: r for r in csv.DictReader(open(tmp_path / "A" / "metrics.csv"))}
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "A" / "metrics.csv").read_text().splitlines())}
     assert float(rows["c"]["dice"]) == pytest.approx(12 / 16)
     assert json.loads((tmp_path / "A" / "summary.json").read_text())["worst"] == ["d", "c"]
     # a better run B: every prediction shifted by 1 px only
     data_b = _dataset(tmp_path / "e", {"a": 0, "b": 1, "c": 1, "d": 1})
-    assert _eval_here(capsys, "--pred", str(data_b / "pred"), "--gt", str(data_b), "--out", str(tmp_path / "B"), "--n-boot", "100")[0] == 0
-    rc, out, err = _eval_here(capsys, "--compare", str(tmp_path / "A"), str(tmp_path / "B" / "metrics.csv"), "--out", str(tmp_path / "cmp"))
+    assert (
+        _eval_here(
+            capsys, "--pred", str(data_b / "pred"), "--gt", str(data_b), "--out", str(tmp_path / "B"), "--n-boot", "100"
+        )[0]
+        == 0
+    )
+    rc, out, err = _eval_here(
+        capsys, "--compare", str(tmp_path / "A"), str(tmp_path / "B" / "metrics.csv"), "--out", str(tmp_path / "cmp")
+    )
     assert rc == 0, err
     cmp = json.loads((tmp_path / "cmp" / "compare.json").read_text())
     assert cmp["n_paired"] == 4 and cmp["b_better"] == 3 and cmp["ties"] == 1
@@ -58,7 +77,9 @@ def test_eval_and_compare_cli(tmp_path, capsys):
 
 
 def test_eval_cli_errors_are_one_line(tmp_path, capsys):
-    rc, _, err = _eval_here(capsys, "--pred", str(tmp_path / "nope"), "--gt", str(tmp_path), "--out", str(tmp_path / "o"))
+    rc, _, err = _eval_here(
+        capsys, "--pred", str(tmp_path / "nope"), "--gt", str(tmp_path), "--out", str(tmp_path / "o")
+    )
     assert rc == 2 and "does not exist" in err and err.count("\n") == 1
     rc, _, err = _eval_here(capsys, "--compare", str(tmp_path), str(tmp_path))
     assert rc == 2 and "no metrics.csv" in err
@@ -70,15 +91,27 @@ def test_eval_cli_errors_are_one_line(tmp_path, capsys):
 def test_eval_after_segapp_predict_on_holdout(tiny_ckpt, holdout_root, tmp_path):
     pred = tmp_path / "pred"
     res = subprocess.run(
-        [sys.executable, "-m", "segapp.cli.predict", "--checkpoint", str(tiny_ckpt), "--input", str(holdout_root / "images"), "--output", str(pred)],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "segapp.cli.predict",
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--input",
+            str(holdout_root / "images"),
+            "--output",
+            str(pred),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     res = _eval("--pred", str(pred), "--gt", str(holdout_root), "--out", str(tmp_path / "rep"), "--n-boot", "200")
     assert res.returncode == 0, res.stderr
     doc = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert doc["summary"]["n_images"] == 24 and doc["unpaired"] == []
-    rows = list(csv.DictReader(open(tmp_path / "rep" / "metrics.csv")))
+    rows = list(csv.DictReader((tmp_path / "rep" / "metrics.csv").read_text().splitlines()))
     for r in rows[:5]:  # independent Dice from the written files
         p = read_mask(pred / f"{r['image']}.png.mask.png")
         g = read_mask(next((holdout_root / "masks").glob(f"{r['image']}.*")))
@@ -103,16 +136,34 @@ def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
 
     root = _mixed_sizes(synth_root, tmp_path / "data")
     run_dir = tmp_path / "run"
-    cli([
-        "test", "--config", str(REPO / "configs" / "quickstart.yaml"),
-        "--data.root", str(root), "--data.image_size", "64", "--data.num_workers", "0",
-        "--data.batch_size", "8", "--data.test_fraction", "0.2",
-        "--model.net.init_args.depth", "3",
-        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.worst=4",
-        "--trainer.callbacks.n_boot=100",
-        "--ckpt_path", str(tiny_ckpt),
-    ])  # fmt: skip
+    cli(
+        [
+            "test",
+            "--config",
+            str(REPO / "configs" / "quickstart.yaml"),
+            "--data.root",
+            str(root),
+            "--data.image_size",
+            "64",
+            "--data.num_workers",
+            "0",
+            "--data.batch_size",
+            "8",
+            "--data.test_fraction",
+            "0.2",
+            "--model.net.init_args.depth",
+            "3",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks+=segapp.lit.report_callback.EvalReport",
+            "--trainer.callbacks.worst=4",
+            "--trainer.callbacks.n_boot=100",
+            "--ckpt_path",
+            str(tiny_ckpt),
+        ]
+    )
     reports = list(run_dir.rglob("test_report/summary.json"))
     assert len(reports) == 1
     rep = reports[0].parent
@@ -133,19 +184,36 @@ def test_segapp_validate_writes_a_val_report(tiny_ckpt, synth_root, tmp_path):
     from segapp.app import cli
 
     run_dir = tmp_path / "run"
-    cli([
-        "validate", "--config", str(REPO / "configs" / "quickstart.yaml"),
-        "--data.root", str(synth_root), "--data.image_size", "64", "--data.num_workers", "0",
-        "--model.net.init_args.depth", "3",
-        "--trainer.default_root_dir", str(run_dir), "--trainer.enable_progress_bar", "false",
-        "--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.split=val",
-        "--trainer.callbacks.n_boot=100",
-        "--ckpt_path", str(tiny_ckpt),
-    ])  # fmt: skip
+    cli(
+        [
+            "validate",
+            "--config",
+            str(REPO / "configs" / "quickstart.yaml"),
+            "--data.root",
+            str(synth_root),
+            "--data.image_size",
+            "64",
+            "--data.num_workers",
+            "0",
+            "--model.net.init_args.depth",
+            "3",
+            "--trainer.default_root_dir",
+            str(run_dir),
+            "--trainer.enable_progress_bar",
+            "false",
+            "--trainer.callbacks+=segapp.lit.report_callback.EvalReport",
+            "--trainer.callbacks.split=val",
+            "--trainer.callbacks.n_boot=100",
+            "--ckpt_path",
+            str(tiny_ckpt),
+        ]
+    )
     reports = list(run_dir.rglob("val_report/summary.json"))
     assert len(reports) == 1
     doc = json.loads(reports[0].read_text())
-    assert doc["source"]["split"] == "val" and doc["summary"]["n_images"] == 19  # 20 % of 96 pairs (rounded by the splitter)
+    assert (
+        doc["source"]["split"] == "val" and doc["summary"]["n_images"] == 19
+    )  # 20 % of 96 pairs (rounded by the splitter)
     assert doc["summary"]["dice_macro"] > 0.3
 
 

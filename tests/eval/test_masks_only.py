@@ -28,12 +28,19 @@ def _save(path, arr) -> None:
 
 
 def _eval(*args: str, cwd=REPO) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "segapp.cli.eval", "--n-boot", "50", *args], capture_output=True, text=True, cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "segapp.cli.eval", "--n-boot", "50", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+    )
 
 
 @pytest.fixture
 def masks_only(tmp_path):
-    """``gt/`` holds masks only (``a_mask.png``, ``b.png``, ``c_mask.png`` + ``c_mask_1.png``); ``pred/`` and ``images/``."""
+    """``gt/`` holds masks only (``a_mask.png``, ``b.png``, ``c_mask.png`` + ``c_mask_1.png``);
+    ``pred/`` and ``images/`` beside it."""
     gt, pred, img = tmp_path / "gt", tmp_path / "pred", tmp_path / "images"
     _save(gt / "a_mask.png", _square())
     _save(gt / "b.png", _square())
@@ -117,5 +124,16 @@ def test_label_map_ground_truth_uses_the_training_rule(tmp_path):
     assert out.returncode == 0, out.stderr
     doc = json.loads((tmp_path / "rep" / "summary.json").read_text())
     assert doc["config"]["gt_mask_rule"]["kind"] == "labels" and doc["summary"]["dice_macro"] == 1.0
-    out = _eval("--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "data"), "--out", str(tmp_path / "rep2"), "--foreground-labels", "2")
-    assert json.loads((tmp_path / "rep2" / "summary.json").read_text())["summary"]["dice_macro"] == pytest.approx(2 * 64 / (256 + 64))
+    out = _eval(
+        "--pred",
+        str(tmp_path / "pred"),
+        "--gt",
+        str(tmp_path / "data"),
+        "--out",
+        str(tmp_path / "rep2"),
+        "--foreground-labels",
+        "2",
+    )
+    assert json.loads((tmp_path / "rep2" / "summary.json").read_text())["summary"]["dice_macro"] == pytest.approx(
+        2 * 64 / (256 + 64)
+    )

@@ -113,13 +113,25 @@ def test_policy_and_config_reject_bad_values():
 def test_disjoint_blobs_lesion_detection():
     gt = square(2, 2, 6) | square(30, 30, 6)  # two lesions
     pred = square(3, 3, 4) | square(2, 30, 5)  # finds the first, plus one false blob
-    assert match_lesions(pred, gt) == {"lesions_gt": 2, "lesions_pred": 2, "lesion_tp": 1, "lesion_fp": 1, "lesion_fn": 1}
+    assert match_lesions(pred, gt) == {
+        "lesions_gt": 2,
+        "lesions_pred": 2,
+        "lesion_tp": 1,
+        "lesion_fp": 1,
+        "lesion_fn": 1,
+    }
 
 
 def test_one_blob_over_two_lesions_and_connectivity():
     gt = square(5, 5, 5) | square(5, 12, 5)
     pred = square(5, 5, 12)
-    assert match_lesions(pred, gt) == {"lesions_gt": 2, "lesions_pred": 1, "lesion_tp": 2, "lesion_fp": 0, "lesion_fn": 0}
+    assert match_lesions(pred, gt) == {
+        "lesions_gt": 2,
+        "lesions_pred": 1,
+        "lesion_tp": 2,
+        "lesion_fp": 0,
+        "lesion_fn": 0,
+    }
     diag = pixel(5, 5) | pixel(6, 6)  # touch only at a corner
     assert match_lesions(diag, diag, connectivity=8)["lesions_gt"] == 1
     assert match_lesions(diag, diag, connectivity=4)["lesions_gt"] == 2
@@ -128,8 +140,20 @@ def test_one_blob_over_two_lesions_and_connectivity():
 def test_small_components_are_not_lesions():
     gt = square(10, 10, 10) | pixel(40, 40, (48, 48))  # a lesion and a one-pixel speck
     pred = square(10, 10, 10) | square(30, 2, 3, (48, 48))  # 9-pixel false blob
-    assert match_lesions(pred, gt, min_area=1) == {"lesions_gt": 2, "lesions_pred": 2, "lesion_tp": 1, "lesion_fp": 1, "lesion_fn": 1}
-    assert match_lesions(pred, gt, min_area=10) == {"lesions_gt": 1, "lesions_pred": 1, "lesion_tp": 1, "lesion_fp": 0, "lesion_fn": 0}
+    assert match_lesions(pred, gt, min_area=1) == {
+        "lesions_gt": 2,
+        "lesions_pred": 2,
+        "lesion_tp": 1,
+        "lesion_fp": 1,
+        "lesion_fn": 1,
+    }
+    assert match_lesions(pred, gt, min_area=10) == {
+        "lesions_gt": 1,
+        "lesions_pred": 1,
+        "lesion_tp": 1,
+        "lesion_fp": 0,
+        "lesion_fn": 0,
+    }
     assert image_metrics(pred, gt)["lesions_gt"] == 1  # default min_lesion_area = 10
     with pytest.raises(ValueError, match="min_lesion_area"):
         MetricConfig(min_lesion_area=0)
@@ -153,7 +177,7 @@ def test_dice_matches_training_metric():
     gts[1] = False  # false positive image
     want_d = per_image_dice(torch.from_numpy(preds), torch.from_numpy(gts)).numpy()
     want_j = per_image_iou(torch.from_numpy(preds), torch.from_numpy(gts)).numpy()
-    got = [overlap_scores(p, g) for p, g in zip(preds, gts)]
+    got = [overlap_scores(p, g) for p, g in zip(preds, gts, strict=True)]
     np.testing.assert_allclose([g["dice"] for g in got], want_d, rtol=1e-12)
     np.testing.assert_allclose([g["iou"] for g in got], want_j, rtol=1e-12)
 

@@ -20,8 +20,13 @@ def test_report_on_kvasir_masks(tmp_path):
         gt = read_mask(m)
         write_mask_png(pred / f"{m.stem}.jpg.mask.png", ndimage.binary_dilation(gt, iterations=4 * i) if i else gt)
     pairing = pair_folders(pred, KVASIR)
-    assert len(pairing.cases) == 6 and sum(u["side"] == "ground_truth" for u in pairing.unpaired) == len(list((KVASIR / "masks").iterdir())) - 6
-    doc = write_report(tmp_path / "rep", pairing.cases, opts=ReportOptions(worst=3, n_boot=200), unpaired=pairing.unpaired)
+    assert (
+        len(pairing.cases) == 6
+        and sum(u["side"] == "ground_truth" for u in pairing.unpaired) == len(list((KVASIR / "masks").iterdir())) - 6
+    )
+    doc = write_report(
+        tmp_path / "rep", pairing.cases, opts=ReportOptions(worst=3, n_boot=200), unpaired=pairing.unpaired
+    )
     rows = read_metrics_csv(tmp_path / "rep" / "metrics.csv")
     assert doc["worst"] == [r["image"] for r in sorted(rows, key=lambda r: r["dice"])][:3]
     assert masks[0].stem not in doc["worst"]  # the exact prediction (Dice 1) is not among the worst

@@ -30,7 +30,14 @@ def cases(tmp_path):
         _save(tmp_path / "img" / f"{name}.png", rng.integers(0, 255, (40, 48, 3), dtype=np.uint8))
         _save(tmp_path / "gt" / f"{name}.png", gt)
         _save(tmp_path / "pred" / f"{name}.png", pred)
-        out.append(EvalCase(name, tmp_path / "pred" / f"{name}.png", (tmp_path / "gt" / f"{name}.png",), tmp_path / "img" / f"{name}.png"))
+        out.append(
+            EvalCase(
+                name,
+                tmp_path / "pred" / f"{name}.png",
+                (tmp_path / "gt" / f"{name}.png",),
+                tmp_path / "img" / f"{name}.png",
+            )
+        )
     empty = np.zeros((40, 48), np.uint8)
     _save(tmp_path / "gt" / "empty.png", empty)
     _save(tmp_path / "pred" / "empty.png", empty)
@@ -47,10 +54,15 @@ def _no_nan(text: str) -> dict:
 
 def test_report_files_and_metrics(cases, tmp_path):
     out = tmp_path / "rep"
-    doc = write_report(out, cases, opts=ReportOptions(worst=4, n_boot=200), unpaired=[{"side": "prediction", "file": "x.png", "reason": "r"}])
+    doc = write_report(
+        out,
+        cases,
+        opts=ReportOptions(worst=4, n_boot=200),
+        unpaired=[{"side": "prediction", "file": "x.png", "reason": "r"}],
+    )
     for f in ("metrics.csv", "summary.json", "report.html", "figures/histograms.png", "figures/worst_cases.png"):
         assert (out / f).is_file(), f
-    header = next(csv.reader(open(out / "metrics.csv")))
+    header = next(csv.reader((out / "metrics.csv").read_text().splitlines()))
     assert header[:4] == ["image", "dice", "iou", "precision"] and "hd95" in header and "case" in header
     rows = {r["image"]: r for r in read_metrics_csv(out / "metrics.csv")}
     assert len(rows) == 7
@@ -84,7 +96,12 @@ def test_gallery_lists_worst_cases_in_ascending_dice(cases, tmp_path):
 
 
 def test_worst_cases_puts_undefined_dice_last_and_breaks_ties_by_name():
-    rows = [{"image": "b", "dice": 0.5}, {"image": "n", "dice": float("nan")}, {"image": "a", "dice": 0.5}, {"image": "c", "dice": 0.1}]
+    rows = [
+        {"image": "b", "dice": 0.5},
+        {"image": "n", "dice": float("nan")},
+        {"image": "a", "dice": 0.5},
+        {"image": "c", "dice": 0.1},
+    ]
     assert [r["image"] for r in worst_cases(rows, 10)] == ["c", "a", "b", "n"]
 
 

@@ -29,8 +29,16 @@ def test_describe_counts_nans_and_constant_values():
 
 
 def _row(name, inter, p, t, dice, case="both", hd=1.0):
-    row = {"image": name, "case": case, "intersection": inter, "pred_pixels": p, "gt_pixels": t,
-           "lesion_tp": 1, "lesion_fp": 0, "lesion_fn": 0}  # fmt: skip
+    row = {
+        "image": name,
+        "case": case,
+        "intersection": inter,
+        "pred_pixels": p,
+        "gt_pixels": t,
+        "lesion_tp": 1,
+        "lesion_fp": 0,
+        "lesion_fn": 0,
+    }
     for m in ("dice", "iou", "precision", "recall", "isic_jaccard", "bf1", "nsd"):
         row[m] = dice
     row.update(hd95=hd, assd=hd)

@@ -11,10 +11,19 @@ from PIL import Image
 SECRET_NAME = "Doe^Secret"  # a PatientName that must never show up in logs or outputs
 
 
-def write_dicom(path: Path, arr: np.ndarray, photometric: str = "MONOCHROME2", bits: int | None = None,
-                slope: float | None = None, intercept: float | None = None,
-                window: tuple[float, float] | None = None) -> str:  # fmt: skip
-    """Write ``arr`` (rows x cols, frames x rows x cols, or rows x cols x 3) as a DICOM file; returns its SOPInstanceUID."""
+def write_dicom(
+    path: Path,
+    arr: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    bits: int | None = None,
+    slope: float | None = None,
+    intercept: float | None = None,
+    window: tuple[float, float] | None = None,
+) -> str:
+    """Write ``arr`` (rows x cols, frames x rows x cols, or rows x cols x 3) as a DICOM file.
+
+    Returns its SOPInstanceUID.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 

@@ -22,8 +22,22 @@ PARITY_TOL = 1e-4  # max abs difference of probabilities, torch fp32 vs ONNX Run
 @pytest.fixture(scope="module")
 def onnx_model(tiny_ckpt, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny.onnx"
-    res = subprocess.run([sys.executable, "-m", "segapp.cli.export", "--checkpoint", str(tiny_ckpt),
-                          "--format", "onnx", "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "segapp.cli.export",
+            "--checkpoint",
+            str(tiny_ckpt),
+            "--format",
+            "onnx",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     return out
 
@@ -89,9 +103,30 @@ def test_onnx_path_runs_without_torch_opencv_or_scipy(onnx_model, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     expected = make_scan_folder(inp)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    res = subprocess.run([sys.executable, "-c", BLOCKER, "--model", str(onnx_model), "--input", str(inp),
-                          "--output", str(out), "--workers", "2", "--tta", "flip", "--no-progress", "--min-size", "3"],
-                         capture_output=True, text=True, timeout=300, env=env)  # fmt: skip
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            BLOCKER,
+            "--model",
+            str(onnx_model),
+            "--input",
+            str(inp),
+            "--output",
+            str(out),
+            "--workers",
+            "2",
+            "--tta",
+            "flip",
+            "--no-progress",
+            "--min-size",
+            "3",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert res.returncode == 1, res.stderr  # the broken files fail, the rest succeed
     assert "BLOCKED-MODULES-LOADED []" in res.stdout
     n_ok = sum("error" not in e for e in expected.values())
@@ -100,18 +135,23 @@ def test_onnx_path_runs_without_torch_opencv_or_scipy(onnx_model, tmp_path):
 
 
 def test_inference_imports_no_training_code():
-    code = ("import sys, segapp.inference, segapp.inference.folder, segapp.cli.predict; "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'albumentations') "
-            "or m.startswith(('segapp.data', 'segapp.lit'))))")  # fmt: skip
+    code = (
+        "import sys, segapp.inference, segapp.inference.folder, segapp.cli.predict; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'albumentations') "
+        "or m.startswith(('segapp.data', 'segapp.lit'))))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "[]", res.stdout + res.stderr
 
 
 def test_torch_engine_loads_no_lightning_or_training_code(tiny_ckpt):
-    code = (f"import sys; from segapp.inference import Predictor; p = Predictor.from_checkpoint({str(tiny_ckpt)!r}); "
-            "import numpy as np; p.predict_mask(np.zeros((40, 40, 3), np.uint8)); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'albumentations', 'pytorch_lightning') "
-            "or m.startswith(('segapp.data', 'segapp.lit'))))")  # fmt: skip
+    code = (
+        f"import sys; from segapp.inference import Predictor; p = Predictor.from_checkpoint({str(tiny_ckpt)!r}); "
+        "import numpy as np; p.predict_mask(np.zeros((40, 40, 3), np.uint8)); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('lightning', 'albumentations', "
+        "'pytorch_lightning') "
+        "or m.startswith(('segapp.data', 'segapp.lit'))))"
+    )
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip().endswith("[]"), res.stdout + res.stderr
 
@@ -130,9 +170,15 @@ def test_numpy_sliding_window_matches_monai():
     for shape, overlap in (((3, 150, 97), 0.25), ((3, 40, 200), 0.5), ((3, 64, 64), 0.25)):
         x = rng.normal(size=shape).astype(np.float32)
         ours = sliding_window(x, (64, 64), fn, overlap=overlap, batch_size=3)
-        ref = sliding_window_inference(torch.from_numpy(x[None]), (64, 64), 3,
-                                       lambda t: torch.from_numpy(fn(t.numpy()))[:, None],
-                                       overlap=overlap, mode="gaussian", sigma_scale=0.125)  # fmt: skip
+        ref = sliding_window_inference(
+            torch.from_numpy(x[None]),
+            (64, 64),
+            3,
+            lambda t: torch.from_numpy(fn(t.numpy()))[:, None],
+            overlap=overlap,
+            mode="gaussian",
+            sigma_scale=0.125,
+        )
         assert ours.shape == shape[1:]
         assert np.abs(ours - ref[0, 0].numpy()).max() < 1e-5, shape
     assert window_starts(150, 64, 0.25) == [0, 48, 86]

@@ -49,8 +49,10 @@ def test_a_live_holder_is_refused_with_its_name_unless_break_lock(tmp_path, slee
 def test_a_dead_or_reused_pid_on_this_host_is_taken_over_with_a_note(tmp_path, sleeper):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    for holder, why in (({"pid": dead.pid, "start_time": "1"}, "no longer running"),
-                        ({"pid": sleeper.pid, "start_time": "1"}, "another process")):  # fmt: skip
+    for holder, why in (
+        ({"pid": dead.pid, "start_time": "1"}, "no longer running"),
+        ({"pid": sleeper.pid, "start_time": "1"}, "another process"),
+    ):
         write_lock(tmp_path, **holder)
         notes: list[str] = []
         with FolderLock(tmp_path, notes=notes.append):
@@ -58,8 +60,9 @@ def test_a_dead_or_reused_pid_on_this_host_is_taken_over_with_a_note(tmp_path, s
         assert len(notes) == 1 and why in notes[0], notes
 
 
-@pytest.mark.parametrize("holder", [{"host": "elsewhere", "pid": 12345, "start_time": "9"},
-                                    {"pid": 1, "start_time": "1"}])  # fmt: skip
+@pytest.mark.parametrize(
+    "holder", [{"host": "elsewhere", "pid": 12345, "start_time": "9"}, {"pid": 1, "start_time": "1"}]
+)
 def test_another_host_or_an_unprovable_pid_is_refused(tmp_path, holder):
     write_lock(tmp_path, **holder)
     with pytest.raises(LockError, match="--break-lock"):
@@ -68,7 +71,10 @@ def test_another_host_or_an_unprovable_pid_is_refused(tmp_path, holder):
 
 
 def test_one_lock_per_shard(tmp_path):
-    with FolderLock(tmp_path, name=".segapp-predict.shard-0.lock"), FolderLock(tmp_path, name=".segapp-predict.shard-1.lock"):
+    with (
+        FolderLock(tmp_path, name=".segapp-predict.shard-0.lock"),
+        FolderLock(tmp_path, name=".segapp-predict.shard-1.lock"),
+    ):
         assert len(list(tmp_path.glob("*.lock"))) == 2
 
 

@@ -23,8 +23,13 @@ pytestmark = pytest.mark.slow
 
 def predict(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "segapp.cli.predict", "--no-progress", *args],
-                          capture_output=True, text=True, timeout=timeout, env=env)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "segapp.cli.predict", "--no-progress", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
 
 
 def predict_in_process(capsys, *args: str) -> tuple[int, str, str]:
@@ -39,7 +44,7 @@ def predict_in_process(capsys, *args: str) -> tuple[int, str, str]:
 
 def read_rows(out: Path) -> dict[str, list[dict]]:
     rows: dict[str, list[dict]] = {}
-    for r in csv.DictReader(open(out / "predictions.csv")):
+    for r in csv.DictReader((out / "predictions.csv").read_text().splitlines()):
         rows.setdefault(r["input"], []).append(r)
     return rows
 
@@ -55,8 +60,20 @@ def test_every_format_gets_a_mask_at_its_size_and_broken_files_get_reasons(tiny_
 
     inp, expected = every_format
     out = tmp_path / "out"
-    res = predict("--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "2",
-                  "--overlay", "--save-probs", "--batch-size", "4")  # fmt: skip
+    res = predict(
+        "--checkpoint",
+        str(tiny_ckpt),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--workers",
+        "2",
+        "--overlay",
+        "--save-probs",
+        "--batch-size",
+        "4",
+    )
     assert res.returncode == 1, res.stderr  # some inputs failed, others succeeded
     rows = read_rows(out)
     for rel, exp in expected.items():
@@ -98,8 +115,9 @@ def test_exit_codes_all_ok_nothing_readable_and_bad_usage(tiny_ckpt, tmp_path, c
     assert predict_in_process(capsys, *ckpt, "--input", str(bad), "--output", str(tmp_path / "o2"))[0] == 3
     code, _, err = predict_in_process(capsys, *ckpt, "--input", str(good), "--output", str(good / "o3"))
     assert code == 2 and "inside the input folder" in err
-    code, _, err = predict_in_process(capsys, "--model", str(tmp_path / "nope.onnx"), "--input", str(good),
-                                      "--output", str(tmp_path / "o4"))  # fmt: skip
+    code, _, err = predict_in_process(
+        capsys, "--model", str(tmp_path / "nope.onnx"), "--input", str(good), "--output", str(tmp_path / "o4")
+    )
     assert code == 2 and "not found" in err
 
 
@@ -109,9 +127,26 @@ def test_resume_after_a_killed_run_completes_the_rest_and_leaves_no_temp_files(t
     rng = np.random.default_rng(1)
     for i in range(60):
         Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(inp / f"img{i:03d}.png")
-    args = ["--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0",
-            "--batch-size", "1", "--tta", "flip4", "--save-probs", "--overlay", "--no-progress"]  # fmt: skip
-    proc = subprocess.Popen([sys.executable, "-m", "segapp.cli.predict", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    args = [
+        "--checkpoint",
+        str(tiny_ckpt),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--tta",
+        "flip4",
+        "--save-probs",
+        "--overlay",
+        "--no-progress",
+    ]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "segapp.cli.predict", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     deadline = time.time() + 240
     while time.time() < deadline and len(list(out.glob("*.mask.png"))) < 5 and proc.poll() is None:
         time.sleep(0.02)
@@ -136,7 +171,9 @@ def test_tta_and_tile_modes_keep_the_input_size(tiny_ckpt, tmp_path, capsys):
     rng = np.random.default_rng(2)
     Image.fromarray(rng.integers(0, 255, (150, 97, 3), dtype=np.uint8)).save(inp / "big.png")
     Image.fromarray(rng.integers(0, 255, (30, 20, 3), dtype=np.uint8)).save(inp / "small.png")
-    for i, extra in enumerate((["--tta", "flip"], ["--tta", "flip4", "--keep-largest"], ["--mode", "tile", "--tta", "flip"])):
+    for i, extra in enumerate(
+        (["--tta", "flip"], ["--tta", "flip4", "--keep-largest"], ["--mode", "tile", "--tta", "flip"])
+    ):
         out = tmp_path / f"out{i}"
         args = ("--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0", *extra)
         if "tile" in extra:

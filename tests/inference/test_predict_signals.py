@@ -59,8 +59,21 @@ def many_images(tmp_path_factory) -> Path:
 
 def start_run(ckpt: Path, inp: Path, out: Path, log: Path) -> tuple[subprocess.Popen, list[str], set[int]]:
     """Start a run with two decoding workers; return once it wrote a few masks and its children."""
-    args = ["--checkpoint", str(ckpt), "--input", str(inp), "--output", str(out), "--workers", "2",
-            "--batch-size", "1", "--tta", "flip4", "--no-progress"]  # fmt: skip
+    args = [
+        "--checkpoint",
+        str(ckpt),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--workers",
+        "2",
+        "--batch-size",
+        "1",
+        "--tta",
+        "flip4",
+        "--no-progress",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "segapp.cli.predict", *args], stdout=fh, stderr=fh, env=env)
@@ -102,7 +115,7 @@ def test_sigterm_stops_like_ctrl_c_with_exit_143_a_closed_csv_and_resume(tiny_ck
     assert wait_gone(children) == set()
     log = (tmp_path / "log.txt").read_text()
     assert "Traceback" not in log and "stopped early" in log, log
-    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    rows = list(csv.DictReader((out / "predictions.csv").read_text().splitlines()))
     assert 0 < len(rows) < N_IMAGES
     assert all(r["status"] == "ok" and r["seconds"] and (out / r["output"]).is_file() for r in rows)
     run = json.loads((out / "run.json").read_text())

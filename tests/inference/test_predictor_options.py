@@ -80,9 +80,13 @@ def test_tta_averages_unflipped_probabilities_in_tile_mode(tta):
 
 @pytest.mark.parametrize(
     ("option", "value", "hint"),
-    [("tta", "flip2", "did you mean flip"), ("mode", "tiles", "did you mean tile"),
-     ("batch_size", 0, "expected a value >= 1"), ("min_size", -1, "expected a value >= 0")],
-)  # fmt: skip
+    [
+        ("tta", "flip2", "did you mean flip"),
+        ("mode", "tiles", "did you mean tile"),
+        ("batch_size", 0, "expected a value >= 1"),
+        ("min_size", -1, "expected a value >= 0"),
+    ],
+)
 def test_predictor_refuses_bad_options_with_one_line(option, value, hint):
     with pytest.raises(SettingError, match=f"^{option}: .*{hint}") as e:
         Predictor(FakeEngine(), **{option: value})

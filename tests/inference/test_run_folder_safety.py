@@ -103,8 +103,19 @@ def test_output_that_is_a_file_or_not_writable_is_one_line_exit_4(tiny_ckpt, tmp
 
 def test_disk_full_stops_with_exit_4_and_resume_completes_the_run(tiny_ckpt, tmp_path, capsys, monkeypatch):
     inp, out = make_images(tmp_path / "in", 8), tmp_path / "out"
-    args = ("--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0",
-            "--batch-size", "1", "--save-probs")  # fmt: skip
+    args = (
+        "--checkpoint",
+        str(tiny_ckpt),
+        "--input",
+        str(inp),
+        "--output",
+        str(out),
+        "--workers",
+        "0",
+        "--batch-size",
+        "1",
+        "--save-probs",
+    )
     real_replace, calls = os.replace, []
 
     def fill_up(src, dst, *a, **k):
@@ -129,8 +140,9 @@ def test_a_dangling_symlink_is_an_error_row_with_its_target(tiny_ckpt, tmp_path,
     inp, out = make_images(tmp_path / "in", 2), tmp_path / "out"
     (inp / "gone.png").symlink_to(tmp_path / "nowhere" / "scan.png")
     (inp / "noext").symlink_to("missing")
-    code, stdout, err = predict_in_process(capsys, "--checkpoint", str(tiny_ckpt), "--input", str(inp),
-                                           "--output", str(out), "--workers", "0")  # fmt: skip
+    code, stdout, err = predict_in_process(
+        capsys, "--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0"
+    )
     assert code == 1 and "2 ok / 2 failed" in stdout, stdout + err
     rows = read_rows(out)
     assert rows["gone.png"][0]["status"] == "error"

@@ -1,7 +1,5 @@
 """Scan readers (DICOM, NIfTI, images), the OpenCV-free resize and the SciPy-free labeller."""
 
-import sys
-
 import numpy as np
 import pytest
 
@@ -69,8 +67,13 @@ def test_pillow_resize_matches_opencv_on_smooth_images():
     flags = {"area": cv2.INTER_AREA, "linear": cv2.INTER_LINEAR}
     yy, xx = np.mgrid[0:300, 0:410].astype(np.float32)
     img = np.stack([np.sin(xx / 23) * 0.5 + 0.5, np.cos(yy / 17) * 0.5 + 0.5, (xx + yy) / 710], -1).astype(np.float32)
-    for interp, size, tol in [("area", (64, 64), 0.02), ("area", (256, 200), 0.02), ("linear", (64, 80), 1e-5),
-                              ("linear", (600, 500), 1e-5), ("area", (600, 500), 0.02)]:  # fmt: skip
+    for interp, size, tol in [
+        ("area", (64, 64), 0.02),
+        ("area", (256, 200), 0.02),
+        ("linear", (64, 80), 1e-5),
+        ("linear", (600, 500), 1e-5),
+        ("area", (600, 500), 0.02),
+    ]:
         ours = resize_array(img, size, interp)
         ref = cv2.resize(img, (size[1], size[0]), interpolation=flags[interp])
         assert ours.shape == ref.shape == (*size, 3)

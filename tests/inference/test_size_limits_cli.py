@@ -25,7 +25,7 @@ def predict(*args: str) -> subprocess.CompletedProcess:
 
 
 def reasons(out: Path) -> dict[str, str]:
-    rows = csv.DictReader(open(out / "predictions.csv"))
+    rows = csv.DictReader((out / "predictions.csv").read_text().splitlines())
     return {r["input"]: r["reason"] if r["status"] == "error" else "ok" for r in rows}
 
 
@@ -43,8 +43,17 @@ def test_oversized_inputs_are_error_rows_and_the_limits_are_options(tiny_ckpt, t
     assert got["ok.png"] == "ok" and got["cine.dcm"] == "ok"
     assert "15000x15000 (HxW) = 225 Mpx per frame exceeds the 179 Mpx limit" in got["bomb.tif"]
 
-    run = predict(*ckpt, "--input", str(src), "--output", str(tmp_path / "o2"), "--max-pixels", "1999",
-                  "--max-file-pixels", "6000")  # fmt: skip
+    run = predict(
+        *ckpt,
+        "--input",
+        str(src),
+        "--output",
+        str(tmp_path / "o2"),
+        "--max-pixels",
+        "1999",
+        "--max-file-pixels",
+        "6000",
+    )
     assert run.returncode == 3, run.stderr  # nothing could be read
     got = reasons(tmp_path / "o2")
     assert "--max-pixels 2000" in got["ok.png"] and "40x50 (HxW)" in got["ok.png"]

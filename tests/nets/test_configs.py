@@ -43,7 +43,16 @@ def test_kvasir_experiments_parse(name, capsys):
     from segapp.app import cli
 
     with pytest.raises(SystemExit) as e:
-        cli(["fit", "--config", QUICK, "--config", str(REPO / "configs" / "experiment" / f"{name}.yaml"), "--print_config"])
+        cli(
+            [
+                "fit",
+                "--config",
+                QUICK,
+                "--config",
+                str(REPO / "configs" / "experiment" / f"{name}.yaml"),
+                "--print_config",
+            ]
+        )
     assert e.value.code == 0
     out = capsys.readouterr().out
     assert "kvasir-seg" in out and "max_time: 00:00:40:00" in out and "precision: 32-true" in out
@@ -61,10 +70,21 @@ def test_pretrained_fit_stores_weight_stats_and_rebuilds_offline(synth_root, tmp
     from tests.conftest import fit_args
 
     args = fit_args(
-        synth_root, tmp_path, "--model", str(REPO / "configs" / "model" / "unet_effl0_pretrained.yaml"),
-        "--model.net.init_args.encoder_depth", "3", "--model.net.init_args.decoder_channels", "[32, 16, 8]",
-        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-    )  # fmt: skip
+        synth_root,
+        tmp_path,
+        "--model",
+        str(REPO / "configs" / "model" / "unet_effl0_pretrained.yaml"),
+        "--model.net.init_args.encoder_depth",
+        "3",
+        "--model.net.init_args.decoder_channels",
+        "[32, 16, 8]",
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+    )
     cli(args)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("hub touched"))
     monkeypatch.setattr(weights, "lite0_state_dict", lambda: pytest.fail("weights package read"))

@@ -97,12 +97,25 @@ def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, 
     from segapp.app import cli
 
     args = fit_args(
-        synth_root, tmp_path,
-        "--trainer.max_epochs", "3", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
-        "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
-        "--model.freeze_encoder_epochs", "1", "--model.encoder_lr_mult", "0.1",
-        "--trainer.gradient_clip_val", "1.0",
-    )  # fmt: skip
+        synth_root,
+        tmp_path,
+        "--trainer.max_epochs",
+        "3",
+        "--trainer.limit_train_batches",
+        "3",
+        "--trainer.limit_val_batches",
+        "2",
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "4",
+        "--model.freeze_encoder_epochs",
+        "1",
+        "--model.encoder_lr_mult",
+        "0.1",
+        "--trainer.gradient_clip_val",
+        "1.0",
+    )
     run = cli(args[1:], run=False)  # no subcommand when run=False
     rec = _Recorder()
     run.trainer.callbacks.append(rec)
@@ -115,7 +128,7 @@ def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, 
     assert any("epoch 1: encoder unfrozen" in r.getMessage() for r in caplog.records)
     lrs = finetune.group_lrs(run.trainer.optimizers[0])
     assert lrs["encoder"] == pytest.approx(0.1 * lrs["decoder"])
-    rows = list(csv.DictReader(open(next(tmp_path.glob("logs/version_*/metrics.csv")))))
+    rows = list(csv.DictReader((next(tmp_path.glob("logs/version_*/metrics.csv"))).read_text().splitlines()))
     frozen = [float(r["train/encoder_frozen"]) for r in rows if r.get("train/encoder_frozen")]
     assert frozen == [1.0, 0.0, 0.0]
     enc_lr = [float(r["train/lr_encoder"]) for r in rows if r.get("train/lr_encoder")]
@@ -127,7 +140,16 @@ def test_cli_validates_switch_values_and_lists_the_valid_ones(capsys):
     from segapp.app import cli
 
     with pytest.raises(SystemExit):
-        cli(["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model.net.init_args.upsample", "cubic", "--print_config"])
+        cli(
+            [
+                "fit",
+                "--config",
+                str(REPO / "configs" / "quickstart.yaml"),
+                "--model.net.init_args.upsample",
+                "cubic",
+                "--print_config",
+            ]
+        )
     err = capsys.readouterr().err
     assert "cubic" in err and "transposed" in err and "bilinear" in err
 
@@ -156,12 +178,27 @@ def test_ddp_fit_with_a_frozen_encoder_runs(synth_root, tmp_path):
     from tests.conftest import REPO
 
     args = fit_args(
-        synth_root, tmp_path,
-        "--trainer.max_epochs", "2", "--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1",
-        "--model.net.init_args.depth", "2", "--model.net.init_args.base_channels", "4",
-        "--model.freeze_encoder_epochs", "1", "--model.encoder_lr_mult", "0.1",
-        "--trainer.strategy", "ddp", "--trainer.devices", "2",
-    )  # fmt: skip
+        synth_root,
+        tmp_path,
+        "--trainer.max_epochs",
+        "2",
+        "--trainer.limit_train_batches",
+        "2",
+        "--trainer.limit_val_batches",
+        "1",
+        "--model.net.init_args.depth",
+        "2",
+        "--model.net.init_args.base_channels",
+        "4",
+        "--model.freeze_encoder_epochs",
+        "1",
+        "--model.encoder_lr_mult",
+        "0.1",
+        "--trainer.strategy",
+        "ddp",
+        "--trainer.devices",
+        "2",
+    )
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(
         [sys.executable, "-m", "segapp.cli.main", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600

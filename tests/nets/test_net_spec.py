@@ -28,11 +28,25 @@ SMALL: dict[str, dict[str, Any]] = {  # cheap builds; the argument under test is
     "smp_unet": {"encoder_name": "resnet18", "encoder_depth": 3, "decoder_channels": [64, 32, 16]},
 }
 ALTERNATIVES: dict[str, dict[str, list[Any]]] = {  # non-default values (Literal choices are added below)
-    "unet": {"in_channels": [1], "out_channels": [2], "depth": [3], "base_channels": [8], "dropout": [0.1],
-             "decoder_dropout": [0.2], "skips": [False]},  # fmt: skip
-    "smp_unet": {"encoder_name": ["resnet34"], "encoder_weights": ["<weights file>"], "in_channels": [1],
-                 "out_channels": [2], "encoder_depth": [4], "decoder_channels": [[48, 32, 16]],
-                 "decoder_attention": ["scse"], "load_weights": [False]},  # fmt: skip
+    "unet": {
+        "in_channels": [1],
+        "out_channels": [2],
+        "depth": [3],
+        "base_channels": [8],
+        "dropout": [0.1],
+        "decoder_dropout": [0.2],
+        "skips": [False],
+    },
+    "smp_unet": {
+        "encoder_name": ["resnet34"],
+        "encoder_weights": ["<weights file>"],
+        "in_channels": [1],
+        "out_channels": [2],
+        "encoder_depth": [4],
+        "decoder_channels": [[48, 32, 16]],
+        "decoder_attention": ["scse"],
+        "load_weights": [False],
+    },
 }
 # Every offered choice builds and runs (SMP 0.6's broken decoder norms are not offered: smp_unet.DecoderNorm).
 BROKEN_IN_SMP: set[tuple[str, str, str]] = set()
@@ -146,7 +160,7 @@ def test_argument_round_trips_through_the_checkpoint(name, pname, value, tmp_pat
     _forbid_weight_loading(monkeypatch)
     rebuilt, *_ = load_net(tmp_path / "m.ckpt")
     assert net_spec(rebuilt) == spec
-    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), net.state_dict().values()))
+    assert all(torch.equal(a, b) for a, b in zip(rebuilt.state_dict().values(), net.state_dict().values(), strict=True))
     if (name, pname, str(value)) in NO_FORWARD:
         return
     x = torch.randn(1, kw.get("in_channels", 3), SIZE, SIZE)
@@ -159,8 +173,13 @@ def test_smp_rebuild_with_imagenet_weights_stays_offline(tmp_path, monkeypatch):
     from segapp.inference.checkpoint import load_net
     from segapp.nets import SmpUnet
 
-    net = SmpUnet(encoder_name="resnet18", encoder_weights="imagenet", encoder_depth=3,
-                  decoder_channels=[64, 32, 16], load_weights=False).eval()  # fmt: skip
+    net = SmpUnet(
+        encoder_name="resnet18",
+        encoder_weights="imagenet",
+        encoder_depth=3,
+        decoder_channels=[64, 32, 16],
+        load_weights=False,
+    ).eval()
     meta = _save_checkpoint(net, tmp_path / "m.ckpt")
     assert meta["net"]["kwargs"]["encoder_weights"] == "imagenet" and meta["net"]["kwargs"]["load_weights"] is False
     _forbid_weight_loading(monkeypatch)

@@ -90,7 +90,9 @@ def test_mismatched_file_lists_missing_and_unexpected_keys(tmp_path, tv_resnet18
         SmpUnet(encoder_name="resnet34", encoder_weights=str(tv_resnet18_file[0]))
     wrong = dict(ref, **{"conv1.weight": torch.zeros(64, 3, 5, 5)})
     torch.save(wrong, path)
-    with pytest.raises(EncoderWeightsError, match=r"1 shape mismatches: conv1.weight \(64, 3, 5, 5\) vs \(64, 3, 7, 7\)"):
+    with pytest.raises(
+        EncoderWeightsError, match=r"1 shape mismatches: conv1.weight \(64, 3, 5, 5\) vs \(64, 3, 7, 7\)"
+    ):
         SmpUnet(encoder_name="resnet18", encoder_weights=str(path))
 
 
@@ -119,9 +121,13 @@ def test_checkpoint_rebuild_skips_weights_and_matches(tmp_path, tv_resnet18_file
     assert spec["kwargs"]["encoder_weights"] == str(path)  # provenance kept
     ckpt = tmp_path / "m.ckpt"
     meta = {
-        "schema_version": 1, "net": spec, "threshold": 0.4,
-        "preprocess": PreprocessSpec(size=(64, 64), in_channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]).to_dict(),
-    }  # fmt: skip
+        "schema_version": 1,
+        "net": spec,
+        "threshold": 0.4,
+        "preprocess": PreprocessSpec(
+            size=(64, 64), in_channels=3, mean=IMAGENET_STATS[0], std=IMAGENET_STATS[1]
+        ).to_dict(),
+    }
     torch.save({"segapp": meta, "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
     path.rename(path.with_suffix(".moved"))  # the weights file is gone at inference time
     try:

@@ -89,7 +89,8 @@ def test_norm_none_has_no_norm_layers_and_biased_convs():
 
 
 @pytest.mark.parametrize(
-    ("act", "cls"), [("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("elu", nn.ELU), ("gelu", nn.GELU), ("silu", nn.SiLU)]
+    ("act", "cls"),
+    [("relu", nn.ReLU), ("leaky_relu", nn.LeakyReLU), ("elu", nn.ELU), ("gelu", nn.GELU), ("silu", nn.SiLU)],
 )
 def test_activation_switch(act, cls):
     net = _small(activation=act)

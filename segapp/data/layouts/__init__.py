@@ -1,6 +1,7 @@
 """Find image/mask pairs on disk; one registry of layouts and one entry point, :func:`discover`.
 
-``paired``    ``ROOT/images/<name>.<ext>`` <-> ``ROOT/masks/<name>[_mask|_segmentation].<ext>`` (Kvasir-SEG, CVC-ClinicDB)
+``paired``    ``ROOT/images/<name>.<ext>`` <-> ``ROOT/masks/<name>[_mask|_segmentation].<ext>``
+              (Kvasir-SEG, CVC-ClinicDB)
 ``isic2018``  ISIC 2018 Task 1 folders as published (Training/Validation/Test)
 ``suffix``    ``<name>.png`` <-> ``<name>_mask.png`` (+ ``_mask_1``, ``_mask_2``... OR-ed; BUSI)
 ``csv``       manifest with ``image,mask`` columns, optional ``split``, ``fold``, ``group``
@@ -98,4 +99,15 @@ def _find(root: str | Path, layout: str, opts: dict[str, Any]) -> Discovery:
     return lay.find(root, **kw)
 
 
-__all__ = ["LAYOUTS", "Discovery", "LayoutName", "Pair", "detect_layout", "discover", "find_csv", "find_isic2018", "find_paired", "find_suffix"]
+__all__ = [
+    "LAYOUTS",
+    "Discovery",
+    "LayoutName",
+    "Pair",
+    "detect_layout",
+    "discover",
+    "find_csv",
+    "find_isic2018",
+    "find_paired",
+    "find_suffix",
+]

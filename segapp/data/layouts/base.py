@@ -11,10 +11,17 @@ from segapp.data.errors import DataError
 from segapp.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
 
 SPLIT_ALIASES = {
-    "train": "train", "training": "train", "trn": "train",
-    "val": "val", "valid": "val", "validation": "val", "dev": "val",
-    "test": "test", "testing": "test", "tst": "test",
-}  # fmt: skip
+    "train": "train",
+    "training": "train",
+    "trn": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "dev": "val",
+    "test": "test",
+    "testing": "test",
+    "tst": "test",
+}
 
 
 MASK_NAME_SUFFIXES = ("_mask", "_segmentation")

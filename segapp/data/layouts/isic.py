@@ -10,7 +10,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, Pair, check_root, files_by_stem, no_pairs_error
+from segapp.data.layouts.base import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    Discovery,
+    Pair,
+    check_root,
+    files_by_stem,
+    no_pairs_error,
+)
 
 _INPUT = re.compile(r"^ISIC2018_Task1(?:-2)?_(Training|Validation|Test)_Input$", re.IGNORECASE)
 _SPLIT = {"training": "train", "validation": "val", "test": "test"}
@@ -52,15 +60,25 @@ def find_isic2018(root: str | Path) -> Discovery:
         truth = _truth_dir(root, part)
         masks = {}
         if truth is not None:
-            masks = {s[: -len(MASK_SUFFIX)]: p for s, p in files_by_stem(truth, MASK_EXTENSIONS).items() if s.endswith(MASK_SUFFIX)}
+            masks = {
+                s[: -len(MASK_SUFFIX)]: p
+                for s, p in files_by_stem(truth, MASK_EXTENSIONS).items()
+                if s.endswith(MASK_SUFFIX)
+            }
         n_img, n_mask = n_img + len(images), n_mask + len(masks)
         split = _SPLIT[part.lower()]
-        out.pairs += [Pair(key=s, image=images[s], masks=(masks[s],), split=split) for s in sorted(images) if s in masks]
+        out.pairs += [
+            Pair(key=s, image=images[s], masks=(masks[s],), split=split) for s in sorted(images) if s in masks
+        ]
         out.images_without_mask += [images[s] for s in sorted(images) if s not in masks]
         out.masks_without_image += [masks[s] for s in sorted(masks) if s not in images]
     if not out.pairs:
         raise no_pairs_error(
-            root, "isic2018", n_img, n_mask,
-            "expected ISIC2018_Task1-2_<Split>_Input/ISIC_<id>.jpg and ISIC2018_Task1_<Split>_GroundTruth/ISIC_<id>_segmentation.png",
-        )  # fmt: skip
+            root,
+            "isic2018",
+            n_img,
+            n_mask,
+            "expected ISIC2018_Task1-2_<Split>_Input/ISIC_<id>.jpg and "
+            "ISIC2018_Task1_<Split>_GroundTruth/ISIC_<id>_segmentation.png",
+        )
     return out

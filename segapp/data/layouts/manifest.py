@@ -45,7 +45,10 @@ def _read_rows(path: Path) -> list[dict[str, str]]:
         fields = [h.strip().lower() for h in reader.fieldnames or []]
         missing = [c for c in REQUIRED if c not in fields]
         if missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; expected a header with image,mask (optional split,fold,group)")
+            raise DataError(
+                f"{path}: missing column(s) {', '.join(missing)}; expected a header with image,mask (optional "
+                f"split,fold,group)"
+            )
         return [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()} for row in reader]
 
 
@@ -71,7 +74,9 @@ def find_csv(root: str | Path, csv_name: str | None = None) -> Discovery:
     root = check_root(root, "a CSV manifest with image,mask columns, or its folder")
     path = find_manifest(root, csv_name)
     if path is None or not path.is_file():
-        raise DataError(f"no CSV manifest in {root}; expected one file with an image,mask header (or set data.csv_name)")
+        raise DataError(
+            f"no CSV manifest in {root}; expected one file with an image,mask header (or set data.csv_name)"
+        )
     base = path.parent
     entries: dict[str, dict] = {}
     missing: list[Path] = []
@@ -93,7 +98,19 @@ def find_csv(root: str | Path, csv_name: str | None = None) -> Discovery:
         if absent:
             missing += absent
             continue
-        pairs.append(Pair(key=Path(key).with_suffix("").as_posix(), image=e["image"], masks=tuple(dict.fromkeys(e["masks"])), split=e["split"], fold=e["fold"], group=e["group"]))
+        pairs.append(
+            Pair(
+                key=Path(key).with_suffix("").as_posix(),
+                image=e["image"],
+                masks=tuple(dict.fromkeys(e["masks"])),
+                split=e["split"],
+                fold=e["fold"],
+                group=e["group"],
+            )
+        )
     if not pairs:
-        raise DataError(f"{path}: none of its {len(entries)} rows names an existing image and mask (first missing: {missing[0] if missing else '-'}); paths are relative to the CSV's folder")
+        raise DataError(
+            f"{path}: none of its {len(entries)} rows names an existing image and mask (first missing: "
+            f"{missing[0] if missing else '-'}); paths are relative to the CSV's folder"
+        )
     return Discovery(layout="csv", pairs=pairs, missing=missing, root=base)

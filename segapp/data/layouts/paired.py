@@ -74,7 +74,11 @@ def find_paired(root: str | Path, mask_suffix: str = "_mask") -> Discovery:
     root = check_root(root, "a folder with images/ and masks/")
     subs = split_subfolders(root, lambda d: _dirs(d) is not None) if _dirs(root) is None else {}
     suffixes = (mask_suffix, *MASK_NAME_SUFFIXES)
-    parts = [_pair_one(d, split, f"{d.name}/", suffixes) for split, d in subs.items()] if subs else [_pair_one(root, None, "", suffixes)]
+    parts = (
+        [_pair_one(d, split, f"{d.name}/", suffixes) for split, d in subs.items()]
+        if subs
+        else [_pair_one(root, None, "", suffixes)]
+    )
     out = Discovery(layout="paired", pairs=[], root=root)
     for part in parts:
         out.pairs += part.pairs
@@ -82,5 +86,11 @@ def find_paired(root: str | Path, mask_suffix: str = "_mask") -> Discovery:
         out.masks_without_image += part.masks_without_image
     if not out.pairs:
         n_img = len(out.images_without_mask)
-        raise no_pairs_error(root, "paired", n_img, len(out.masks_without_image), "expected the same file stem in images/ and masks/, or masks/<name>_mask.png")
+        raise no_pairs_error(
+            root,
+            "paired",
+            n_img,
+            len(out.masks_without_image),
+            "expected the same file stem in images/ and masks/, or masks/<name>_mask.png",
+        )
     return out

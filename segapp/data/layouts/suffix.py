@@ -10,7 +10,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from segapp.data.layouts.base import IMAGE_EXTENSIONS, MASK_EXTENSIONS, Discovery, check_root, is_visible_file, mask_name_re, match_by_key, no_pairs_error
+from segapp.data.layouts.base import (
+    IMAGE_EXTENSIONS,
+    MASK_EXTENSIONS,
+    Discovery,
+    check_root,
+    is_visible_file,
+    mask_name_re,
+    match_by_key,
+    no_pairs_error,
+)
 
 
 def _mask_re(suffix: str) -> re.Pattern:
@@ -18,7 +27,11 @@ def _mask_re(suffix: str) -> re.Pattern:
 
 
 def _walk(root: Path, exts: tuple[str, ...]) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if is_visible_file(p, exts) and not any(s.startswith(".") for s in p.relative_to(root).parts))
+    return sorted(
+        p
+        for p in root.rglob("*")
+        if is_visible_file(p, exts) and not any(s.startswith(".") for s in p.relative_to(root).parts)
+    )
 
 
 def detect(root: Path, mask_suffix: str = "_mask") -> bool:
@@ -63,5 +76,11 @@ def find_suffix(root: str | Path, mask_suffix: str = "_mask", mask_dir: str | No
         images.setdefault(_key(p, root, p.stem, by_name), p)
     found = match_by_key("suffix", root, images, masks)
     if not found.pairs:
-        raise no_pairs_error(root, "suffix", len(images), sum(map(len, masks.values())), f"expected <name>.png next to <name>{mask_suffix}.png (set data.mask_suffix if yours differs)")
+        raise no_pairs_error(
+            root,
+            "suffix",
+            len(images),
+            sum(map(len, masks.values())),
+            f"expected <name>.png next to <name>{mask_suffix}.png (set data.mask_suffix if yours differs)",
+        )
     return found
