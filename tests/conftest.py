@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -31,26 +33,62 @@ def holdout_root(tmp_path_factory) -> Path:
     return generate(tmp_path_factory.mktemp("holdout") / "data", n=24, size=64, seed=123)
 
 
-def fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
-    """Command-line arguments for a tiny CPU ``segapp fit`` on ``root``."""
+def flags(**kw) -> list[str]:
+    """``--name value`` pairs for an argparse script, in keyword order: ``batch_size=1`` -> ``--batch-size 1``.
+
+    ``True`` gives the bare flag; ``None`` and ``False`` leave it out.
+    """
+    out: list[str] = []
+    for key, value in kw.items():
+        if value is None or value is False:
+            continue
+        flag = "--" + key.replace("_", "-")
+        out += [flag] if value is True else [flag, str(value)]
+    return out
+
+
+def dotted(settings: dict) -> list[str]:
+    """LightningCLI arguments from dotted keys, in order: ``{"trainer.max_epochs": 2}`` -> ``--trainer.max_epochs 2``.
+
+    Booleans are written ``true``/``false``.
+    """
+    out: list[str] = []
+    for key, value in settings.items():
+        out += [f"--{key}", str(value).lower() if isinstance(value, bool) else str(value)]
+    return out
+
+
+def fit_args(root: Path, run_dir: Path, *extra: str, command: str = "fit", batch_size: int | None = 8) -> list[str]:
+    """Command-line arguments for a tiny CPU ``segapp fit`` (or ``test``/``validate``: ``command``) on ``root``.
+
+    ``batch_size=None`` keeps the config's batch size.
+    """
+    data = {"data.root": root, "data.image_size": 64, "data.num_workers": 0, "data.batch_size": batch_size}
     return [
-        "fit",
+        command,
         "--config",
         str(REPO / "configs" / "quickstart.yaml"),
-        "--data.root",
-        str(root),
-        "--data.image_size",
-        "64",
-        "--data.num_workers",
-        "0",
-        "--data.batch_size",
-        "8",
-        "--trainer.default_root_dir",
-        str(run_dir),
-        "--trainer.enable_progress_bar",
-        "false",
+        *dotted({k: v for k, v in data.items() if v is not None}),
+        *dotted({"trainer.default_root_dir": run_dir, "trainer.enable_progress_bar": False}),
         *extra,
     ]
+
+
+def tiny_fit_args(root: Path, run_dir: Path, *extra: str) -> list[str]:
+    """:func:`fit_args` for a very small net (depth 2, 4 channels) on 2 training and 1 validation batch."""
+    tiny = {
+        "model.net.init_args.depth": 2,
+        "model.net.init_args.base_channels": 4,
+        "trainer.limit_train_batches": 2,
+        "trainer.limit_val_batches": 1,
+    }
+    return fit_args(root, run_dir, *dotted(tiny), *extra)
+
+
+def run_fit(args: list[str], timeout: int = 300, **kw) -> subprocess.CompletedProcess:
+    """``segapp <args>`` in a subprocess from the repository root, output captured as text."""
+    cmd = [sys.executable, "-m", "segapp.cli.main", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=REPO, **kw)
 
 
 @pytest.fixture(scope="session")
@@ -59,16 +97,7 @@ def tiny_ckpt(synth_root, tmp_path_factory) -> Path:
     from segapp.app import cli
 
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    cli(
-        fit_args(
-            synth_root,
-            run_dir,
-            "--trainer.max_epochs",
-            "12",
-            "--model.net.init_args.depth",
-            "3",
-        )
-    )
+    cli(fit_args(synth_root, run_dir, *dotted({"trainer.max_epochs": 12, "model.net.init_args.depth": 3})))
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     assert ckpt.is_file()
     return ckpt

@@ -9,29 +9,7 @@ import torch
 
 from segapp.inference.checkpoint import CheckpointError, read_meta
 from segapp.io.archive import checkpoint_problem
-from tests.conftest import REPO, fit_args
-
-
-def _tiny(root, run, *extra):
-    return fit_args(
-        root,
-        run,
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "4",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        *extra,
-    )
-
-
-def _fit(args, timeout=300):
-    return subprocess.run(
-        [sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True, timeout=timeout, cwd=REPO
-    )
+from tests.conftest import REPO, run_fit, tiny_fit_args
 
 
 def _one_error_line(proc, *needles):
@@ -67,7 +45,7 @@ BAD_SETTINGS = [
 @pytest.mark.slow
 @pytest.mark.parametrize(("extra", "message"), BAD_SETTINGS, ids=[m.split(":")[0][:30] for _, m in BAD_SETTINGS])
 def test_out_of_range_settings_are_one_line_exit_2(synth_root, tmp_path, extra, message):
-    _one_error_line(_fit(_tiny(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", *extra)), message)
+    _one_error_line(run_fit(tiny_fit_args(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", *extra)), message)
 
 
 @pytest.fixture()
@@ -75,7 +53,7 @@ def one_epoch_run(synth_root, tmp_path):
     from segapp.app import cli
 
     run = tmp_path / "run"
-    cli(_tiny(synth_root, run, "--trainer.max_epochs", "1"))
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "1"))
     return run
 
 
@@ -85,7 +63,7 @@ def test_corrupt_last_checkpoint_is_one_line_with_the_fix(one_epoch_run, synth_r
     last = one_epoch_run / "checkpoints" / "last.ckpt"
     data = last.read_bytes()
     last.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
-    proc = _fit(_tiny(synth_root, one_epoch_run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+    proc = run_fit(tiny_fit_args(synth_root, one_epoch_run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     line = _one_error_line(proc, str(last), "best.ckpt")
     assert ("truncated" if damage == "truncate" else "empty (0 bytes)") in line
 
@@ -103,7 +81,7 @@ def test_disk_full_while_saving_keeps_the_previous_checkpoint(one_epoch_run, syn
 
     monkeypatch.setattr(cio.torch, "save", full_disk)
     with pytest.raises(SystemExit) as exit_info:
-        main(_tiny(synth_root, one_epoch_run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
+        main(tiny_fit_args(synth_root, one_epoch_run, "--trainer.max_epochs", "2", "--ckpt_path", "last"))
     monkeypatch.undo()
     assert exit_info.value.code == 4
     err = capsys.readouterr().err
@@ -143,8 +121,8 @@ def test_malicious_checkpoint_is_refused_and_never_run(synth_root, tmp_path, sub
     marker = tmp_path / "PWNED"
     evil = tmp_path / "evil.ckpt"
     torch.save({"state_dict": {}, "hyper_parameters": {"x": _Evil(marker)}}, evil)
-    args = _tiny(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", "--ckpt_path", str(evil))
-    proc = _fit([subcommand, *args[1:]])
+    args = tiny_fit_args(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", "--ckpt_path", str(evil))
+    proc = run_fit([subcommand, *args[1:]])
     _one_error_line(proc, str(evil), "refused by the safe loader")
     assert not marker.exists()
 

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from segapp.data.synth import generate
-from tests.conftest import fit_args
+from tests.conftest import dotted, fit_args
 
 
 def numpy_dice(pred: np.ndarray, gt: np.ndarray) -> float:
@@ -30,21 +30,9 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
     run = tmp_path / "run"
+    net = {"model.net.init_args.depth": 2, "model.net.init_args.base_channels": 8, "data.batch_size": 2}
     args = fit_args(
-        root,
-        run,
-        "--trainer.devices",
-        "2",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.max_epochs",
-        "2",
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "8",
-        "--data.batch_size",
-        "2",
+        root, run, *dotted({"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_epochs": 2, **net})
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -78,24 +66,8 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     # the 2-rank checkpoint resumes on 1 device: same run, step counter continues, ends at epoch 3
     before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    resume = fit_args(
-        root,
-        run,
-        "--trainer.devices",
-        "1",
-        "--trainer.strategy",
-        "auto",
-        "--trainer.max_epochs",
-        "3",
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "8",
-        "--data.batch_size",
-        "2",
-        "--ckpt_path",
-        "last",
-    )
+    one_device = {"trainer.devices": 1, "trainer.strategy": "auto", "trainer.max_epochs": 3, **net}
+    resume = fit_args(root, run, *dotted(one_device), "--ckpt_path", "last")
     out = subprocess.run(
         [sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True, timeout=900, env=env
     )

@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import Timer
 from segapp.errors import SettingError
 from segapp.lit.schedule_length import ScheduleFollower, ScheduleLength, from_limits, project_time
 from segapp.lit.schedulers import WarmupCosine
-from tests.conftest import fit_args
+from tests.conftest import tiny_fit_args
 
 LR = 0.003  # configs/quickstart.yaml
 
@@ -23,22 +23,6 @@ def _factor(epoch: int, length: int, warmup: int = 1, floor: float = 0.01) -> fl
         return (epoch + 1) / (warmup + 1)
     t = min(1.0, (epoch - warmup) / (length - warmup))
     return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * t))
-
-
-def _tiny(root, run, *extra):
-    return fit_args(
-        root,
-        run,
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "4",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        *extra,
-    )
 
 
 def _epoch_lrs(run) -> dict[int, float]:
@@ -145,7 +129,7 @@ def test_quickstart_with_only_max_epochs_changed_ends_its_cosine_at_the_last_epo
     from segapp.app import cli
 
     run = tmp_path / "run"
-    cli(_tiny(synth_root, run, "--trainer.max_epochs", "5"))
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "5"))
     lrs = _epoch_lrs(run)
     assert sorted(lrs) == [0, 1, 2, 3, 4]
     for epoch, lr in lrs.items():
@@ -160,7 +144,7 @@ def test_step_limit_ends_the_run_first(synth_root, tmp_path):
     from segapp.app import cli
 
     run = tmp_path / "run"
-    cli(_tiny(synth_root, run, "--trainer.max_epochs", "6", "--trainer.max_steps", "6"))  # 2 steps per epoch
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "6", "--trainer.max_steps", "6"))  # 2 steps per epoch
     info = _run_info(run)["lr_schedule"]
     assert info["epochs"] == 3 and "max_steps=6" in info["source"]
     lrs = _epoch_lrs(run)
@@ -171,8 +155,8 @@ def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, cap
     from segapp.app import cli
 
     run = tmp_path / "run"
-    cli(_tiny(synth_root, run, "--trainer.max_epochs", "3"))
-    cli(_tiny(synth_root, run, "--trainer.max_epochs", "6", "--ckpt_path", "last"))
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "3"))
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "6", "--ckpt_path", "last"))
     assert "resumed at epoch 3: length 3 -> 6 epochs" in capsys.readouterr().out
     lrs = _epoch_lrs(run)
     for epoch in (3, 4, 5):

@@ -11,7 +11,7 @@ from PIL import Image
 
 from segapp.cli.eval import main
 from segapp.io import read_mask
-from tests.conftest import REPO
+from tests.conftest import dotted, fit_args, flags
 
 
 def _eval(*args: str) -> subprocess.CompletedProcess:
@@ -90,18 +90,9 @@ def test_eval_cli_errors_are_one_line(tmp_path, capsys):
 @pytest.mark.slow
 def test_eval_after_segapp_predict_on_holdout(tiny_ckpt, holdout_root, tmp_path):
     pred = tmp_path / "pred"
+    args = flags(checkpoint=tiny_ckpt, input=holdout_root / "images", output=pred)
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segapp.cli.predict",
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--input",
-            str(holdout_root / "images"),
-            "--output",
-            str(pred),
-        ],
+        [sys.executable, "-m", "segapp.cli.predict", *args],
         capture_output=True,
         text=True,
         timeout=300,
@@ -136,34 +127,10 @@ def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
 
     root = _mixed_sizes(synth_root, tmp_path / "data")
     run_dir = tmp_path / "run"
-    cli(
-        [
-            "test",
-            "--config",
-            str(REPO / "configs" / "quickstart.yaml"),
-            "--data.root",
-            str(root),
-            "--data.image_size",
-            "64",
-            "--data.num_workers",
-            "0",
-            "--data.batch_size",
-            "8",
-            "--data.test_fraction",
-            "0.2",
-            "--model.net.init_args.depth",
-            "3",
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks+=segapp.lit.report_callback.EvalReport",
-            "--trainer.callbacks.worst=4",
-            "--trainer.callbacks.n_boot=100",
-            "--ckpt_path",
-            str(tiny_ckpt),
-        ]
-    )
+    extra = dotted({"data.test_fraction": 0.2, "model.net.init_args.depth": 3})
+    report = ["--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.worst=4"]
+    report += ["--trainer.callbacks.n_boot=100", "--ckpt_path", str(tiny_ckpt)]
+    cli(fit_args(root, run_dir, *extra, *report, command="test"))
     reports = list(run_dir.rglob("test_report/summary.json"))
     assert len(reports) == 1
     rep = reports[0].parent
@@ -184,30 +151,10 @@ def test_segapp_validate_writes_a_val_report(tiny_ckpt, synth_root, tmp_path):
     from segapp.app import cli
 
     run_dir = tmp_path / "run"
-    cli(
-        [
-            "validate",
-            "--config",
-            str(REPO / "configs" / "quickstart.yaml"),
-            "--data.root",
-            str(synth_root),
-            "--data.image_size",
-            "64",
-            "--data.num_workers",
-            "0",
-            "--model.net.init_args.depth",
-            "3",
-            "--trainer.default_root_dir",
-            str(run_dir),
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.callbacks+=segapp.lit.report_callback.EvalReport",
-            "--trainer.callbacks.split=val",
-            "--trainer.callbacks.n_boot=100",
-            "--ckpt_path",
-            str(tiny_ckpt),
-        ]
-    )
+    extra = dotted({"model.net.init_args.depth": 3})
+    report = ["--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.split=val"]
+    report += ["--trainer.callbacks.n_boot=100", "--ckpt_path", str(tiny_ckpt)]
+    cli(fit_args(synth_root, run_dir, *extra, *report, command="validate", batch_size=None))
     reports = list(run_dir.rglob("val_report/summary.json"))
     assert len(reports) == 1
     doc = json.loads(reports[0].read_text())

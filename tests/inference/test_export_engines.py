@@ -14,6 +14,7 @@ import pytest
 
 from segapp.inference import Predictor, resolve_precision
 from segapp.inference.tiling import gaussian_importance, sliding_window, window_starts
+from tests.conftest import flags
 
 REPO = Path(__file__).resolve().parents[2]
 PARITY_TOL = 1e-4  # max abs difference of probabilities, torch fp32 vs ONNX Runtime (docs/inference.md)
@@ -23,17 +24,7 @@ PARITY_TOL = 1e-4  # max abs difference of probabilities, torch fp32 vs ONNX Run
 def onnx_model(tiny_ckpt, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "tiny.onnx"
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "segapp.cli.export",
-            "--checkpoint",
-            str(tiny_ckpt),
-            "--format",
-            "onnx",
-            "--out",
-            str(out),
-        ],
+        [sys.executable, "-m", "segapp.cli.export", *flags(checkpoint=tiny_ckpt, format="onnx", out=out)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -103,25 +94,9 @@ def test_onnx_path_runs_without_torch_opencv_or_scipy(onnx_model, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     expected = make_scan_folder(inp)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
+    args = flags(model=onnx_model, input=inp, output=out, workers=2, tta="flip", no_progress=True, min_size=3)
     res = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            BLOCKER,
-            "--model",
-            str(onnx_model),
-            "--input",
-            str(inp),
-            "--output",
-            str(out),
-            "--workers",
-            "2",
-            "--tta",
-            "flip",
-            "--no-progress",
-            "--min-size",
-            "3",
-        ],
+        [sys.executable, "-c", BLOCKER, *args],
         capture_output=True,
         text=True,
         timeout=300,

@@ -16,6 +16,7 @@ import pytest
 from PIL import Image
 
 from segapp.io import read_mask
+from tests.conftest import flags
 from tests.inference.formats import SECRET_NAME, make_scan_folder
 
 pytestmark = pytest.mark.slow
@@ -61,18 +62,7 @@ def test_every_format_gets_a_mask_at_its_size_and_broken_files_get_reasons(tiny_
     inp, expected = every_format
     out = tmp_path / "out"
     res = predict(
-        "--checkpoint",
-        str(tiny_ckpt),
-        "--input",
-        str(inp),
-        "--output",
-        str(out),
-        "--workers",
-        "2",
-        "--overlay",
-        "--save-probs",
-        "--batch-size",
-        "4",
+        *flags(checkpoint=tiny_ckpt, input=inp, output=out, workers=2, overlay=True, save_probs=True, batch_size=4)
     )
     assert res.returncode == 1, res.stderr  # some inputs failed, others succeeded
     rows = read_rows(out)
@@ -127,23 +117,8 @@ def test_resume_after_a_killed_run_completes_the_rest_and_leaves_no_temp_files(t
     rng = np.random.default_rng(1)
     for i in range(60):
         Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(inp / f"img{i:03d}.png")
-    args = [
-        "--checkpoint",
-        str(tiny_ckpt),
-        "--input",
-        str(inp),
-        "--output",
-        str(out),
-        "--workers",
-        "0",
-        "--batch-size",
-        "1",
-        "--tta",
-        "flip4",
-        "--save-probs",
-        "--overlay",
-        "--no-progress",
-    ]
+    args = flags(checkpoint=tiny_ckpt, input=inp, output=out, workers=0, batch_size=1)
+    args += flags(tta="flip4", save_probs=True, overlay=True, no_progress=True)
     proc = subprocess.Popen(
         [sys.executable, "-m", "segapp.cli.predict", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.conftest import flags
 from tests.inference.test_predict_cli import predict_in_process, read_rows
 
 pytestmark = pytest.mark.slow
@@ -59,21 +60,7 @@ def many_images(tmp_path_factory) -> Path:
 
 def start_run(ckpt: Path, inp: Path, out: Path, log: Path) -> tuple[subprocess.Popen, list[str], set[int]]:
     """Start a run with two decoding workers; return once it wrote a few masks and its children."""
-    args = [
-        "--checkpoint",
-        str(ckpt),
-        "--input",
-        str(inp),
-        "--output",
-        str(out),
-        "--workers",
-        "2",
-        "--batch-size",
-        "1",
-        "--tta",
-        "flip4",
-        "--no-progress",
-    ]
+    args = flags(checkpoint=ckpt, input=inp, output=out, workers=2, batch_size=1, tta="flip4", no_progress=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     with open(log, "w") as fh:
         proc = subprocess.Popen([sys.executable, "-m", "segapp.cli.predict", *args], stdout=fh, stderr=fh, env=env)

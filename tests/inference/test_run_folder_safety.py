@@ -16,6 +16,7 @@ from PIL import Image
 
 from segapp.inference.lock import LOCK_NAME, process_start_time
 from segapp.inference.run_record import RunMismatchError, check_same_run
+from tests.conftest import flags
 from tests.inference.test_predict_cli import predict_in_process, read_rows
 
 pytestmark = pytest.mark.slow
@@ -103,19 +104,7 @@ def test_output_that_is_a_file_or_not_writable_is_one_line_exit_4(tiny_ckpt, tmp
 
 def test_disk_full_stops_with_exit_4_and_resume_completes_the_run(tiny_ckpt, tmp_path, capsys, monkeypatch):
     inp, out = make_images(tmp_path / "in", 8), tmp_path / "out"
-    args = (
-        "--checkpoint",
-        str(tiny_ckpt),
-        "--input",
-        str(inp),
-        "--output",
-        str(out),
-        "--workers",
-        "0",
-        "--batch-size",
-        "1",
-        "--save-probs",
-    )
+    args = flags(checkpoint=tiny_ckpt, input=inp, output=out, workers=0, batch_size=1, save_probs=True)
     real_replace, calls = os.replace, []
 
     def fill_up(src, dst, *a, **k):

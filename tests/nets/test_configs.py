@@ -67,23 +67,15 @@ def test_pretrained_fit_stores_weight_stats_and_rebuilds_offline(synth_root, tmp
     from segapp.app import cli
     from segapp.inference.checkpoint import load_net
     from segapp.nets import weights
-    from tests.conftest import fit_args
+    from tests.conftest import dotted, fit_args
 
     args = fit_args(
         synth_root,
         tmp_path,
         "--model",
         str(REPO / "configs" / "model" / "unet_effl0_pretrained.yaml"),
-        "--model.net.init_args.encoder_depth",
-        "3",
-        "--model.net.init_args.decoder_channels",
-        "[32, 16, 8]",
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
+        *dotted({"model.net.init_args.encoder_depth": 3, "model.net.init_args.decoder_channels": "[32, 16, 8]"}),
+        *dotted({"trainer.max_epochs": 2, "trainer.limit_train_batches": 2, "trainer.limit_val_batches": 1}),
     )
     cli(args)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", lambda *a, **k: pytest.fail("hub touched"))

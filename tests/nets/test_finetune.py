@@ -12,7 +12,9 @@ from torch import nn
 
 from segapp.lit import SegmentationModule, finetune
 from segapp.nets import UNet
-from tests.conftest import REPO, fit_args
+from tests.conftest import REPO, dotted, fit_args, run_fit, tiny_fit_args
+
+FREEZE_ONE_EPOCH = {"model.freeze_encoder_epochs": 1, "model.encoder_lr_mult": 0.1}  # then fine-tune at lr x 0.1
 
 
 def _tiny() -> UNet:
@@ -96,25 +98,10 @@ def test_fit_freezes_then_unfreezes_with_lower_encoder_lr(synth_root, tmp_path, 
     """3 tiny epochs: epoch 0 frozen (encoder and BN stats untouched), epochs 1-2 fine-tuned at lr x 0.1."""
     from segapp.app import cli
 
+    limits = {"trainer.max_epochs": 3, "trainer.limit_train_batches": 3, "trainer.limit_val_batches": 2}
+    net = {"model.net.init_args.depth": 2, "model.net.init_args.base_channels": 4}
     args = fit_args(
-        synth_root,
-        tmp_path,
-        "--trainer.max_epochs",
-        "3",
-        "--trainer.limit_train_batches",
-        "3",
-        "--trainer.limit_val_batches",
-        "2",
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "4",
-        "--model.freeze_encoder_epochs",
-        "1",
-        "--model.encoder_lr_mult",
-        "0.1",
-        "--trainer.gradient_clip_val",
-        "1.0",
+        synth_root, tmp_path, *dotted({**limits, **net, **FREEZE_ONE_EPOCH, "trainer.gradient_clip_val": 1.0})
     )
     run = cli(args[1:], run=False)  # no subcommand when run=False
     rec = _Recorder()
@@ -172,36 +159,8 @@ def test_distributed_freeze_keeps_requires_grad_and_drops_grads():
 @pytest.mark.slow
 def test_ddp_fit_with_a_frozen_encoder_runs(synth_root, tmp_path):
     """2-process CPU DDP (gloo) through freeze -> unfreeze; toggling requires_grad would break DDP."""
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-
-    args = fit_args(
-        synth_root,
-        tmp_path,
-        "--trainer.max_epochs",
-        "2",
-        "--trainer.limit_train_batches",
-        "2",
-        "--trainer.limit_val_batches",
-        "1",
-        "--model.net.init_args.depth",
-        "2",
-        "--model.net.init_args.base_channels",
-        "4",
-        "--model.freeze_encoder_epochs",
-        "1",
-        "--model.encoder_lr_mult",
-        "0.1",
-        "--trainer.strategy",
-        "ddp",
-        "--trainer.devices",
-        "2",
-    )
+    ddp = {"trainer.max_epochs": 2, **FREEZE_ONE_EPOCH, "trainer.strategy": "ddp", "trainer.devices": 2}
     env = {**__import__("os").environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run(
-        [sys.executable, "-m", "segapp.cli.main", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600
-    )
+    proc = run_fit(tiny_fit_args(synth_root, tmp_path, *dotted(ddp)), timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "epoch 1: encoder unfrozen" in proc.stderr + proc.stdout
