@@ -29,6 +29,9 @@ from segapp.lit import SegmentationModule  # noqa: E402
 from segapp.machine import cpu_model  # noqa: E402
 from segapp.nets import UNet  # noqa: E402
 
+# a bare Trainer: no logs, checkpoints, progress bar or summary to time
+QUIET = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False, "enable_model_summary": False}
+
 
 def _batches(size: int, batch: int, n_batches: int) -> DataLoader:
     g = torch.Generator().manual_seed(0)
@@ -73,19 +76,9 @@ def run_lightning(
     loader: DataLoader, steps: int, warmup: int, precision: str, channels_last: bool, device: str
 ) -> float:
     timer = _Timer(warmup, device)
-    trainer = L.Trainer(
-        accelerator="gpu" if device == "cuda" else "cpu",
-        devices=1,
-        max_steps=steps,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        callbacks=[timer],
-        default_root_dir=tempfile.mkdtemp(),
-    )
+    accelerator = "gpu" if device == "cuda" else "cpu"
+    run = {"max_steps": steps, "precision": precision, "callbacks": [timer], "default_root_dir": tempfile.mkdtemp()}
+    trainer = L.Trainer(accelerator=accelerator, devices=1, limit_val_batches=0, **QUIET, **run)
     trainer.fit(_module(channels_last), train_dataloaders=loader)
     return timer.n / (timer.t1 - timer.t0)
 

@@ -30,6 +30,12 @@ def _version() -> str:
     return __version__
 
 
+HELP = {
+    "mode": "resize: whole image to the training size (default); tile: Gaussian-blended windows",
+    "precision": "auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="segapp-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -44,24 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
     p.add_argument("--tta", choices=get_args(Tta), default="none", help="average over flips (default none)")
-    p.add_argument(
-        "--mode",
-        choices=get_args(Mode),
-        default="resize",
-        help="resize: whole image to the training size (default); tile: Gaussian-blended windows",
-    )
+    p.add_argument("--mode", choices=get_args(Mode), default="resize", help=HELP["mode"])
     p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
     p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
     p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
     p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
     p.add_argument("--device", choices=get_args(Device), default="auto", help="default auto")
-    p.add_argument(
-        "--precision",
-        choices=get_args(Precision),
-        default="auto",
-        help="auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32",
-    )
+    p.add_argument("--precision", choices=get_args(Precision), default="auto", help=HELP["precision"])
     p.add_argument(
         "--save-probs",
         nargs="?",
@@ -130,6 +126,16 @@ def main(argv: list[str] | None = None) -> None:
     sys.exit(summary.exit_code)
 
 
+# command-line options passed through by name (argparse dest == keyword)
+PREDICTOR_OPTIONS = ("threshold", "tta", "mode", "keep_largest", "min_size", "overlap", "batch_size")
+FOLDER_OPTIONS = ("save_probs", "overlay", "resume", "workers", "nifti_axis", "max_pixels", "max_file_pixels")
+FOLDER_OPTIONS += ("overwrite", "break_lock")
+
+
+def _options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
+    return {name: getattr(args, name) for name in names}
+
+
 def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     """Build the engine and predictor from ``args`` and run the folder; returns the summary."""
     from segapp.inference.engines import create_engine
@@ -137,28 +143,9 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     from segapp.inference.predictor import Predictor
 
     engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
-    predictor = Predictor(
-        engine,
-        threshold=args.threshold,
-        tta=args.tta,
-        mode=args.mode,
-        keep_largest=args.keep_largest,
-        min_size=args.min_size,
-        overlap=args.overlap,
-        batch_size=args.batch_size,
-    )
-    options = FolderOptions(
-        save_probs=args.save_probs,
-        overlay=args.overlay,
-        resume=args.resume,
-        workers=args.workers,
-        nifti_axis=args.nifti_axis,
-        max_pixels=args.max_pixels,
-        max_file_pixels=args.max_file_pixels,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        overwrite=args.overwrite,
-        break_lock=args.break_lock,
-    )
+    predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
+    progress = not args.no_progress and sys.stderr.isatty()
+    options = FolderOptions(progress=progress, **_options(args, FOLDER_OPTIONS))
     info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
     return predict_folder(predictor, args.input, args.output, options, info)
 

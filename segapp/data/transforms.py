@@ -16,30 +16,14 @@ from segapp.errors import SettingError, check_choice
 
 AugmentPreset = Literal["none", "light", "standard", "strong"]
 
-_OFF = {
-    "hflip": 0.0,
-    "vflip": 0.0,
-    "rotate90": 0.0,
-    "affine_p": 0.0,
-    "scale": (0.9, 1.1),
-    "shift": 0.06,
-    "rotate": 15.0,
-    "crop_p": 0.0,
-    "crop_scale": (0.6, 1.0),
-    "brightness": 0.15,
-    "contrast": 0.15,
-    "color_p": 0.0,
-    "hue": 5.0,
-    "saturation": 10.0,
-    "hue_p": 0.0,
-    "blur_noise_p": 0.0,
-    "noise_std": (0.01, 0.04),
-    "elastic_p": 0.0,
-    "grid_p": 0.0,
-    "dropout_p": 0.0,
-    "dropout_holes": (1, 6),
-    "dropout_size": (0.04, 0.12),
-}
+# Every knob at its "off" value, by kind (a preset switches some on; data.augment_params sets any).
+_FLIPS = {"hflip": 0.0, "vflip": 0.0, "rotate90": 0.0}
+_AFFINE = {"affine_p": 0.0, "scale": (0.9, 1.1), "shift": 0.06, "rotate": 15.0}
+_CROP = {"crop_p": 0.0, "crop_scale": (0.6, 1.0)}
+_COLOUR = {"brightness": 0.15, "contrast": 0.15, "color_p": 0.0, "hue": 5.0, "saturation": 10.0, "hue_p": 0.0}
+_NOISE = {"blur_noise_p": 0.0, "noise_std": (0.01, 0.04), "elastic_p": 0.0, "grid_p": 0.0}
+_DROPOUT = {"dropout_p": 0.0, "dropout_holes": (1, 6), "dropout_size": (0.04, 0.12)}
+_OFF = {**_FLIPS, **_AFFINE, **_CROP, **_COLOUR, **_NOISE, **_DROPOUT}
 PRESETS: dict[str, dict[str, Any]] = {"none": dict(_OFF)}
 PRESETS["light"] = {**PRESETS["none"], "hflip": 0.5, "vflip": 0.5, "rotate90": 0.5, "affine_p": 0.5}
 PRESETS["standard"] = {**PRESETS["light"], "crop_p": 0.5, "color_p": 0.5, "hue_p": 0.3, "blur_noise_p": 0.3}
