@@ -30,9 +30,9 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 5 validation images: odd
     run = tmp_path / "run"
-    net = {"model.net.init_args.depth": 2, "model.net.init_args.base_channels": 8, "data.batch_size": 2}
+    tiny = {"model.net.init_args.depth": 2, "model.net.init_args.base_channels": 8, "data.batch_size": 2}
     args = fit_args(
-        root, run, *dotted({"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_epochs": 2, **net})
+        root, run, *dotted({"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_epochs": 2, **tiny})
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
@@ -66,7 +66,7 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
 
     # the 2-rank checkpoint resumes on 1 device: same run, step counter continues, ends at epoch 3
     before = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    one_device = {"trainer.devices": 1, "trainer.strategy": "auto", "trainer.max_epochs": 3, **net}
+    one_device = {"trainer.devices": 1, "trainer.strategy": "auto", "trainer.max_epochs": 3, **tiny}
     resume = fit_args(root, run, *dotted(one_device), "--ckpt_path", "last")
     out = subprocess.run(
         [sys.executable, "-m", "segapp.cli.main", *resume], capture_output=True, text=True, timeout=900, env=env
