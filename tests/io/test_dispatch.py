@@ -135,3 +135,22 @@ def test_one_imagenet_constant_and_one_stats_type():
     assert data_stats.imagenet_stats(3) == segapp.io.IMAGENET_STATS
     assert weights.Stats is data_stats.Stats is segapp.io.Stats
     assert not hasattr(data_stats, "IMAGENET")
+
+
+def test_atomic_write_interrupted_right_after_creating_its_temp_file_leaves_nothing(tmp_path, monkeypatch):
+    """A Ctrl-C/SIGTERM that lands between mkstemp and the write used to leave a .tmp-* file behind."""
+    import os
+
+    from segapp.io import writers
+
+    real_close = os.close
+
+    def interrupted_close(fd):
+        real_close(fd)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(writers.os, "close", interrupted_close)
+    with pytest.raises(KeyboardInterrupt), writers.atomic_write(tmp_path / "a.png") as tmp:
+        tmp.write_bytes(b"never")
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
