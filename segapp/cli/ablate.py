@@ -15,14 +15,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from segapp.cli.errors import run_console
+from segapp.cli.parsing import console_parser
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="segapp-ablate",
-        description=__doc__,
-        allow_abbrev=False,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = console_parser("segapp-ablate", __doc__, pass_through=True)
     p.add_argument("--config", action="append", required=True, help="base segapp config; repeat to layer several")
     p.add_argument("--study", required=True, help="study YAML (see configs/ablation/ and docs/ablation.md)")
     p.add_argument("--out", required=True, help="output folder")
@@ -30,24 +28,27 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _checked_study(path: str, configs: list[str], extra: list[str]):
+    """Load the study and parse every variant (and the pass-through arguments) with the CLI's parser."""
+    from segapp.ablation import StudyError, load_study, validate_study
+    from segapp.app import parse_only
+
+    study = load_study(path)
+    validate_study(study, [*configs])
+    if extra:  # pass-through args must parse too
+        err = parse_only([a for c in configs for a in ("--config", c)] + extra)
+        if err:
+            raise StudyError(f"extra arguments {extra} are rejected by the segapp CLI: {err}")
+    return study
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point; a bad study ends with one ``error:`` message and exit code 2."""
-    from segapp.ablation import StudyError, load_study, run_study, validate_study, write_study_report
+    from segapp.ablation import run_study, write_study_report
 
     argv = sys.argv[1:] if argv is None else argv
     args, extra = build_parser().parse_known_args(argv)
-    try:
-        study = load_study(args.study)
-        validate_study(study, [*args.config])
-        if extra:  # pass-through args must parse too
-            from segapp.app import parse_only
-
-            err = parse_only([a for c in args.config for a in ("--config", c)] + extra)
-            if err:
-                raise StudyError(f"extra arguments {extra} are rejected by the segapp CLI:\n{err}")
-    except (StudyError, OSError) as e:
-        print(f"segapp-ablate: error: {e}", file=sys.stderr)
-        sys.exit(2)
+    study = run_console("segapp-ablate", lambda: _checked_study(args.study, args.config, extra), also=(OSError,))
     print(
         f"study {study.name}: {len(study.variants)} variant(s) x {len(study.seeds)} seed(s) = "
         f"{len(study.variants) * len(study.seeds)} run(s)"

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from segapp.cli.errors import fail, run_console
+from segapp.cli.parsing import console_parser
 from segapp.io import atomic_write
 
 
@@ -91,9 +92,7 @@ def format_table(summary: dict, command: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="segapp-cv", description=__doc__, allow_abbrev=False, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = console_parser("segapp-cv", __doc__, pass_through=True)
     p.add_argument("--num-folds", type=int, default=5, help="number of folds K (default 5)")
     p.add_argument("--folds", default=None, help="comma-separated subset of folds to train, e.g. 0,1 (default: all)")
     p.add_argument("--out", default="runs/cv", help="output folder: fold_k/ run folders and cv_summary.{md,json}")

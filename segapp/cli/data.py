@@ -15,6 +15,7 @@ import json
 import sys
 
 from segapp.cli.errors import run_console
+from segapp.cli.parsing import console_parser
 from segapp.data.synth import generate
 
 
@@ -46,9 +47,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="segapp-data", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = console_parser("segapp-data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     s = sub.add_parser("synth", help="generate synthetic dermoscopy-like lesion images and masks")
     s.add_argument("--out", required=True, help="output folder (gets images/ and masks/)")

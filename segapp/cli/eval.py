@@ -12,14 +12,13 @@ import math
 import sys
 
 from segapp.cli.errors import run_console
+from segapp.cli.parsing import console_parser
 from segapp.eval import EmptyPolicy, MetricConfig, ReportOptions, pair_folders, write_report
 from segapp.eval.compare import compare_runs
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="segapp-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = console_parser("segapp-eval", __doc__)
     p.add_argument("--pred", help="predicted masks: the --output folder of segapp-predict, or a folder of masks")
     p.add_argument(
         "--gt", help="ground truth: a dataset folder (e.g. with images/ and masks/) or a folder of masks only"

@@ -6,11 +6,12 @@ import argparse
 from typing import get_args
 
 from segapp.cli.errors import run_console
+from segapp.cli.parsing import console_parser
 from segapp.inference.export import ExportFormat
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="segapp-export", description=__doc__)
+    p = console_parser("segapp-export", __doc__)
     p.add_argument("--checkpoint", required=True, help="checkpoint written by `segapp fit` (.ckpt)")
     p.add_argument("--format", choices=get_args(ExportFormat), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="file to write (.onnx or .pt); FILE.json is written beside it")

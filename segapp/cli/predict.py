@@ -14,6 +14,7 @@ import sys
 from typing import get_args
 
 from segapp.cli.errors import fail
+from segapp.cli.parsing import console_parser
 from segapp.inference.checkpoint import CheckpointError, file_sha256
 from segapp.inference.engines import Device, Precision
 from segapp.inference.folder import EXIT_OUTPUT, EXIT_USAGE, FolderOptions, FolderSummary
@@ -37,9 +38,7 @@ HELP = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="segapp-predict", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    p = console_parser("segapp-predict", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     p.add_argument("--version", action="version", version=f"segapp-predict {_version()}")
     src.add_argument("--checkpoint", help="checkpoint written by `segapp fit` (.ckpt; torch engine)")
