@@ -27,6 +27,7 @@ warnings.filterwarnings("ignore", message="Experiment logs directory .* exists a
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
+from lightning.pytorch.plugins.io import CheckpointIO  # noqa: E402
 
 from segapp.app_errors import one_line_parser_error  # noqa: E402
 from segapp.data import LesionDataModule  # noqa: E402
@@ -95,9 +96,10 @@ class SegappCLI(LightningCLI):
             root = cfg.get("default_root_dir") or "runs/default"
             tb = TensorBoardLogger(save_dir=root, name="logs", default_hp_metric=False)
             kwargs["logger"] = [tb, CSVLogger(save_dir=root, name="logs", version=tb.version)]
-        plugins = cfg.get("plugins")
-        if not plugins:  # atomic checkpoint writes unless the user brings a CheckpointIO of their own
-            kwargs["plugins"] = [AtomicCheckpointIO()]
+        plugins = cfg.get("plugins") or []
+        plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(isinstance(p, CheckpointIO) for p in plugins):  # unless the user brings their own
+            kwargs["plugins"] = [*plugins, AtomicCheckpointIO()]
         return super().instantiate_trainer(**kwargs)
 
     def _parse_ckpt_path(self) -> None:

@@ -147,3 +147,16 @@ def test_malicious_checkpoint_to_predict_and_export_is_refused_and_never_run(syn
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr and str(evil) in proc.stderr and "weights_only" in proc.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "plugins", [[], ["--trainer.plugins", "lightning.pytorch.plugins.environments.LightningEnvironment"]]
+)
+def test_checkpoints_are_atomic_also_when_other_trainer_plugins_are_given(synth_root, tmp_path, plugins):
+    from segapp.app import cli
+    from segapp.lit.checkpoint_io import AtomicCheckpointIO
+
+    app = cli(
+        ["--config", str(REPO / "configs" / "quickstart.yaml"), "--data.root", str(synth_root), *plugins], run=False
+    )
+    assert isinstance(app.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
