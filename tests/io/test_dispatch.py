@@ -154,3 +154,29 @@ def test_atomic_write_interrupted_right_after_creating_its_temp_file_leaves_noth
         tmp.write_bytes(b"never")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("pages", [3, 5])
+def test_a_multi_page_tiff_is_read_as_its_first_page_not_as_colour(tmp_path, pages):
+    """A 3-page grey stack used to become one RGB image mixing three slices (5 pages: 48 'channels')."""
+    import tifffile
+
+    from segapp.io import read_image
+
+    stack = np.stack([np.full((64, 48), 10 * (k + 1), np.uint8) for k in range(pages)])
+    tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")  # pages of grey, not planar RGB
+    arr = read_image(tmp_path / "stack.tif")
+    assert arr.shape[:2] == (64, 48) and arr.reshape(64, 48, -1).shape[-1] in (1, 3)
+    assert np.all(arr == 10)  # the first page's value, in every channel
+
+
+def test_planar_rgb_tiff_is_still_colour(tmp_path):
+    import tifffile
+
+    from segapp.io import read_image
+
+    rgb = np.zeros((3, 32, 40), np.uint8)
+    rgb[0], rgb[1], rgb[2] = 200, 100, 50
+    tifffile.imwrite(tmp_path / "planar.tif", rgb, planarconfig="separate", photometric="rgb")
+    arr = read_image(tmp_path / "planar.tif")
+    assert arr.shape == (32, 40, 3) and tuple(arr[0, 0]) == (200, 100, 50)

@@ -86,16 +86,14 @@ def _read_tiff(path: Path, limits: ReadLimits | None) -> np.ndarray:
             h, w = int(page.imagelength), int(page.imagewidth)
             per_frame = max(1, h * w * int(page.samplesperpixel))
             check_size(path, h, w, max(1, int(series.size) // per_frame), limits)
-            arr = tif.asarray()
+            arr = np.asarray(page.asarray())  # the first page only: a multi-page stack is not colour
+            planar = int(page.planarconfig) == 2  # tifffile.PLANARCONFIG.SEPARATE: (C, H, W)
     except ReadError:
         raise
     except Exception as e:  # tifffile raises many types for broken files
         raise ReadError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
-    arr = np.asarray(arr)
-    if arr.ndim == 3 and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4):
+    if arr.ndim == 3 and planar:
         arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    if arr.ndim == 4:  # multi-page: take the first page
-        arr = arr[0]
     return arr
 
 
