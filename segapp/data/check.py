@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 
 from segapp.data.cache import digest, file_stamp, load_json, save_json
 from segapp.data.check_cache import anchor_report, relative_report
+from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, Pair
 from segapp.io import MaskRule, MaskStats, ReadError, decide_rule, read_image
 from segapp.io.masks import has_foreground, is_lossy, mask_pixels, misfit_reason, value_stats, values_text
@@ -94,7 +95,10 @@ def _apply_rule(
     for r in rows:
         for _, st in r["masks"]:
             total.add(st)
-    rule = decide_rule(total, threshold, foreground_labels)
+    try:
+        rule = decide_rule(total, threshold, foreground_labels)
+    except ValueError as e:  # foreground_labels that do not fit the masks found
+        raise DataError(str(e)) from e
     misfits = []
     for r in rows:
         r["empty"] = not any(has_foreground(st, rule) for _, st in r["masks"])

@@ -145,7 +145,10 @@ class LesionDataModule(L.LightningDataModule):
         _check_settings(self.hparams)
         check_augment(augment, augment_params)
         if foreground_labels is not None:
-            decide_rule(MaskStats(), mask_threshold, foreground_labels)  # validates the labels
+            try:
+                decide_rule(MaskStats(), mask_threshold, foreground_labels)  # validates the labels
+            except ValueError as e:
+                raise SettingError(str(e)) from e
         self.size_schedule = check_size_schedule(train_size_schedule, image_size)
         if isinstance(normalize, dict):
             explicit_stats(normalize, in_channels)

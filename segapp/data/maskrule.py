@@ -13,8 +13,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from segapp.data.cache import digest, file_stamp, load_json, save_json
+from segapp.data.errors import DataError
 from segapp.io import MaskRule, MaskStats, ReadError, decide_rule
-from segapp.io.masks import is_lossy, mask_pixels, value_stats
+from segapp.io.masks import has_foreground, is_lossy, mask_pixels, value_stats, values_text
 
 RULE_VERSION = 1
 
@@ -50,4 +51,14 @@ def dataset_mask_rule(
 ) -> tuple[MaskRule, MaskStats]:
     """The rule for the masks of a dataset (one group of files per image) and the values found."""
     stats = mask_stats((f for g in mask_groups for f in g), use_cache)
-    return decide_rule(stats, threshold, foreground_labels), stats
+    try:
+        rule = decide_rule(stats, threshold, foreground_labels)
+    except ValueError as e:  # foreground_labels that do not fit the masks found
+        raise DataError(str(e)) from e
+    if stats.top > 0 and not has_foreground(stats, rule):  # values there, yet no lesion pixel anywhere
+        raise DataError(
+            f"every mask reads as empty under the dataset's rule ({rule.describe()}; "
+            f"values found {values_text(stats)}); "
+            "fix: check the masks, set data.mask_threshold below their lesion value, or data.foreground_labels"
+        )
+    return rule, stats

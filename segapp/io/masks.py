@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -50,6 +50,10 @@ class MaskRule:
     kind: MaskKind = "grey"
     threshold: float = 127.0
     labels: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in get_args(MaskKind):  # e.g. a hand-edited cache or checkpoint
+            raise ValueError(f"mask rule kind: expected one of {', '.join(get_args(MaskKind))}, got {self.kind!r}")
 
     def foreground(self, values: np.ndarray) -> np.ndarray:
         """Bool foreground of ``values`` (``H x W`` pixel values, see :func:`mask_pixels`)."""
@@ -175,6 +179,17 @@ def decide_rule(stats: MaskStats, threshold: float = 127.0, foreground_labels: S
             raise ValueError(
                 f"data.foreground_labels must list label values in 1..255, got {list(foreground_labels)}; fix: "
                 f"e.g. [1, 2], or null for any non-zero label"
+            )
+        found = set(stats.present())
+        if stats.files and stats.lossy:
+            raise ValueError(
+                f"data.foreground_labels {list(labels)}: expected lossless label-map masks, got JPEG masks, whose "
+                "compression changes label values; fix: save the masks as PNG, or leave foreground_labels null"
+            )
+        if stats.files and not found & set(labels):
+            raise ValueError(
+                f"data.foreground_labels {list(labels)}: none of these labels occurs in the masks (values found "
+                f"{values_text(stats)}); fix: list labels that are in the masks, or null for any non-zero label"
             )
         return MaskRule("labels", float(threshold), labels)
     grey = MaskRule("grey", float(threshold))

@@ -144,3 +144,43 @@ def test_kvasir_masks_are_bit_identical_to_the_old_reader():
     for m in masks:
         old = _old_mask_values(read_image(m), lossy=m.suffix.lower() in (".jpg", ".jpeg")) > 127
         assert np.array_equal(read_masks([m], rule), old), m.name
+
+
+def _stats_of(*arrays: np.ndarray, lossy: bool = False) -> MaskStats:
+    total = MaskStats()
+    for a in arrays:
+        total.add(value_stats(a.astype(np.float32), lossy))
+    return total
+
+
+def test_masks_all_empty_under_the_rule_are_refused_also_without_the_check(tmp_path):
+    """Lossless {0, 100} masks are grey (threshold 127): with data.check off they trained as empty."""
+    from PIL import Image
+
+    from segapp.data.errors import DataError
+    from segapp.data.maskrule import dataset_mask_rule
+
+    m = np.zeros((8, 8), np.uint8)
+    m[2:5, 2:5] = 100
+    files = []
+    for k in range(3):
+        Image.fromarray(m).save(tmp_path / f"m{k}.png")
+        files.append([tmp_path / f"m{k}.png"])
+    with pytest.raises(DataError, match=r"every mask reads as empty under the dataset's rule \(grey"):
+        dataset_mask_rule(files, 127, use_cache=False)
+    assert dataset_mask_rule(files, 50, use_cache=False)[0].kind == "grey"
+
+
+def test_foreground_labels_absent_from_the_masks_or_on_jpeg_masks_are_refused():
+    m = np.zeros((8, 8))
+    m[1, 1], m[2, 2] = 1, 2
+    assert decide_rule(_stats_of(m), foreground_labels=[2]).labels == (2,)
+    with pytest.raises(ValueError, match=r"foreground_labels \[7\]: none of these labels occurs"):
+        decide_rule(_stats_of(m), foreground_labels=[7])
+    with pytest.raises(ValueError, match="expected lossless label-map masks, got JPEG"):
+        decide_rule(_stats_of(m, lossy=True), foreground_labels=[1])
+
+
+def test_a_mask_rule_of_unknown_kind_is_refused():
+    with pytest.raises(ValueError, match="mask rule kind: expected one of"):
+        MaskRule.from_dict({"kind": "grey ", "threshold": 127})
