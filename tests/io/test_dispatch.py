@@ -180,3 +180,13 @@ def test_planar_rgb_tiff_is_still_colour(tmp_path):
     tifffile.imwrite(tmp_path / "planar.tif", rgb, planarconfig="separate", photometric="rgb")
     arr = read_image(tmp_path / "planar.tif")
     assert arr.shape == (32, 40, 3) and tuple(arr[0, 0]) == (200, 100, 50)
+
+
+def test_palette_colour_dicom_is_refused_not_read_as_grey(tmp_path):
+    """PALETTE COLOR pixels are indices into a colour table; read as intensities they gave a wrong image."""
+    from segapp.io import ReadError, read_image
+    from tests.inference.formats import write_dicom
+
+    write_dicom(tmp_path / "pal.dcm", np.arange(64, dtype=np.uint8).reshape(8, 8), photometric="PALETTE COLOR")
+    with pytest.raises(ReadError, match="PhotometricInterpretation PALETTE COLOR is not supported"):
+        read_image(tmp_path / "pal.dcm")

@@ -20,6 +20,9 @@ from segapp.io.limits import ReadLimits, check_size
 _DEFER = "1 MB"  # elements larger than this (the pixel data) stay on disk until needed
 
 
+_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR")
+
+
 def _first_value(value: Any) -> float | None:
     if value is None:
         return None
@@ -68,6 +71,13 @@ def _open(path: Path, limits: ReadLimits | None) -> tuple[Any, int]:
     except (TypeError, ValueError) as e:
         raise ReadError(path, f"DICOM header has an unreadable Rows/Columns/NumberOfFrames ({e})") from e
     check_size(path, rows, cols, n_frames, limits)
+    photometric = str(ds.get("PhotometricInterpretation", "MONOCHROME2")).strip().upper()
+    if not photometric.startswith(_PHOTOMETRIC):  # e.g. PALETTE COLOR: the values are indices, not intensities
+        raise ReadError(
+            path,
+            f"PhotometricInterpretation {photometric} is not supported; expected MONOCHROME1/2, RGB or YBR_*; "
+            "fix: convert the image to grey or RGB",
+        )
     return ds, n_frames
 
 
