@@ -68,6 +68,9 @@ def _unsafe_pickle(path: Path) -> str | None:
     except pickle.UnpicklingError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         return f"refused by the safe loader (it holds objects beyond plain weights, never run here: {first[:160]})"
+    except Exception as e:  # a zip that is not a torch checkpoint, and the like
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        return f"not loadable as a torch checkpoint ({type(e).__name__}: {first[:160]})"
     return None
 
 
@@ -111,8 +114,8 @@ class SegappCLI(LightningCLI):
         """Refuse an empty, truncated, unsafe or missing ``--ckpt_path`` with one line and the fix."""
         sub = self.config.get("subcommand")
         given = self.config[sub].get("ckpt_path") if sub else None
-        if not given or given in ("best", "hpc", "registry"):
-            return
+        if not given or given in ("best", "hpc") or "://" in str(given) or str(given).startswith("registry"):
+            return  # Lightning's own keywords and remote paths: Lightning resolves and checks them
         cfg = self.config[sub]
         folder = cfg.get("checkpoint.dirpath") or _ckpt_dir(cfg.get("trainer.default_root_dir"))
         if given == "last":
@@ -126,7 +129,7 @@ class SegappCLI(LightningCLI):
             best = Path(folder) / "best.ckpt"
             alt = f"--ckpt_path {best}" if best != path and best.exists() else "another checkpoint"
             raise SettingError(
-                f"ckpt_path {path}: expected a checkpoint written by segapp, got a file that is "
+                f"ckpt_path {path}: expected a checkpoint written by segapp, but it is "
                 f"{problem}; fix: resume from {alt} or start again without --ckpt_path"
             )
 

@@ -8,8 +8,9 @@ import re
 from segapp.errors import close_matches
 
 _KEY = re.compile(r'Parser key "([^"]+)"')
-_LITERAL = re.compile(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (.*)")
-_TYPE = re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*)")
+# the value given ends at the line's end or where a nested "Got value:" repeats it
+_LITERAL = re.compile(r"Expected a typing\.Literal\[(.*?)\]\. Got value: (.*?)(?:\. Got value:|$)", re.M)
+_TYPE = re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*?)(?:\. Got value:|$)", re.M)
 
 
 def _key(message: str) -> str:

@@ -160,3 +160,30 @@ def test_checkpoints_are_atomic_also_when_other_trainer_plugins_are_given(synth_
         ["--config", str(REPO / "configs" / "quickstart.yaml"), "--data.root", str(synth_root), *plugins], run=False
     )
     assert isinstance(app.trainer.strategy.checkpoint_io, AtomicCheckpointIO)
+
+
+def test_condensed_parser_error_names_the_value_given_once():
+    from segapp.app_errors import one_line_parser_error
+
+    nested = (
+        'Parser key "model.scheduler":\n  Problem with given class_path:\n    Parser key "warmup_epochs":\n'
+        "      Expected a <class 'int'>. Got value: x. Got value: Namespace(class_path='a.B', init_args=...)"
+    )
+    line = one_line_parser_error(nested)
+    assert "got 'x'" in line and "Namespace" not in line and "model.scheduler.init_args.warmup_epochs" in line
+
+
+@pytest.mark.parametrize("kind", ["dir", "zip"])
+def test_ckpt_path_that_is_a_directory_or_a_foreign_zip_is_one_line(synth_root, tmp_path, kind):
+    import zipfile
+
+    bad = tmp_path / "thing.ckpt"
+    if kind == "dir":
+        bad.mkdir()
+    else:
+        with zipfile.ZipFile(bad, "w") as zf:
+            zf.writestr("hello.txt", "not a checkpoint")
+    args = tiny_fit_args(synth_root, tmp_path / "run", "--trainer.max_epochs", "1", "--ckpt_path", str(bad))
+    proc = run_fit(args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert ("a directory" if kind == "dir" else "not loadable as a torch checkpoint") in proc.stderr

@@ -164,3 +164,11 @@ def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, cap
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["lr_schedulers"][0]["max_epochs"] == 6
     assert ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 6
+
+
+def test_resume_uses_this_runs_warmup_and_floor():
+    old = _sched(max_epochs=None, warmup_epochs=1, min_lr_ratio=0.01)
+    old.set_length(6)
+    new = _sched(max_epochs=None, warmup_epochs=2, min_lr_ratio=0.1)
+    new.load_state_dict(old.state_dict())
+    assert (new.warmup_epochs, new.min_lr_ratio) == (2, 0.1)

@@ -15,9 +15,9 @@ def checkpoint_problem(path: str | Path) -> str | None:
     """
     path = Path(path)
     if not path.exists():
-        return "not found" if not path.is_symlink() else f"broken symlink -> {path.readlink()}"
+        return "not found" if not path.is_symlink() else f"a broken symlink -> {path.readlink()}"
     if not path.is_file():
-        return "not a file"
+        return "a directory, not a checkpoint file" if path.is_dir() else "not a regular file"
     size = path.stat().st_size
     if size == 0:
         return "empty (0 bytes): the run that wrote it was probably stopped while saving"

@@ -91,10 +91,12 @@ class WarmupCosine(LambdaLR):
         """Restore the position (epoch, LRs) but keep *this* run's choice of length.
 
         A checkpoint stores the length it resolved; on ``--ckpt_path`` the length is re-resolved
-        from the new run's limits (follow mode) or taken from the new explicit value.
+        from the new run's limits (follow mode) or taken from the new explicit value. The shape
+        settings (``warmup_epochs``, ``min_lr_ratio``) are also this run's, as configured.
         """
-        requested = self.requested_epochs
+        mine = {k: getattr(self, k) for k in ("requested_epochs", "warmup_epochs", "min_lr_ratio")}
+        mine["hold_until_resolved"] = self.hold_until_resolved
         super().load_state_dict(state_dict)
-        self.requested_epochs = requested
-        if requested is not None:
-            self.max_epochs = requested
+        self.__dict__.update(mine)
+        if self.requested_epochs is not None:
+            self.max_epochs = self.requested_epochs
