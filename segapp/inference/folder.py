@@ -145,7 +145,7 @@ class FolderRun:
         t0 = time.perf_counter()
         with out.writing(self.output_dir):
             out.remove_stale_temps(self.output_dir)
-            journal = out.Journal(self.output_dir, resume=self.opts.resume)
+            journal = out.Journal(self.output_dir, resume=self.opts.resume, input_dir=self.input_dir)
         files, self.summary.skipped_unsupported = discover(self.input_dir)
         todo = [f for f in files if f.relative_to(self.input_dir).as_posix() not in journal.done]
         for rel, entry in journal.done.items():

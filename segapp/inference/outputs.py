@@ -155,11 +155,13 @@ class Journal:
     """Append-only record of finished inputs (one JSON line each) that ``--resume`` reads back.
 
     A line is written only after all of an input's outputs were renamed into place, so a line
-    present means the input is done; a torn last line (killed mid-write) is ignored.
+    present means the input is done; a torn last line (killed mid-write) is ignored. Each line
+    records the input's size and modification time: an input replaced since is predicted again.
     """
 
-    def __init__(self, output_dir: Path, resume: bool) -> None:
+    def __init__(self, output_dir: Path, resume: bool, input_dir: Path | None = None) -> None:
         self.path = output_dir / JOURNAL
+        self.input_dir = input_dir
         self.done: dict[str, dict[str, Any]] = {}
         if resume and self.path.is_file():
             for line in self.path.read_text(errors="ignore").splitlines():
@@ -167,15 +169,26 @@ class Journal:
                     entry = json.loads(line)
                 except json.JSONDecodeError:
                     continue
-                if entry.get("status") == "ok" and all((output_dir / o).is_file() for o in entry.get("outputs", [])):
+                outputs_there = all((output_dir / o).is_file() for o in entry.get("outputs", []))
+                if entry.get("status") == "ok" and outputs_there and entry.get("stamp") == self._stamp(entry["input"]):
                     self.done[entry["input"]] = entry
         output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path, suffix=".jsonl") as tmp:  # keep only entries still valid
             tmp.write_text("".join(json.dumps(e) + "\n" for e in self.done.values()))
         self._fh = open(self.path, "a")  # noqa: SIM115 - the journal stays open for the run; close() closes it
 
+    def _stamp(self, rel: str) -> list[int] | None:
+        """``[size, mtime_ns]`` of the input (None without an input folder or when it is gone)."""
+        if self.input_dir is None:
+            return None
+        try:
+            st = (self.input_dir / rel).stat()
+        except OSError:
+            return None
+        return [st.st_size, st.st_mtime_ns]
+
     def record(self, rel: str, status: str, rows: list[dict[str, Any]], outputs: list[str]) -> None:
-        entry = {"input": rel, "status": status, "rows": rows, "outputs": outputs}
+        entry = {"input": rel, "status": status, "rows": rows, "outputs": outputs, "stamp": self._stamp(rel)}
         self._fh.write(json.dumps(entry) + "\n")
         self._fh.flush()
 

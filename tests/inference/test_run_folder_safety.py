@@ -137,3 +137,16 @@ def test_a_dangling_symlink_is_an_error_row_with_its_target(tiny_ckpt, tmp_path,
     assert rows["gone.png"][0]["status"] == "error"
     assert rows["gone.png"][0]["reason"].startswith(f"broken symlink -> {tmp_path / 'nowhere' / 'scan.png'}")
     assert rows["noext"][0]["reason"].startswith("broken symlink -> missing")
+
+
+def test_resume_predicts_again_an_input_replaced_since(tiny_ckpt, tmp_path, capsys):
+    """--resume matched finished inputs by name only: a replaced scan kept its old mask."""
+    inp, out = make_images(tmp_path / "in", 3), tmp_path / "out"
+    args = flags(checkpoint=tiny_ckpt, input=inp, output=out, workers=0)
+    assert predict_in_process(capsys, *args)[0] == 0
+    before = (out / "im1.png.mask.png").read_bytes()
+    Image.fromarray(np.zeros((30, 36, 3), np.uint8)).save(inp / "im1.png")  # another scan, same name
+    code, stdout, _ = predict_in_process(capsys, *args, "--resume")
+    assert code == 0 and "2 already done" in stdout, stdout
+    after = (out / "im1.png.mask.png").read_bytes()
+    assert after != before and read_rows(out)["im1.png"][0]["height"] == "30"
