@@ -2,6 +2,7 @@
 
 segapp-eval --pred PRED_DIR --gt DATA_DIR --out REPORT_DIR   # metrics.csv, summary.json, report.html
 segapp-eval --pred PRED_DIR --gt MASK_DIR [--images IMAGE_DIR] --out REPORT_DIR   # ground truth: masks only
+segapp-eval --pred PRED_DIR --gt DATA_DIR --probs [PROBS_DIR] --out REPORT_DIR   # + calibration, uncertainty
 segapp-eval --compare RUN_A RUN_B [--out DIR]                # paired test of per-image Dice
 """
 
@@ -15,6 +16,8 @@ from segapp.cli.errors import run_console
 from segapp.cli.parsing import console_parser
 from segapp.eval import EmptyPolicy, MetricConfig, ReportOptions, pair_folders, write_report
 from segapp.eval.compare import compare_runs
+from segapp.eval.pairing import attach_probs
+from segapp.eval.stats import FAILURE_DICE
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="LABEL",
         help="label-map ground truth: the labels that are lesion (default: any non-zero), as data.foreground_labels",
+    )
+    p.add_argument(
+        "--probs",
+        nargs="?",
+        const="",
+        metavar="DIR",
+        help="probability maps (segapp-predict --save-probs: <rel>.prob.png or .prob.npy; default DIR: --pred): "
+        "adds calibration (ECE, reliability diagram) and per-image uncertainty to the report",
+    )
+    p.add_argument(
+        "--failure-dice",
+        type=float,
+        default=FAILURE_DICE,
+        help=f"with --probs: Dice below this is a failure the uncertainty should flag (default {FAILURE_DICE})",
     )
     p.add_argument("--out", help="report folder")
     p.add_argument(
@@ -107,17 +124,20 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     labels = tuple(args.foreground_labels) if args.foreground_labels else None
     opts = ReportOptions(
-        worst=args.worst, n_boot=args.n_boot, seed=args.seed, gt_threshold=args.gt_threshold, foreground_labels=labels
+        worst=args.worst,
+        n_boot=args.n_boot,
+        seed=args.seed,
+        gt_threshold=args.gt_threshold,
+        foreground_labels=labels,
+        failure_dice=args.failure_dice,
     )
     pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images)
-    doc = write_report(
-        args.out,
-        pairing.cases,
-        cfg,
-        opts,
-        pairing.unpaired,
-        source={"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout},
-    )
+    source = {"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout}
+    cases = pairing.cases
+    if args.probs is not None:
+        source["probs"] = args.probs or str(args.pred)
+        cases, _ = attach_probs(cases, source["probs"], args.pred)
+    doc = write_report(args.out, cases, cfg, opts, pairing.unpaired, source=source)
     for w in doc["warnings"]:
         print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
@@ -126,8 +146,21 @@ def _evaluate(args: argparse.Namespace) -> int:
         f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
         f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
     )
+    if "calibration" in doc:
+        print(_trust_line(doc))
     print(f"report: {args.out}/report.html")
     return 0
+
+
+def _trust_line(doc: dict) -> str:
+    """``calibration on N images: ECE ..., MCE ..., Brier ...; uncertainty finds Dice < 0.8: AUROC ...``."""
+    c, u = doc["calibration"], doc["uncertainty"]
+    missing = f"; {len(c['missing'])} image(s) without a probability map (listed in the report)" if c["missing"] else ""
+    return (
+        f"calibration on {c['n_images']} images: ECE {_f(c['ece'])}, MCE {_f(c['mce'])}, Brier {_f(c['brier'])}; "
+        f"uncertainty vs failures (Dice < {u['failure_dice']:g}, {u['n_failures']} of {u['n']}): "
+        f"AUROC {_f(u['auroc'])}, Spearman rho vs Dice {_f(u['spearman_rho'])}{missing}"
+    )
 
 
 def _compare(args: argparse.Namespace) -> int:

@@ -1,4 +1,5 @@
-"""Figures for the report: contour overlays, metric histograms and the worst-case gallery (PNG).
+"""Figures for the report: contour overlays, metric histograms, the worst-case gallery, and with
+probability maps the reliability diagram, the uncertainty scatter and entropy panels (PNG).
 
 matplotlib runs on the Agg backend (no display needed); overlays are drawn with OpenCV.
 """
@@ -17,7 +18,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter  # noqa: E402
 
 from segapp.io import to_channels, to_float01  # noqa: E402
 
@@ -107,15 +108,88 @@ def histograms(rows: Sequence[Mapping], metrics: Sequence[str], unit: str, path:
     return _save(fig, path)
 
 
-def gallery(items: Sequence[tuple[str, np.ndarray]], path: Path | None = None, cols: int = 4) -> bytes:
-    """Grid of ``(title, rgb overlay)`` panels; returns PNG bytes."""
+GALLERY_TITLE = "worst cases: ground truth green, prediction magenta"
+
+
+def gallery(
+    items: Sequence[tuple[str, np.ndarray]], path: Path | None = None, cols: int = 4, title: str = GALLERY_TITLE
+) -> bytes:
+    """Grid of ``(title, rgb overlay)`` panels, ``cols`` across a 12.8 in wide figure; returns PNG bytes."""
     nrows = max(1, math.ceil(len(items) / cols))
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 3.4 * nrows), squeeze=False)
+    aspect = max((rgb.shape[1] / rgb.shape[0] for _, rgb in items), default=1.0)
+    cell_w = 12.8 / cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(12.8, nrows * (cell_w / aspect + 0.5) + 0.3), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, (title, rgb) in zip(axes.ravel(), items, strict=False):
+    for ax, (name, rgb) in zip(axes.ravel(), items, strict=False):
         ax.imshow(rgb)
-        ax.set_title(title, fontsize=8)
-    fig.suptitle("worst cases: ground truth green, prediction magenta", fontsize=10)
-    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=0.9, hspace=0.25, wspace=0.05)
+        ax.set_title(name, fontsize=8)
+    height = fig.get_figheight()
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
+    top = 1 - 0.6 / height
+    fig.subplots_adjust(left=0.02, right=0.98, bottom=0.02, top=top, hspace=0.25, wspace=0.05)
     return _save(fig, path)
+
+
+def reliability_diagram(cal: Mapping, path: Path | None = None) -> bytes:
+    """Reliability diagram of a :meth:`ReliabilityBins.result`: observed lesion frequency against the
+    mean predicted probability per bin (with the diagonal of perfect calibration), and below it the
+    pixel count per bin (log scale: most pixels sit near 0). Returns PNG bytes."""
+    bins = [b for b in cal["bins"] if b["count"]]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(5, 6), sharex=True, gridspec_kw={"height_ratios": [3, 1]}, squeeze=True
+    )
+    top.plot([0, 1], [0, 1], color="#888", linestyle="--", linewidth=1, label="perfect calibration")
+    mean = [b["mean_prob"] for b in bins]
+    freq = [b["frac_pos"] for b in bins]
+    width = 1.0 / cal["n_bins"]
+    top.bar([b["lo"] for b in bins], freq, width=width, align="edge", color="#4c72b0", alpha=0.35, label="observed")
+    top.plot(mean, freq, marker="o", color="#4c72b0", label="observed vs mean predicted")
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("observed lesion frequency")
+    top.set_title(f"ECE {cal['ece']:.4f}  MCE {cal['mce']:.4f}  Brier {cal['brier']:.4f}", fontsize=10)
+    top.legend(loc="upper left", fontsize=8)
+    bottom.bar([b["lo"] for b in bins], [b["count"] for b in bins], width=width, align="edge", color="#4c72b0")
+    bottom.set_yscale("log")
+    bottom.yaxis.set_minor_formatter(NullFormatter())
+    bottom.set_xlabel("predicted probability")
+    bottom.set_ylabel("pixels")
+    fig.subplots_adjust(left=0.17, right=0.97, bottom=0.09, top=0.94, hspace=0.08)
+    return _save(fig, path)
+
+
+def uncertainty_scatter(rows: Sequence[Mapping], failure_dice: float, path: Path | None = None) -> bytes:
+    """Per-image uncertainty against Dice (images without a map or a Dice left out); the failure
+    line ``Dice = failure_dice`` drawn; returns PNG bytes."""
+    pts = [(float(r["uncertainty"]), float(r["dice"])) for r in rows if "uncertainty" in r]
+    pts = [(u, d) for u, d in pts if not (math.isnan(u) or math.isnan(d))]
+    u = np.array([p[0] for p in pts])
+    d = np.array([p[1] for p in pts])
+    fig, ax = plt.subplots(figsize=(5, 4))
+    fail = d < failure_dice
+    ax.scatter(u[~fail], d[~fail], s=12, color="#4c72b0", label=f"Dice >= {failure_dice:g}")
+    ax.scatter(u[fail], d[fail], s=12, color="#dd5555", label=f"failure (Dice < {failure_dice:g})")
+    ax.axhline(failure_dice, color="#888", linestyle="--", linewidth=1)
+    ax.set_xlabel("uncertainty (mean entropy over lesion + border, bits)")
+    ax.set_ylabel("Dice")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.subplots_adjust(left=0.13, right=0.97, bottom=0.13, top=0.96)
+    return _save(fig, path)
+
+
+def entropy_panel(entropy: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Per-pixel entropy (bits, 0..1) as a uint8 RGB picture of ``size`` (h, w), magma colours
+    (black = certain, light yellow = 1 bit)."""
+    h, w = size
+    shrink = h <= entropy.shape[0] and w <= entropy.shape[1]
+    small = cv2.resize(entropy.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+    rgba = matplotlib.colormaps["magma"](np.clip(small, 0.0, 1.0))
+    return (rgba[:, :, :3] * 255).round().astype(np.uint8)
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray, gap: int = 4) -> np.ndarray:
+    """Two uint8 RGB pictures of one height next to each other with a white gap."""
+    spacer = np.full((left.shape[0], gap, 3), 255, np.uint8)
+    return np.concatenate([left, spacer, right], axis=1)

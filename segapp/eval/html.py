@@ -17,6 +17,7 @@ th{background:#f2f2f2} td:first-child,th:first-child{text-align:left}
 .gallery{display:flex;flex-wrap:wrap;gap:12px}
 .case{border:1px solid #ddd;padding:6px;font-size:12px;width:330px}
 .case img{max-width:320px;display:block}
+.case.wide{width:660px} .case.wide img{max-width:650px}
 .note{color:#555;font-size:13px}
 """
 _UNPAIRED_SHOWN = 200
@@ -78,14 +79,79 @@ def _gallery(panels: Sequence[tuple[Mapping, bytes]], unit: str) -> str:
     items = []
     for rank, (r, png) in enumerate(panels, 1):
         hd = r["hd95"]
+        wide = "uncertainty" in r
+        unc = f" · uncertainty {_num(float(r['uncertainty']), 3)}" if wide else ""
         items.append(
-            f'<div class="case" data-rank="{rank}" data-dice="{float(r["dice"]):.6f}">'
+            f'<div class="case{" wide" if wide else ""}" data-rank="{rank}" data-dice="{float(r["dice"]):.6f}">'
             f'<img src="{data_uri(png)}" alt="{escape(str(r["image"]))}">'
             f"<b>#{rank} {escape(str(r['image']))}</b><br>Dice {_num(float(r['dice']), 3)} · IoU "
-            f"{_num(float(r['iou']), 3)} · HD95 {_num(float(hd), 1)} {unit} · {escape(str(r['case']))}<br>"
+            f"{_num(float(r['iou']), 3)} · HD95 {_num(float(hd), 1)} {unit} · {escape(str(r['case']))}{unc}<br>"
             f"lesions: {r['lesion_tp']} found, {r['lesion_fn']} missed, {r['lesion_fp']} false</div>"
         )
     return '<div class="gallery">' + "".join(items) + "</div>"
+
+
+def _missing_maps(missing: Sequence[Mapping]) -> str:
+    """The images scored without a probability map (left out of calibration and uncertainty)."""
+    if not missing:
+        return ""
+    rows = [[escape(m["image"]), escape(m["reason"])] for m in missing[:_UNPAIRED_SHOWN]]
+    more = f"<p class='note'>… and {len(missing) - _UNPAIRED_SHOWN} more</p>" if len(missing) > _UNPAIRED_SHOWN else ""
+    return (
+        f"<p class='note'>{len(missing)} scored image(s) have no usable probability map; they count in the "
+        "metrics above but not here:</p>" + _table(["image", "reason"], rows) + more
+    )
+
+
+def _calibration(cal: Mapping, png: bytes) -> str:
+    """The "Calibration" section: ECE, MCE, Brier, NLL and the reliability diagram."""
+    nums = _table(
+        ["ECE", "MCE", "Brier", "NLL (nats/pixel)", "images", "pixels"],
+        [[_num(cal["ece"]), _num(cal["mce"]), _num(cal["brier"]), _num(cal["nll"]), cal["n_images"], cal["n_pixels"]]],
+    )
+    return f"""<h2>Calibration</h2>
+<p class="note">Pixel level, over every pixel of the images with a probability map, against the ground truth.
+{cal["n_bins"]} equal-width bins of predicted probability; ECE = sum over bins of (pixels in bin / all pixels)
+× |mean predicted probability − observed lesion frequency|; MCE = the largest such gap; Brier = mean
+(p − y)²; NLL = mean −log likelihood (p clipped to [1e-6, 1 − 1e-6]).</p>
+{nums}
+<img src="{data_uri(png)}" alt="reliability diagram">
+{_missing_maps(cal.get("missing", []))}"""
+
+
+def _uncertainty(unc: Mapping, png: bytes) -> str:
+    """The "Uncertainty" section: how well per-image uncertainty finds failures, and the scatter."""
+    fd = unc["failure_dice"]
+    nums = _table(
+        ["images", f"failures (Dice < {fd:g})", "AUROC (failure)", "Spearman rho vs Dice", "p", "mean (failures)"]
+        + ["mean (others)"],
+        [
+            [
+                unc["n"],
+                unc["n_failures"],
+                _num(unc["auroc"]),
+                _num(unc["spearman_rho"]),
+                _num(unc["spearman_p"]),
+                _num(unc["mean_uncertainty_failures"]),
+                _num(unc["mean_uncertainty_others"]),
+            ]
+        ],
+    )
+    return f"""<h2>Uncertainty</h2>
+<p class="note">Per-image uncertainty (column <code>uncertainty</code> of metrics.csv): mean binary entropy,
+in bits, of the probability over the predicted lesion and a border band (the mask dilated by 2 % of the
+shorter side, at least 1 px; the whole image when nothing is predicted). AUROC: the chance that a failure
+(Dice &lt; {fd:g}) is more uncertain than a success (0.5 = no better than chance; n/a when all or none fail).
+A useful score has a negative Spearman rho against Dice.</p>
+{nums}
+<img src="{data_uri(png)}" alt="uncertainty vs Dice">"""
+
+
+def _probs_sections(doc: Mapping, figs: Mapping[str, bytes]) -> str:
+    """Calibration and Uncertainty sections, or nothing without probability maps."""
+    if "calibration" not in doc:
+        return ""
+    return _calibration(doc["calibration"], figs["reliability"]) + _uncertainty(doc["uncertainty"], figs["uncertainty"])
 
 
 def _unpaired(unpaired: Sequence[Mapping]) -> str:
@@ -100,17 +166,30 @@ def _unpaired(unpaired: Sequence[Mapping]) -> str:
     return _table(["side", "file", "reason"], rows) + more
 
 
-def render_html(title: str, doc: Mapping, hist_png: bytes, panels: Sequence[tuple[Mapping, bytes]]) -> str:
+def render_html(
+    title: str,
+    doc: Mapping,
+    hist_png: bytes,
+    panels: Sequence[tuple[Mapping, bytes]],
+    figs: Mapping[str, bytes] | None = None,
+) -> str:
     """The report as one HTML string with no external resources.
 
     Args:
         title: Page title.
-        doc: The ``summary.json`` content (``source``, ``config``, ``summary``, ``unpaired``).
+        doc: The ``summary.json`` content (``source``, ``config``, ``summary``, ``unpaired``; with
+            probability maps also ``calibration`` and ``uncertainty``).
         hist_png: Histogram figure (PNG bytes).
         panels: Worst cases in order: ``(metrics row, overlay PNG bytes)``.
+        figs: With probability maps: ``reliability`` and ``uncertainty`` figures (PNG bytes).
     """
     s, cfg = doc["summary"], doc["config"]
     unit = cfg["unit"]
+    right = (
+        " Right: per-pixel uncertainty (binary entropy; black = certain, light yellow = 1 bit)."
+        if "calibration" in doc
+        else ""
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head>
 <body>
@@ -133,8 +212,9 @@ Boundary F1 and NSD at tolerance {cfg["tolerance"]} {unit}. ISIC Jaccard = IoU, 
 components under {cfg["min_lesion_area"]} px are not counted as lesions.</p>
 <h2>Distributions</h2>
 <img src="{data_uri(hist_png)}" alt="metric histograms">
+{_probs_sections(doc, figs or {})}
 <h2>Worst {len(panels)} cases (lowest Dice first)</h2>
-<p class="note">Ground truth: green contour; prediction: magenta contour.</p>
+<p class="note">Ground truth: green contour; prediction: magenta contour.{right}</p>
 {_gallery(panels, unit)}
 <h2>Left out</h2>
 {_unpaired(doc["unpaired"])}

@@ -7,27 +7,34 @@ or is a folder of masks only (no images; what nnU-Net's evaluate-folder takes): 
 one image, named by its path without extension and without a mask-name suffix (``_mask``,
 ``_mask_1``, ``_segmentation``: the same rules as training; several masks of one name are OR-ed).
 Images for the gallery may then come from a separate folder (``images``).
+
+Probability maps (``segapp-predict --save-probs``: ``<rel>.prob.png`` or ``<rel>.prob.npy`` beside
+``<rel>.mask.png``) are attached to the paired cases by :func:`attach_probs`: the map beside each
+prediction mask first, else by name with the same rules as the masks.
 """
 
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 from segapp.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
 
 PRED_SUFFIX = ".mask.png"
+PROB_SUFFIXES = (".prob.npy", ".prob.png")  # the float32 map first when both exist
 
 
 @dataclass(frozen=True)
 class EvalCase:
-    """One image to score: its prediction file, ground-truth file(s) (OR-ed) and source image."""
+    """One image to score: its prediction file, ground-truth file(s) (OR-ed), source image and
+    probability map (``None``: no map; calibration and uncertainty leave the image out)."""
 
     key: str
     pred: Path
     gt: tuple[Path, ...]
     image: Path | None = None
+    probs: Path | None = None
 
 
 @dataclass
@@ -175,19 +182,31 @@ def list_predictions(pred_dir: str | Path) -> tuple[list[tuple[str, Path]], list
     return _from_folder(pred_dir), []
 
 
+class _KeyIndex:
+    """Find the item whose key a file name stands for: by relative path without extension, then by
+    a stem that only one key has (the pairing rule of :func:`pair_cases`)."""
+
+    def __init__(self, items: dict[str, object]) -> None:
+        self.by_key = items
+        self.by_stem: dict[str, list] = {}
+        for k, v in items.items():
+            self.by_stem.setdefault(PurePosixPath(k).name, []).append(v)
+
+    def find(self, name: str):
+        cands = _key_candidates(name)
+        hit = next((self.by_key[k] for k in cands if k in self.by_key), None)
+        if hit is None:
+            hit = next((self.by_stem[c][0] for c in cands if "/" not in c and len(self.by_stem.get(c, [])) == 1), None)
+        return hit
+
+
 def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
     """Match predictions to ground-truth pairs by relative path without extension, then by stem."""
-    by_key = {p.key: p for p in discovery.pairs}
-    by_stem: dict[str, list] = {}
-    for p in discovery.pairs:
-        by_stem.setdefault(PurePosixPath(p.key).name, []).append(p)
+    index = _KeyIndex({p.key: p for p in discovery.pairs})
     cases: dict[str, EvalCase] = {}
     unpaired: list[dict[str, str]] = []
     for name, path in preds:
-        cands = _key_candidates(name)
-        pair = next((by_key[k] for k in cands if k in by_key), None)
-        if pair is None:
-            pair = next((by_stem[c][0] for c in cands if "/" not in c and len(by_stem.get(c, [])) == 1), None)
+        pair = index.find(name)
         if pair is None:
             unpaired.append({"side": "prediction", "file": str(path), "reason": "no ground truth with this name"})
         elif pair.key in cases:
@@ -221,3 +240,80 @@ def pair_folders(
     pairing = pair_cases(preds, discover_gt(gt_root, layout, images))
     pairing.unpaired = failed + pairing.unpaired
     return pairing
+
+
+def prob_maps(probs_dir: str | Path) -> dict[str, Path]:
+    """Probability maps under ``probs_dir`` by the name they stand for (``a/b.jpg.prob.png`` -> ``a/b.jpg``).
+
+    Raises:
+        ValueError: when ``probs_dir`` is not a folder.
+    """
+    root = Path(probs_dir)
+    if not root.is_dir():
+        raise ValueError(f"--probs {root} is not a folder; expected the --output folder of segapp-predict --save-probs")
+    found: dict[str, Path] = {}
+    for suffix in PROB_SUFFIXES:
+        for p in sorted(root.rglob(f"*{suffix}")):
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and not any(s.startswith(".") for s in rel.split("/")):
+                found.setdefault(rel[: -len(suffix)], p)
+    return found
+
+
+def _beside(pred: Path, pred_dir: Path | None) -> str | None:
+    """The name a ``segapp-predict`` mask stands for (``a/b.jpg.mask.png`` -> ``a/b.jpg``), or ``None``."""
+    if pred_dir is None or not pred.name.endswith(PRED_SUFFIX):
+        return None
+    try:
+        rel = pred.relative_to(pred_dir).as_posix()
+    except ValueError:
+        return None
+    return rel[: -len(PRED_SUFFIX)]
+
+
+def attach_probs(
+    cases: list[EvalCase], probs_dir: str | Path, pred_dir: str | Path | None = None
+) -> tuple[list[EvalCase], list[dict[str, str]]]:
+    """Give each case its probability map from ``probs_dir``, paired the way the masks are.
+
+    A case takes the map named like its prediction mask (``<rel>.mask.png`` under ``pred_dir`` ->
+    ``<rel>.prob.npy`` or ``<rel>.prob.png`` under ``probs_dir``, so multi-frame DICOM frames keep
+    their own map), else the map whose name matches the case's key by the mask pairing rules.
+
+    Returns:
+        ``(cases with probs set where found, missing)``: ``missing`` lists the cases without a map
+        (``image``, ``reason``); they are still scored, but left out of calibration and uncertainty.
+
+    Raises:
+        ValueError: when ``probs_dir`` is not a folder, holds no map, or no case has a map.
+    """
+    maps = prob_maps(probs_dir)
+    fix = "fix: run segapp-predict with --save-probs and pass its --output folder as --probs"
+    if not maps:
+        raise ValueError(
+            f"no probability maps under --probs {probs_dir}: expected <name>.prob.png (16-bit) or "
+            f"<name>.prob.npy (float32) files; {fix}"
+        )
+    index = _KeyIndex({c.key: c.key for c in cases})
+    by_case: dict[str, Path] = {}
+    for name, path in maps.items():
+        key = index.find(name)
+        if key is not None:
+            by_case.setdefault(key, path)
+    out, missing = [], []
+    root = Path(pred_dir) if pred_dir is not None else None
+    for c in cases:
+        name = _beside(c.pred, root)
+        probs = maps.get(name) if name is not None else None
+        probs = probs or by_case.get(c.key)
+        out.append(replace(c, probs=probs))
+        if probs is None:
+            missing.append({"image": c.key, "reason": f"no probability map for {c.pred.name} under {probs_dir}"})
+    if len(missing) == len(cases):
+        example = next(iter(maps.values()))
+        raise ValueError(
+            f"none of the {len(cases)} paired images has a probability map under --probs {probs_dir} "
+            f"({len(maps)} maps there, e.g. {example}); expected <rel>.prob.png or <rel>.prob.npy named like "
+            f"the masks <rel>.mask.png; {fix}"
+        )
+    return out, missing

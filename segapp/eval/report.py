@@ -10,17 +10,32 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
-from segapp.eval.figures import contour_overlay, gallery, histograms, mask_canvas, png_bytes
+from segapp.eval.calibration import ReliabilityBins, binary_entropy, check_probs, uncertainty_score
+from segapp.eval.figures import (
+    GALLERY_TITLE,
+    contour_overlay,
+    entropy_panel,
+    gallery,
+    histograms,
+    mask_canvas,
+    png_bytes,
+    reliability_diagram,
+    side_by_side,
+    uncertainty_scatter,
+)
 from segapp.eval.html import render_html
 from segapp.eval.metrics import COUNT_COLUMNS, METRIC_COLUMNS, MetricConfig, image_metrics
 from segapp.eval.pairing import EvalCase
-from segapp.eval.stats import summarize
+from segapp.eval.stats import FAILURE_DICE, summarize, uncertainty_summary
 from segapp.io import MaskRule, ReadError, atomic_write, read_image, read_masks
 from segapp.io.masks import is_lossy, mask_pixels, value_stats, values_text
 
 CSV_COLUMNS: tuple[str, ...] = ("image",) + METRIC_COLUMNS + COUNT_COLUMNS
+#: appended to ``metrics.csv`` when probability maps are given (``nan`` for an image without one)
+UNCERTAINTY_COLUMN = "uncertainty"
 
 
 @dataclass(frozen=True)
@@ -37,6 +52,8 @@ class ReportOptions:
         foreground_labels: Label-map ground truth: the labels that are lesion (``None``: any non-zero).
         gt_rule: The ground truth's mask value rule when known (e.g. the training run's); else it
             is decided from all ground-truth masks of the cases, as for training.
+        failure_dice: With probability maps: an image with Dice below this is a failure that the
+            uncertainty should find (AUROC).
     """
 
     worst: int = 12
@@ -47,6 +64,7 @@ class ReportOptions:
     title: str = "segapp evaluation"
     foreground_labels: tuple[int, ...] | None = None
     gt_rule: MaskRule | None = None
+    failure_dice: float = FAILURE_DICE
 
 
 def load_gt(paths: Sequence[Path], rule: MaskRule | float = 127) -> np.ndarray:
@@ -74,10 +92,95 @@ def load_pred(path: Path, threshold: float = 127) -> tuple[np.ndarray, str | Non
     return (values >= 0.5 if binary01 else values > threshold), warn
 
 
+_PROBS_FIX = "fix: pass the --probs folder of the same segapp-predict --save-probs run as --pred"
+
+
+def _wh(shape: tuple[int, ...]) -> str:
+    return f"{shape[1]}x{shape[0]}"
+
+
+def _decode_png(path: Path) -> np.ndarray:
+    """A one-channel 16-bit (0-65535) or 8-bit (0-255) PNG as probabilities in [0, 1]."""
+    raw = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise ReadError(path, "not a readable PNG")
+    if raw.ndim != 2 or raw.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"probability map {path} is a {raw.dtype} PNG with {1 if raw.ndim == 2 else raw.shape[2]} channels; "
+            f"expected one channel, 16-bit (0-65535 = probability 0-1) as segapp-predict --save-probs writes; "
+            f"{_PROBS_FIX}"
+        )
+    return raw.astype(np.float32) / (65535.0 if raw.dtype == np.uint16 else 255.0)
+
+
+def load_probs(path: Path) -> np.ndarray:
+    """A probability map as ``H x W`` float32 in [0, 1]: a float ``.npy`` as stored (singleton axes
+    dropped), a 16-bit PNG divided by 65535 (an 8-bit one by 255).
+
+    Raises:
+        ReadError: for a file that cannot be read (the case is listed, not fatal).
+        ValueError: for a map that is not ``H x W`` or not in [0, 1] (logits, say): one line with the fix.
+    """
+    if path.suffix.lower() != ".npy":
+        probs = _decode_png(path)
+    else:
+        try:
+            probs = np.squeeze(np.load(path, allow_pickle=False)).astype(np.float32)
+        except (OSError, ValueError) as e:
+            raise ReadError(path, f"not a readable .npy ({e})") from e
+    if probs.ndim != 2:
+        raise ValueError(f"probability map {path} has shape {probs.shape}; expected H x W; {_PROBS_FIX}")
+    try:
+        check_probs(probs)
+    except ValueError as e:
+        raise ValueError(
+            f"probability map {path}: {e} (logits?); expected calibrated probabilities; {_PROBS_FIX}"
+        ) from e
+    return probs
+
+
+@dataclass
+class ProbsScore:
+    """Calibration bins filled case by case, and the images whose map was missing or unreadable."""
+
+    bins: ReliabilityBins
+    missing: list[dict[str, str]]
+
+    def score(self, case: EvalCase, gt: np.ndarray, pred: np.ndarray) -> float:
+        """Add the case's map to the bins; its uncertainty score, or NaN without a (readable) map.
+
+        Raises:
+            ValueError: when the map's size differs from the ground truth's (one line with the fix).
+        """
+        if case.probs is None:
+            self.missing.append({"image": case.key, "file": "", "reason": f"no probability map for {case.pred.name}"})
+            return math.nan
+        try:
+            probs = load_probs(case.probs)
+        except ReadError as e:
+            self.missing.append({"image": case.key, "file": str(e.path), "reason": e.reason})
+            return math.nan
+        if probs.shape != gt.shape:
+            raise ValueError(
+                f"probability map {case.probs} is {_wh(probs.shape)} but its ground truth {case.gt[0]} is "
+                f"{_wh(gt.shape)}; expected a map at the original image size, as segapp-predict --save-probs "
+                f"writes; {_PROBS_FIX}"
+            )
+        self.bins.update(probs, gt)
+        return uncertainty_score(probs, pred)
+
+
 def evaluate_cases(
-    cases: Sequence[EvalCase], cfg: MetricConfig, opts: ReportOptions, rule: MaskRule | None = None
+    cases: Sequence[EvalCase],
+    cfg: MetricConfig,
+    opts: ReportOptions,
+    rule: MaskRule | None = None,
+    probs: ProbsScore | None = None,
 ) -> tuple[list[dict], list[dict[str, str]], list[dict[str, str]]]:
     """Score every case; unreadable files and size mismatches become ``unpaired`` entries.
+
+    With ``probs``, each scored image's probability map also goes into the calibration bins and
+    its row gets an ``uncertainty`` (NaN without a map), one image at a time.
 
     Returns:
         ``(rows, problems, odd)``: one ``metrics.csv`` row per scored image, the skipped ones,
@@ -104,7 +207,10 @@ def evaluate_cases(
                 }
             )
             continue
-        rows.append({"image": c.key, **image_metrics(pred, gt, cfg)})
+        row = {"image": c.key, **image_metrics(pred, gt, cfg)}
+        if probs is not None:
+            row[UNCERTAINTY_COLUMN] = probs.score(c, gt, pred)
+        rows.append(row)
     return rows, problems, odd
 
 
@@ -141,13 +247,13 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def write_metrics_csv(path: Path, rows: Sequence[Mapping]) -> None:
-    """One row per image, columns :data:`CSV_COLUMNS`."""
+def write_metrics_csv(path: Path, rows: Sequence[Mapping], columns: Sequence[str] = CSV_COLUMNS) -> None:
+    """One row per image, ``columns`` (default :data:`CSV_COLUMNS`)."""
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(CSV_COLUMNS)
+        w.writerow(columns)
         for r in rows:
-            w.writerow([_fmt(r[c]) for c in CSV_COLUMNS])
+            w.writerow([_fmt(r[c]) for c in columns])
 
 
 def read_metrics_csv(path: str | Path) -> list[dict]:
@@ -217,27 +323,61 @@ def write_report(
         source: Free-form provenance shown in the report (e.g. prediction and GT folders).
 
     Returns:
-        The ``summary.json`` content.
+        The ``summary.json`` content; with probability maps on the cases (``EvalCase.probs``) also
+        ``calibration`` (ECE, MCE, Brier, NLL, the reliability bins, images ``missing`` a map) and
+        ``uncertainty`` (AUROC for failures, Spearman's rho against Dice), and ``metrics.csv`` gets
+        an ``uncertainty`` column.
 
     Raises:
-        ValueError: If no case could be scored (the message counts the reasons).
+        ValueError: If no case could be scored (the message counts the reasons), or a probability
+            map is unusable (size differs from its ground truth, values outside [0, 1]) or no
+            scored image has one.
     """
     cfg, opts = cfg or MetricConfig(), opts or ReportOptions()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     rule = gt_rule(cases, opts)
-    rows, problems, odd = evaluate_cases(cases, cfg, opts, rule)
+    probs = ProbsScore(ReliabilityBins(), []) if any(c.probs is not None for c in cases) else None
+    rows, problems, odd = evaluate_cases(cases, cfg, opts, rule, probs)
     unpaired = list(unpaired) + problems
     if not rows:
         raise ValueError(nothing_scored(len(cases), unpaired))
     warning = prediction_warning(odd, opts.pred_threshold)
     summary = summarize(rows, n_boot=opts.n_boot, seed=opts.seed)
     worst = worst_cases(rows, opts.worst)
-    load = case_loader(cases, opts, rule)
-    panels = [(r, contour_overlay(*load(str(r["image"])))) for r in worst]
+    panels = _gallery_panels(worst, cases, opts, rule, with_probs=probs is not None)
     hist_png = histograms(rows, METRIC_COLUMNS, cfg.unit, out / "figures" / "histograms.png")
-    gallery([(f"{r['image']}  Dice {float(r['dice']):.3f}", p) for r, p in panels], out / "figures" / "worst_cases.png")
-    config = {
+    gallery(
+        [(f"{r['image']}  Dice {float(r['dice']):.3f}", p) for r, p in panels],
+        out / "figures" / "worst_cases.png",
+        cols=2 if probs else 4,
+        title=GALLERY_TITLE + ("; right: uncertainty (entropy)" if probs else ""),
+    )
+    doc = {
+        "source": dict(source or {}),
+        "config": _config(cfg, opts, rule),
+        "summary": summary,
+        "worst": [r["image"] for r in worst],
+        "unpaired": unpaired,
+        "warnings": [warning] if warning else [],
+        "odd_predictions": odd,
+    }
+    figs: dict[str, bytes] = {}
+    if probs is not None:
+        doc["calibration"], doc["uncertainty"], figs = _probs_view(out, rows, probs, opts)
+    doc = json_safe(doc)
+    write_metrics_csv(out / "metrics.csv", rows, CSV_COLUMNS + ((UNCERTAINTY_COLUMN,) if probs else ()))
+    with atomic_write(out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
+    html = render_html(opts.title, doc, hist_png, [(r, png_bytes(p)) for r, p in panels], figs)
+    with atomic_write(out / "report.html") as tmp:
+        tmp.write_text(html, encoding="utf-8")
+    return doc
+
+
+def _config(cfg: MetricConfig, opts: ReportOptions, rule: MaskRule) -> dict:
+    """The ``config`` block of ``summary.json``: every setting the numbers depend on."""
+    return {
         **cfg.policy.to_dict(),
         "spacing": cfg.spacing,
         "unit": cfg.unit,
@@ -251,21 +391,51 @@ def write_report(
         "n_boot": opts.n_boot,
         "seed": opts.seed,
     }
-    doc = json_safe(
-        {
-            "source": dict(source or {}),
-            "config": config,
-            "summary": summary,
-            "worst": [r["image"] for r in worst],
-            "unpaired": unpaired,
-            "warnings": [warning] if warning else [],
-            "odd_predictions": odd,
-        }
-    )
-    write_metrics_csv(out / "metrics.csv", rows)
-    with atomic_write(out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(doc, indent=2))
-    html = render_html(opts.title, doc, hist_png, [(r, png_bytes(p)) for r, p in panels])
-    with atomic_write(out / "report.html") as tmp:
-        tmp.write_text(html, encoding="utf-8")
-    return doc
+
+
+def _gallery_panels(
+    worst: Sequence[Mapping], cases: Sequence[EvalCase], opts: ReportOptions, rule: MaskRule, with_probs: bool
+) -> list[tuple[Mapping, np.ndarray]]:
+    """``(row, picture)`` per worst case: the contour overlay, and with probability maps the
+    per-pixel entropy beside it (dark grey where the image has no readable map)."""
+    load = case_loader(cases, opts, rule)
+    by_key = {c.key: c for c in cases}
+    panels = []
+    for r in worst:
+        overlay = contour_overlay(*load(str(r["image"])))
+        if with_probs:
+            overlay = side_by_side(overlay, _entropy_picture(by_key[str(r["image"])], overlay.shape[:2]))
+        panels.append((r, overlay))
+    return panels
+
+
+def _entropy_picture(case: EvalCase, size: tuple[int, int]) -> np.ndarray:
+    """The case's per-pixel entropy as a picture of ``size``, or a dark grey one without a readable map."""
+    try:
+        if case.probs is not None:
+            return entropy_panel(binary_entropy(load_probs(case.probs)), size)
+    except ReadError:
+        pass
+    return np.full((*size, 3), 48, np.uint8)
+
+
+def _probs_view(out: Path, rows: Sequence[Mapping], probs: ProbsScore, opts: ReportOptions):
+    """``(calibration, uncertainty, figures)``: the reliability table and errors, the uncertainty
+    summary, and the reliability diagram and uncertainty scatter (also written under ``figures/``).
+
+    Raises:
+        ValueError: when no scored image had a readable probability map.
+    """
+    if probs.bins.n_pixels == 0:
+        first = probs.missing[0] if probs.missing else {"image": "?", "reason": "?"}
+        raise ValueError(
+            f"no scored image has a readable probability map ({len(probs.missing)} without, e.g. {first['image']}: "
+            f"{first['reason']}); expected <rel>.prob.png or <rel>.prob.npy beside each <rel>.mask.png; {_PROBS_FIX}"
+        )
+    cal = {**probs.bins.result(), "missing": probs.missing}
+    unc = uncertainty_summary(rows, opts.failure_dice, opts.n_boot, opts.seed)
+    figs = {
+        "reliability": reliability_diagram(cal, out / "figures" / "reliability.png"),
+        "uncertainty": uncertainty_scatter(rows, opts.failure_dice, out / "figures" / "uncertainty.png"),
+    }
+    return cal, unc, figs

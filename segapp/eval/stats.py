@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from segapp.eval.calibration import auroc
 from segapp.eval.metrics import METRIC_COLUMNS
 from segapp.eval.policy import CASES
 
@@ -106,6 +107,46 @@ def summarize(rows: Sequence[Mapping], n_boot: int = 2000, seed: int = 0) -> dic
     out["lesions"] = _lesion_totals(rows)
     out["distance_undefined"] = metrics["hd95"]["n_nan"]
     return out
+
+
+FAILURE_DICE = 0.8
+
+
+def _spearman(u: np.ndarray, d: np.ndarray) -> tuple[float, float]:
+    """Spearman's rho and its p-value; NaN for fewer than 3 images or a constant column."""
+    if u.size < 3 or np.ptp(u) == 0 or np.ptp(d) == 0:
+        return math.nan, math.nan
+    res = sps.spearmanr(u, d)
+    return float(res.statistic), float(res.pvalue)
+
+
+def uncertainty_summary(
+    rows: Sequence[Mapping], failure_dice: float = FAILURE_DICE, n_boot: int = 2000, seed: int = 0
+) -> dict:
+    """How well per-image ``uncertainty`` finds failures: AUROC for ``Dice < failure_dice`` and
+    Spearman's rho of uncertainty against Dice (expected negative), over the images with both values.
+
+    Returns:
+        ``n``, ``n_failures``, ``failure_dice``, ``auroc`` (NaN when all or none fail),
+        ``spearman_rho``, ``spearman_p``, ``mean_uncertainty_failures``, ``mean_uncertainty_others``
+        and ``describe()`` of the uncertainty (``stats``).
+    """
+    pairs = [(float(r["uncertainty"]), float(r["dice"])) for r in rows if "uncertainty" in r]
+    arr = np.array([p for p in pairs if not (math.isnan(p[0]) or math.isnan(p[1]))], np.float64).reshape(-1, 2)
+    u, d = arr[:, 0], arr[:, 1]
+    fail = d < failure_dice
+    rho, p = _spearman(u, d)
+    return {
+        "n": int(u.size),
+        "failure_dice": failure_dice,
+        "n_failures": int(fail.sum()),
+        "auroc": auroc(u, fail),
+        "spearman_rho": rho,
+        "spearman_p": p,
+        "mean_uncertainty_failures": float(u[fail].mean()) if fail.any() else math.nan,
+        "mean_uncertainty_others": float(u[~fail].mean()) if (~fail).any() else math.nan,
+        "stats": describe([float(r["uncertainty"]) for r in rows if "uncertainty" in r], n_boot, seed),
+    }
 
 
 def paired_compare(
