@@ -34,6 +34,7 @@ from segapp.data import LesionDataModule  # noqa: E402
 from segapp.errors import SettingError  # noqa: E402
 from segapp.io.archive import checkpoint_problem  # noqa: E402
 from segapp.lit import SegmentationModule  # noqa: E402
+from segapp.lit.calibrate import TrustCalibration  # noqa: E402
 from segapp.lit.callbacks import RunSummary  # noqa: E402
 from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from segapp.lit.report_callback import EvalReport  # noqa: E402
@@ -147,6 +148,8 @@ class SegappCLI(LightningCLI):
     def before_fit(self) -> None:
         self._record_run()
         self.trainer.callbacks.append(RunSummary())
+        if not any(isinstance(c, TrustCalibration) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(TrustCalibration())
         if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
 

@@ -101,3 +101,15 @@ def tiny_ckpt(synth_root, tmp_path_factory) -> Path:
     ckpt = run_dir / "checkpoints" / "best.ckpt"
     assert ckpt.is_file()
     return ckpt
+
+
+@pytest.fixture(scope="session")
+def tiny_cv(synth_root, tmp_path_factory) -> Path:
+    """A 2-fold ``segapp-cv`` folder (tiny scratch U-Nets, 4 epochs each) with its ``ensemble.json``."""
+    from segapp.cli.cv import main
+
+    out = tmp_path_factory.mktemp("tiny_cv")
+    extra = dotted({"trainer.max_epochs": 4, "model.net.init_args.depth": 3, "model.net.init_args.base_channels": 8})
+    main(["--num-folds", "2", "--out", str(out), *fit_args(synth_root, out / "fold", *extra)[1:]])
+    assert (out / "ensemble.json").is_file()
+    return out

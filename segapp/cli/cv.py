@@ -1,8 +1,11 @@
-"""``segapp-cv``: k-fold cross-validation from one config.
+"""``segapp-cv``: k-fold cross-validation from one config, and the fold ensemble it leaves.
 
 Trains every fold with ``segapp fit`` (same config, ``--data.num_folds K --data.fold k``, run
 folder ``OUT/fold_k``) and writes ``OUT/cv_summary.md`` and ``OUT/cv_summary.json`` with the
-best validation Dice per fold and mean +- std. Arguments it does not know go to ``segapp fit``::
+best validation Dice per fold and mean +- std. When every fold was trained it also writes
+``OUT/ensemble.json``: the members, and the ensemble's threshold and temperature fitted on the
+pooled out-of-fold predictions, so ``segapp-predict --checkpoint OUT`` predicts with the
+ensemble. Arguments it does not know go to ``segapp fit``::
 
     segapp-cv --num-folds 5 --out runs/cv_kvasir --config configs/quickstart.yaml --data configs/data/kvasir.yaml
 """
@@ -33,9 +36,13 @@ def _best_dice(run) -> float:
     return float(score)
 
 
-def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] | None = None) -> list[dict]:
-    """Train the given folds (default: all) and return one row per fold."""
+def run_folds(
+    fit_args: list[str], num_folds: int, out: Path, folds: list[int] | None = None, oof: list | None = None
+) -> list[dict]:
+    """Train the given folds (default: all) and return one row per fold; ``oof`` collects each
+    fold's out-of-fold logits when given."""
     from segapp.app import cli
+    from segapp.lit.calibrate import out_of_fold
 
     rows = []
     for k in folds if folds is not None else range(num_folds):
@@ -53,6 +60,9 @@ def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] |
             ]
         )
         splits = run.datamodule.splits
+        best = run_dir / "checkpoints" / "best.ckpt"
+        if oof is not None and best.is_file():
+            oof.append(out_of_fold(best, run.datamodule))
         rows.append(
             {
                 "fold": k,
@@ -60,9 +70,27 @@ def run_folds(fit_args: list[str], num_folds: int, out: Path, folds: list[int] |
                 "train": len(splits["train"]),
                 "val": len(splits["val"]),
                 "run_dir": str(run_dir),
+                "checkpoint": str(best.relative_to(out)) if best.is_file() else None,
             }
         )
     return rows
+
+
+def write_ensemble(out: Path, rows: list[dict], oof: list) -> dict:
+    """``OUT/ensemble.json``: members, member thresholds, and the out-of-fold ensemble settings."""
+    import torch
+
+    from segapp.lit.calibrate import fit_ensemble
+
+    metas = [torch.load(out / r["checkpoint"], map_location="cpu", weights_only=True)["segapp"] for r in rows]
+    record = {
+        "members": [r["checkpoint"] for r in rows],
+        "member_thresholds": [float(m["threshold"]) for m in metas],
+        **fit_ensemble(oof, [m.get("trust") for m in metas]),
+    }
+    with atomic_write(out / "ensemble.json") as tmp:
+        tmp.write_text(json.dumps(record, indent=2))
+    return record
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -106,7 +134,15 @@ def main(argv: list[str] | None = None) -> None:
         fail("segapp-cv", f"--num-folds: expected at least 2, got {args.num_folds}")
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     out = Path(args.out)
-    summary = run_console("segapp-cv", lambda: summarize(run_folds(fit_args, args.num_folds, out, folds)))
+    oof: list = []
+    summary = run_console("segapp-cv", lambda: summarize(run_folds(fit_args, args.num_folds, out, folds, oof)))
+    if folds is None and all(r.get("checkpoint") for r in summary["folds"]):
+        record = run_console("segapp-cv", lambda: write_ensemble(out, summary["folds"], oof))
+        print(
+            f"ensemble of {len(record['members'])} folds: threshold {record['threshold']}, temperature "
+            f"{record['trust']['temperature']:.3f} (out-of-fold Dice {record['oof']['dice_at_threshold']:.4f}); "
+            f"predict with `segapp-predict --checkpoint {out} ...`"
+        )
     table = format_table(summary, "segapp-cv " + " ".join(argv))
     with atomic_write(out / "cv_summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2))

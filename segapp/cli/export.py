@@ -1,4 +1,8 @@
-"""``segapp-export --checkpoint X.ckpt --format onnx|torchscript --out FILE``: a self-describing model."""
+"""``segapp-export --checkpoint X.ckpt [Y.ckpt ...|CV_DIR] --format onnx|torchscript --out FILE``.
+
+A self-describing model; several checkpoints (or a ``segapp-cv`` folder) become one ONNX graph
+of the ensemble with the trust outputs (see docs/inference.md).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,12 @@ from segapp.inference.export import ExportFormat
 
 def build_parser() -> argparse.ArgumentParser:
     p = console_parser("segapp-export", __doc__)
-    p.add_argument("--checkpoint", required=True, help="checkpoint written by `segapp fit` (.ckpt)")
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        nargs="+",
+        help="checkpoint written by `segapp fit` (.ckpt); several, or a `segapp-cv --out` folder: one ensemble graph",
+    )
     p.add_argument("--format", choices=get_args(ExportFormat), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="file to write (.onnx or .pt); FILE.json is written beside it")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")

@@ -41,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = console_parser("segapp-predict", __doc__)
     src = p.add_mutually_exclusive_group(required=True)
     p.add_argument("--version", action="version", version=f"segapp-predict {_version()}")
-    src.add_argument("--checkpoint", help="checkpoint written by `segapp fit` (.ckpt; torch engine)")
+    src.add_argument(
+        "--checkpoint",
+        nargs="+",
+        help="checkpoint written by `segapp fit` (.ckpt; torch engine); several, or a `segapp-cv --out` folder, "
+        "predict with their ensemble (mean probability)",
+    )
     src.add_argument("--model", help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed)")
     p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")
     p.add_argument(
@@ -66,6 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write probabilities (16-bit PNG, or float32 .npy)",
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
+    p.add_argument(
+        "--save-uncertainty",
+        action="store_true",
+        help="also write <name>.uncertainty.png: per-pixel entropy of the calibrated probability (0-255 = 0-1 bit)",
+    )
+    p.add_argument(
+        "--no-review",
+        action="store_true",
+        help="no review.html and no thumbnails (review/thumbs/); the CSV keeps the trust columns",
+    )
+    p.add_argument("--review-cards", type=int, default=300, help="cards on review.html, riskiest first (default 300)")
     p.add_argument(
         "--resume",
         action="store_true",
@@ -105,13 +121,13 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0 or args.min_size < 0:
-        _fail("--batch-size must be >= 1, --workers and --min-size >= 0")
+    if args.batch_size < 1 or args.workers < 0 or args.min_size < 0 or args.review_cards < 0:
+        _fail("--batch-size must be >= 1, --workers, --min-size and --review-cards >= 0")
     if args.max_pixels < 1 or args.max_file_pixels < 1:
         _fail(f"--max-pixels and --max-file-pixels must be >= 1, got {args.max_pixels} and {args.max_file_pixels}")
     if args.resume and args.overwrite:
         _fail("--resume continues the run in --output and --overwrite replaces it; pass one of them")
-    model_path = args.checkpoint or args.model
+    model_path = args.checkpoint[0] if args.checkpoint else args.model
     try:
         with sigterm_as_interrupt():
             summary = _run(args, model_path)
@@ -128,11 +144,23 @@ def main(argv: list[str] | None = None) -> None:
 # command-line options passed through by name (argparse dest == keyword)
 PREDICTOR_OPTIONS = ("threshold", "tta", "mode", "keep_largest", "min_size", "overlap", "batch_size")
 FOLDER_OPTIONS = ("save_probs", "overlay", "resume", "workers", "nifti_axis", "max_pixels", "max_file_pixels")
-FOLDER_OPTIONS += ("overwrite", "break_lock")
+FOLDER_OPTIONS += ("overwrite", "break_lock", "save_uncertainty", "review_cards")
 
 
 def _options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return {name: getattr(args, name) for name in names}
+
+
+def _model_sha256(engine, model_path: str) -> str:
+    """SHA-256 of the model file; of the members' hashes, in order, for a checkpoint ensemble."""
+    import hashlib
+
+    files = getattr(engine, "member_files", None)
+    if not files or (len(files) == 1 and files[0] == str(model_path)):
+        return file_sha256(model_path)
+    if len(files) == 1:
+        return file_sha256(files[0])
+    return "ensemble:" + hashlib.sha256(" ".join(file_sha256(f) for f in files).encode()).hexdigest()
 
 
 def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
@@ -144,8 +172,10 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
     predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
     progress = not args.no_progress and sys.stderr.isatty()
-    options = FolderOptions(progress=progress, **_options(args, FOLDER_OPTIONS))
-    info = {"model_file": str(model_path), "model_sha256": file_sha256(model_path), "argv": sys.argv[1:]}
+    options = FolderOptions(progress=progress, review=not args.no_review, **_options(args, FOLDER_OPTIONS))
+    info = {"model_file": str(model_path), "model_sha256": _model_sha256(engine, model_path), "argv": sys.argv[1:]}
+    if engine.members > 1:
+        info["ensemble"] = getattr(engine, "member_files", None)
     return predict_folder(predictor, args.input, args.output, options, info)
 
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
 import numpy as np
 
 from segapp.errors import check_choice
-from segapp.inference.checkpoint import CheckpointError, load_net
-from segapp.inference.tiling import sliding_window
+from segapp.inference.checkpoint import CheckpointError
+from segapp.inference.ensemble import load_members
 from segapp.io import PreprocessSpec
 from segapp.machine import cpu_supports_bf16
 
@@ -25,18 +26,26 @@ Device = Literal["auto", "cpu", "cuda"]
 ONNX_META_KEY = "segapp"
 
 
+@dataclass
+class EngineOutput:
+    """One forward pass of K members: ``logits`` ``N x K x H x W`` and ``ood`` ``N x K`` (ratio to
+    the member's validation threshold; None when the model has no training statistics)."""
+
+    logits: np.ndarray
+    ood: np.ndarray | None
+
+
 class Engine(Protocol):
     """What the predictor needs from an engine."""
 
     spec: PreprocessSpec
     threshold: float
     meta: dict[str, Any]
+    trust: dict[str, Any] | None  # the model's (or ensemble's) trust block, plain JSON
+    members: int
 
-    def probs(self, batch: np.ndarray) -> np.ndarray:
-        """``N x C x H x W`` float32 (``H x W = spec.size``) -> ``N x H x W`` probabilities."""
-
-    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
-        """``C x H x W`` native-scale input -> ``H x W`` Gaussian-blended probabilities."""
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        """``N x C x H x W`` float32 (``H x W = spec.size``, or a tile) -> per-member logits and OOD ratios."""
 
     def describe(self) -> dict[str, Any]:
         """Engine name, device, precision and library versions for ``run.json``."""
@@ -66,21 +75,20 @@ def resolve_precision(precision: Precision, device_type: str) -> str:
     return "bf16" if cpu_supports_bf16() else "fp32"
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)
-
-
 class TorchEngine:
-    """A segapp net in eval mode, run under ``inference_mode`` with channels_last and autocast.
+    """Member nets in eval mode (a :class:`~segapp.nets.trust.TrustNet`), run under
+    ``inference_mode`` with channels_last and autocast.
 
     Args:
-        net: The trained net (from :func:`segapp.inference.load_net`).
-        spec: Its preprocessing.
-        threshold: Its probability threshold.
-        meta: The checkpoint's ``segapp`` block.
+        net: One trained net, or a ``TrustNet`` of several (see :meth:`from_checkpoints`).
+        spec: The members' preprocessing.
+        threshold: The probability threshold of the model (or ensemble).
+        meta: The (first) checkpoint's ``segapp`` block.
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         precision: ``auto``, ``fp32``, ``bf16`` or ``fp16`` (autocast dtype).
         channels_last: Use the channels-last memory format (faster convolutions on CPU).
+        trust: Plain-JSON review rules (temperature, thresholds), or None.
+        stats: With a single ``net``: its OOD feature statistics (``trust["features"]``), or None.
     """
 
     def __init__(
@@ -92,8 +100,12 @@ class TorchEngine:
         device: Device = "auto",
         precision: Precision = "auto",
         channels_last: bool = True,
+        trust: dict[str, Any] | None = None,
+        stats: dict[str, Any] | None = None,
     ) -> None:
         import torch
+
+        from segapp.nets.trust import TrustNet
 
         check_engine_options(device, precision)
         if device == "cuda" and not torch.cuda.is_available():
@@ -103,15 +115,32 @@ class TorchEngine:
         )
         self.precision = resolve_precision(precision, self.device.type)
         self.channels_last = channels_last
+        net = net if isinstance(net, TrustNet) else TrustNet([net], [stats])
         self.net = net.to(self.device).eval()
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
-        self.spec, self.threshold, self.meta = spec, threshold, meta
+        self.spec, self.threshold, self.meta, self.trust = spec, threshold, meta, trust
+        self.members = net.size
+        self.has_ood = net.has_ood
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: Device = "auto", precision: Precision = "auto") -> TorchEngine:
-        net, spec, threshold, meta = load_net(path)
-        return cls(net, spec, threshold, meta, device=device, precision=precision)
+        """One ``segapp fit`` checkpoint."""
+        return cls.from_checkpoints([path], device=device, precision=precision)
+
+    @classmethod
+    def from_checkpoints(
+        cls, paths: list[str | Path], device: Device = "auto", precision: Precision = "auto"
+    ) -> TorchEngine:
+        """One checkpoint, several (an ensemble), or a ``segapp-cv`` folder (:mod:`segapp.inference.ensemble`)."""
+        from segapp.nets.trust import TrustNet
+
+        m = load_members(paths)
+        net = TrustNet(m.nets, m.stats, m.inputs)
+        engine = cls(net, m.spec, m.threshold, m.metas[0], device=device, precision=precision, trust=m.trust)
+        engine.member_files = [str(p) for p in m.paths]
+        engine.source = m.source
+        return engine
 
     def _autocast(self) -> Any:
         import torch
@@ -119,30 +148,15 @@ class TorchEngine:
         dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
         return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
 
-    def _sigmoid_net(self, x: Any) -> Any:
-        import torch
-
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return torch.sigmoid(self.net(x).float())
-
-    def probs(self, batch: np.ndarray) -> np.ndarray:
+    def run(self, batch: np.ndarray) -> EngineOutput:
         import torch
 
         with torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(batch).to(self.device)
-            return self._sigmoid_net(x)[:, 0].float().cpu().numpy()
-
-    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
-        import torch
-        from monai.inferers import sliding_window_inference
-
-        with torch.inference_mode(), self._autocast():
-            x = torch.from_numpy(image[None]).to(self.device)
-            out = sliding_window_inference(
-                x, self.spec.size, batch_size, self._sigmoid_net, overlap=overlap, mode="gaussian", sigma_scale=0.125
-            )
-        return out[0, 0].float().cpu().numpy()
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits, ood, *_ = self.net(x)
+            return EngineOutput(logits.float().cpu().numpy(), ood.float().cpu().numpy() if self.has_ood else None)
 
     def describe(self) -> dict[str, Any]:
         import torch
@@ -152,6 +166,7 @@ class TorchEngine:
             "device": str(self.device),
             "precision": self.precision,
             "channels_last": self.channels_last,
+            "members": self.members,
             "torch": str(torch.__version__),
             "threads": torch.get_num_threads(),
         }
@@ -160,8 +175,9 @@ class TorchEngine:
 class OnnxEngine:
     """An exported model (``segapp-export --format onnx``) run by ONNX Runtime, without torch.
 
-    Preprocessing and threshold come from the model's ``segapp`` metadata property (or the
-    ``FILE.json`` sidecar when the property is missing).
+    Preprocessing, threshold, trust rules and which output is which come from the model's
+    ``segapp`` metadata property (or the ``FILE.json`` sidecar when the property is missing).
+    Models exported before trust signals (one ``logits`` output) still run, without OOD scores.
 
     Args:
         path: The ``.onnx`` file.
@@ -199,15 +215,20 @@ class OnnxEngine:
         self.meta = read_onnx_meta(path, self.session)
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.threshold = float(self.meta.get("threshold", 0.5))
+        self.trust = self.meta.get("trust")
         self.input_name = self.session.get_inputs()[0].name
+        names = [o.name for o in self.session.get_outputs()]
+        self.has_ood = "ood" in names and bool(self.meta.get("has_ood"))
+        self.output_names = ["logits", "ood"] if self.has_ood else [names[0]]
+        self.members = int(self.meta.get("members", 1))
         self.providers = self.session.get_providers()
 
-    def probs(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, np.float32)})[0]
-        return _sigmoid(logits[:, 0])
-
-    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
-        return sliding_window(image, self.spec.size, self.probs, overlap=overlap, batch_size=batch_size)
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        outs = self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, np.float32)})
+        logits = outs[0]
+        if logits.ndim == 4 and "members" not in self.meta:  # a pre-trust export: N x 1 x H x W logits
+            logits = logits[:, :1]
+        return EngineOutput(np.asarray(logits, np.float32), outs[1] if self.has_ood else None)
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
@@ -216,6 +237,7 @@ class OnnxEngine:
             "engine": "onnxruntime",
             "providers": self.providers,
             "precision": self.precision,
+            "members": self.members,
             "onnxruntime": ort.__version__,
         }
 
@@ -243,21 +265,24 @@ def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
 
 
 def create_engine(
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | list[str | Path] | None = None,
     model: str | Path | None = None,
     device: Device = "auto",
     precision: Precision = "auto",
 ) -> Engine:
-    """The one factory: a torch engine for ``checkpoint`` or an ONNX Runtime engine for ``model``.
+    """The one factory: a torch engine for checkpoint(s) (one, several, or a ``segapp-cv`` folder)
+    or an ONNX Runtime engine for ``model``.
 
     Raises:
         ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, for a
             ``model`` that is not ``.onnx``, or for an unknown device or precision.
+        CheckpointError: unreadable members, or members that do not fit together.
     """
-    if (checkpoint is None) == (model is None):
-        raise ValueError("give exactly one of --checkpoint FILE.ckpt (torch) or --model FILE.onnx (ONNX Runtime)")
+    if (checkpoint is None or checkpoint == []) == (model is None):
+        raise ValueError("give exactly one of --checkpoint FILE.ckpt [...] (torch) or --model FILE.onnx (ONNX Runtime)")
     if model is not None:
         if Path(model).suffix.lower() != ".onnx":
             raise ValueError(f"--model expects an .onnx file from `segapp-export`, got {model}")
         return OnnxEngine(model, device=device, precision=precision)
-    return TorchEngine.from_checkpoint(checkpoint, device=device, precision=precision)
+    paths = list(checkpoint) if isinstance(checkpoint, list | tuple) else [checkpoint]
+    return TorchEngine.from_checkpoints(paths, device=device, precision=precision)

@@ -1,9 +1,14 @@
-"""Export a checkpoint's net to ONNX or TorchScript with its preprocessing metadata.
+"""Export one checkpoint, several (an ensemble) or a ``segapp-cv`` folder to ONNX, or one to TorchScript.
 
-The checkpoint's ``segapp`` block (net spec, preprocessing, threshold, data fingerprint) goes
-into the ONNX ``metadata_props`` under ``segapp`` (TorchScript: the extra file
-``segapp.json``) and into a sidecar ``FILE.json``, so an exported model is self-describing.
-Batch, height and width are dynamic axes.
+ONNX gets the whole :class:`~segapp.nets.trust.TrustNet`: one graph runs every member and
+outputs ``logits`` (``N x K x H x W``, one channel per member), ``ood`` (``N x K``, each member's
+distance from its training data over its validation threshold; zeros when the checkpoints have
+no training statistics) and ``features_k`` (``N x D_k``, member k's pooled features), so the
+container gets ensembles and trust signals from one file. The ``segapp`` block (preprocessing,
+the ensemble's threshold and trust rules, each member's net, threshold and source hash, and
+``outputs``: which output is which) goes into the ONNX ``metadata_props`` under ``segapp``
+(TorchScript: the extra file ``segapp.json``) and into a sidecar ``FILE.json``. Batch, height
+and width are dynamic axes.
 """
 
 from __future__ import annotations
@@ -13,20 +18,44 @@ import warnings
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from segapp.errors import check_choice
-from segapp.inference.checkpoint import file_sha256, load_net
+from segapp.errors import SettingError, check_choice
+from segapp.inference.checkpoint import file_sha256
 from segapp.inference.engines import ONNX_META_KEY
+from segapp.inference.ensemble import Members, load_members, rules_of
 from segapp.io import atomic_write
 
 ExportFormat = Literal["onnx", "torchscript"]
 META_KEYS = ("schema_version", "net", "preprocess", "threshold", "data_fingerprint", "versions")
 
 
+OUTPUTS_DOC = {
+    "logits": "N x K x H x W: member k's logits in channel k (mean of sigmoid over K = the ensemble's probability)",
+    "ood": "N x K: member k's Mahalanobis distance of pooled features over its validation threshold (> 1 = OOD)",
+    "features_k": "N x D_k: member k's pooled bottleneck features (global average)",
+}
+
+
 def export_meta(meta: dict[str, Any], checkpoint: Path, fmt: str) -> dict[str, Any]:
-    """The JSON block embedded in an exported model."""
+    """The JSON block of one member (its checkpoint's metadata, without the trust tensors)."""
     block = {k: meta.get(k) for k in META_KEYS}
     block.update(format=fmt, source_checkpoint=checkpoint.name, source_sha256=file_sha256(checkpoint))
+    block["trust"] = rules_of(meta.get("trust"))
     return block
+
+
+def ensemble_meta(members: Members, fmt: str) -> dict[str, Any]:
+    """The block of an exported model: the first member's keys, the ensemble's settings, every member."""
+    blocks = [export_meta(m, p, fmt) for m, p in zip(members.metas, members.paths, strict=True)]
+    return {
+        **blocks[0],
+        "threshold": members.threshold,
+        "trust": members.trust,
+        "members": len(blocks),
+        "member_blocks": blocks,
+        "has_ood": all(s is not None for s in members.stats),
+        "outputs": OUTPUTS_DOC,
+        "source": members.source,
+    }
 
 
 def _export_onnx(net: Any, example: Any, out: Path, opset: int, block: dict[str, Any]) -> None:
@@ -34,6 +63,7 @@ def _export_onnx(net: Any, example: Any, out: Path, opset: int, block: dict[str,
     import torch
 
     axes = {0: "batch", 2: "height", 3: "width"}
+    features = [f"features_{k}" for k in range(net.size)]
     with atomic_write(out, suffix=".onnx") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about the input-size check
         torch.onnx.export(
@@ -43,8 +73,8 @@ def _export_onnx(net: Any, example: Any, out: Path, opset: int, block: dict[str,
             dynamo=False,
             opset_version=opset,
             input_names=["image"],
-            output_names=["logits"],
-            dynamic_axes={"image": axes, "logits": axes},
+            output_names=["logits", "ood", *features],
+            dynamic_axes={"image": axes, "logits": axes, "ood": {0: "batch"}, **{f: {0: "batch"} for f in features}},
         )
         model = onnx.load(str(tmp))
         prop = model.metadata_props.add()
@@ -63,33 +93,43 @@ def _export_torchscript(net: Any, example: Any, out: Path, block: dict[str, Any]
         torch.jit.save(traced, str(tmp), _extra_files={"segapp.json": json.dumps(block)})
 
 
-def export_model(checkpoint: str | Path, out: str | Path, fmt: ExportFormat = "onnx", opset: int = 17) -> Path:
-    """Export ``checkpoint`` to ``out`` and write ``out.json`` beside it.
+def export_model(
+    checkpoint: str | Path | list[str | Path], out: str | Path, fmt: ExportFormat = "onnx", opset: int = 17
+) -> Path:
+    """Export ``checkpoint`` (one, several, or a cv folder) to ``out`` and write ``out.json`` beside it.
 
     Args:
-        checkpoint: A ``segapp fit`` checkpoint (loaded with ``weights_only=True``).
+        checkpoint: ``segapp fit`` checkpoint(s) (loaded with ``weights_only=True``) or a
+            ``segapp-cv --out`` folder; several make one ensemble graph (ONNX only).
         out: The exported file (``.onnx`` or ``.pt``).
-        fmt: ``onnx`` or ``torchscript``.
+        fmt: ``onnx`` or ``torchscript`` (the net of one checkpoint: its logits only).
         opset: ONNX opset version.
 
     Returns:
         The path written.
 
     Raises:
-        SettingError: for an unknown format (a ValueError).
-        CheckpointError: for an unreadable checkpoint.
+        SettingError: for an unknown format (a ValueError), or TorchScript of several members.
+        CheckpointError: for an unreadable checkpoint or members that do not fit together.
     """
     import torch
 
+    from segapp.nets.trust import TrustNet
+
     check_choice("format", fmt, get_args(ExportFormat))
-    checkpoint, out = Path(checkpoint), Path(out)
-    net, spec, _, meta = load_net(checkpoint)
-    block = export_meta(meta, checkpoint, fmt)
-    example = torch.zeros(1, spec.in_channels, *spec.size)
+    paths = list(checkpoint) if isinstance(checkpoint, list | tuple) else [checkpoint]
+    members, out = load_members(paths), Path(out)
+    block = ensemble_meta(members, fmt)
+    example = torch.zeros(1, members.spec.in_channels, *members.spec.size)
     if fmt == "onnx":
-        _export_onnx(net, example, out, opset, block)
+        _export_onnx(TrustNet(members.nets, members.stats, members.inputs).eval(), example, out, opset, block)
+    elif len(members.nets) > 1:
+        raise SettingError(
+            f"--format torchscript exports one net, got {len(members.nets)} members; fix: export an ensemble "
+            "with --format onnx (one graph with every member and the trust outputs)"
+        )
     else:
-        _export_torchscript(net, example, out, block)
+        _export_torchscript(members.nets[0], example, out, block)
     with atomic_write(out.with_name(out.name + ".json"), suffix=".json") as tmp:
         tmp.write_text(json.dumps(block, indent=2))
     return out

@@ -27,8 +27,10 @@ from segapp.inference.interrupt import exit_code_for
 from segapp.inference.loader import Decoded, FileDataset, iterate
 from segapp.inference.lock import LOCK_NAME, FolderLock
 from segapp.inference.postprocess import mask_stats, overlay
-from segapp.inference.predictor import Predictor
+from segapp.inference.predictor import FrameResult, Predictor
+from segapp.inference.review import make_thumb, thumb_path, write_review, write_thumb
 from segapp.inference.run_record import mask_record, prepare_output_folder
+from segapp.inference.trust import review, volume_signals
 from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
 from segapp.io.scans import scan_kind
 
@@ -50,6 +52,9 @@ class FolderOptions:
     overwrite: bool = False  # replace an earlier run with other options in the output folder
     break_lock: bool = False  # take over a lock even when its holder cannot be proven gone
     lock_name: str = LOCK_NAME  # one lock per shard for sharded runs
+    save_uncertainty: bool = False  # <name>.uncertainty.png: per-pixel entropy of the calibrated probabilities
+    review: bool = True  # review.html and its thumbnails (review/thumbs/)
+    review_cards: int = 300  # the riskiest cards the page shows (the rest are counted)
 
 
 @dataclass
@@ -153,9 +158,11 @@ class FolderRun:
         self.summary.skipped_done = len(files) - len(todo)
         self.total = len(todo)
         self.journal = journal
-        keep_raw = self.opts.overlay
+        keep_raw = self.opts.overlay or self.opts.review
         limits = ReadLimits(self.opts.max_pixels, self.opts.max_file_pixels)
-        dataset = FileDataset(self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis, limits)
+        dataset = FileDataset(
+            self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis, limits, check=self.p.checker()
+        )
         items = iterate(dataset, self.opts.workers)
         try:
             with out.writing(self.output_dir):
@@ -198,25 +205,23 @@ class FolderRun:
             return
         items, self._pending = self._pending, []
         t0 = time.perf_counter()
-        probs = self.p.probs_prepared([x for i in items for x in i.inputs], [s for i in items for s in i.sizes])
+        results = self.p.predict_prepared([x for i in items for x in i.inputs], [s for i in items for s in i.sizes])
         forward = time.perf_counter() - t0
-        self.summary.stages["forward"] += forward
-        n_total, k = len(probs), 0
+        for stage, seconds in self.p.last_seconds.items():
+            self.summary.stages[stage] += seconds
+        n_total, k = len(results), 0
         for item in items:
             n = len(item.inputs)
             share = forward * n / max(n_total, 1)
-            self._write(item, probs[k : k + n], share)
+            self._write(item, results[k : k + n], share)
             k += n
             item.inputs = []
 
-    def _write(self, item: Decoded, probs: list[np.ndarray], forward_s: float) -> None:
+    def _write(self, item: Decoded, results: list[FrameResult], forward_s: float) -> None:
         t0 = time.perf_counter()
         try:
-            masks = [self.p.to_mask(pr) for pr in probs]
-            t1 = time.perf_counter()
-            self.summary.stages["postprocess"] += t1 - t0
-            rows, outputs = (self._write_nifti if item.kind == "nifti" else self._write_frames)(item, probs, masks)
-            self.summary.stages["write"] += time.perf_counter() - t1
+            rows, outputs = (self._write_nifti if item.kind == "nifti" else self._write_frames)(item, results)
+            self.summary.stages["write"] += time.perf_counter() - t0
         except OSError as e:
             if e.errno in out.FATAL_ERRNOS:
                 raise  # disk full, not writable: every later input would fail too; stop the run
@@ -226,23 +231,23 @@ class FolderRun:
             r["seconds"] = seconds
         self._record(item, rows, outputs)
 
-    def _write_frames(self, item: Decoded, probs: list[np.ndarray], masks: list[tuple[np.ndarray, int]]):
+    def _trust_columns(self, signals: dict[str, Any], checks: list[str], empty: bool) -> dict[str, Any]:
+        return {
+            **signals,
+            "input_check": " ".join(checks),
+            **review(signals, checks, empty, self.p.rules),
+        }
+
+    def _write_frames(self, item: Decoded, results: list[FrameResult]):
         rel = Path(item.rel)
-        multi = len(probs) > 1
+        multi = len(results) > 1
         rows, outputs = [], []
-        for k, (pr, (mask, comps)) in enumerate(zip(probs, masks, strict=True)):
+        for k, res in enumerate(results):
             frame = k if multi else None
             name = out.output_name(rel, "mask", frame)
-            out.write_mask(self.output_dir / name, mask)
+            out.write_mask(self.output_dir / name, res.mask)
             outputs.append(name.as_posix())
-            if self.opts.save_probs:
-                pname = out.output_name(rel, "prob", frame, self.opts.save_probs)
-                out.write_probs(self.output_dir / pname, pr, self.opts.save_probs)
-                outputs.append(pname.as_posix())
-            if self.opts.overlay and item.raw is not None:
-                oname = out.output_name(rel, "overlay", frame)
-                out.write_overlay(self.output_dir / oname, overlay(item.raw[k], mask))
-                outputs.append(oname.as_posix())
+            outputs += self._extras(item, k, frame, res)
             row = {
                 "input": item.rel,
                 "frame": "" if item.kind != "dicom" else k,
@@ -250,30 +255,55 @@ class FolderRun:
                 "output": name.as_posix(),
                 "status": "ok",
                 "reason": "",
-                **mask_stats(mask, pr, comps),
+                **mask_stats(res.mask, res.probs, res.components),
+                **self._trust_columns(res.signals, item.checks[k], not res.mask.any()),
             }
             rows.append(row)
         return rows, outputs
 
-    def _write_nifti(self, item: Decoded, probs: list[np.ndarray], masks: list[tuple[np.ndarray, int]]):
+    def _extras(self, item: Decoded, k: int, frame: int | None, res: FrameResult) -> list[str]:
+        """Probabilities, uncertainty map, overlay and review thumbnail of one frame, as asked."""
+        rel, written = Path(item.rel), []
+        if self.opts.save_probs:
+            pname = out.output_name(rel, "prob", frame, self.opts.save_probs)
+            out.write_probs(self.output_dir / pname, res.probs, self.opts.save_probs)
+            written.append(pname)
+        if self.opts.save_uncertainty:
+            uname = out.output_name(rel, "uncertainty", frame)
+            out.write_uncertainty(self.output_dir / uname, res.uncertainty_map())
+            written.append(uname)
+        if self.opts.overlay and item.raw is not None:
+            oname = out.output_name(rel, "overlay", frame)
+            out.write_overlay(self.output_dir / oname, overlay(item.raw[k], res.mask))
+            written.append(oname)
+        if self.opts.review and item.raw is not None:
+            tpath = thumb_path(self.output_dir, item.rel, frame)
+            write_thumb(tpath, make_thumb(item.raw[k], res.mask, res.uncertainty_map()))
+            written.append(tpath.relative_to(self.output_dir))
+        return [Path(w).as_posix() for w in written]
+
+    def _write_nifti(self, item: Decoded, results: list[FrameResult]):
         rel, meta = Path(item.rel), item.meta
         axis = meta["axis"]
         stack = (
             (lambda arrs: arrs[0])
-            if len(probs) == 1 and len(meta["shape"]) == 2
+            if len(results) == 1 and len(meta["shape"]) == 2
             else (lambda arrs: np.stack(arrs, axis=axis))
         )
-        volume = stack([m for m, _ in masks])
+        volume = stack([r.mask for r in results])
         name = out.output_name(rel, "mask", ext="nii.gz")
         out.write_nifti(self.output_dir / name, volume, meta)
         outputs = [name.as_posix()]
+        probs = stack([r.probs for r in results])
         if self.opts.save_probs:
             pname = out.output_name(rel, "prob", ext="nii.gz")
-            out.write_nifti(self.output_dir / pname, stack(probs), meta, dtype=np.float32)
+            out.write_nifti(self.output_dir / pname, probs, meta, dtype=np.float32)
             outputs.append(pname.as_posix())
-        stats = mask_stats(volume, stack(probs), sum(c for _, c in masks), size=probs[0].shape)
+        stats = mask_stats(volume, probs, sum(r.components for r in results), size=results[0].probs.shape)
+        signals = volume_signals([r.signals for r in results], probs, volume)
+        checks = sorted({c for cs in item.checks for c in cs})
         row = {"input": item.rel, "frame": "", "sop_instance_uid": "", "output": name.as_posix(), "status": "ok"}
-        return [{**row, "reason": "", **stats}], outputs
+        return [{**row, "reason": "", **stats, **self._trust_columns(signals, checks, not volume.any())}], outputs
 
     def _record(self, item: Decoded, rows: list[dict[str, Any]], outputs: list[str]) -> None:
         status = "ok" if all(r["status"] == "ok" for r in rows) else "error"
@@ -304,7 +334,10 @@ class FolderRun:
         if self.opts.progress:
             print(file=sys.stderr)
         order = [f.relative_to(self.input_dir).as_posix() for f in files]
-        out.write_csv(self.output_dir / "predictions.csv", [r for rel in order for r in self.rows.get(rel, [])])
+        rows = [r for rel in order for r in self.rows.get(rel, [])]
+        out.write_csv(self.output_dir / "predictions.csv", rows)
+        if self.opts.review:
+            write_review(self.output_dir, rows, max_cards=self.opts.review_cards)
 
 
 def _versions(engine_info: dict[str, Any]) -> dict[str, Any]:
@@ -383,6 +416,13 @@ def predict_folder(
                 "keep_largest": predictor.keep_largest,
                 "min_size": predictor.min_size,
                 "batch_size": predictor.batch_size,
+            },
+            "trust": {
+                "members": predictor.engine.members,
+                "ood_statistics": bool(getattr(predictor.engine, "has_ood", False)),
+                "rules": predictor.rules.__dict__,
+                "source": getattr(predictor.engine, "source", None),
+                "member_files": getattr(predictor.engine, "member_files", None),
             },
             "mask_record": record,
             "preprocess": predictor.spec.to_dict(),

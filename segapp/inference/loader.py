@@ -34,6 +34,7 @@ class Decoded:
     sizes: list[tuple[int, int]] = field(default_factory=list)
     raw: list[np.ndarray] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    checks: list[list[str]] = field(default_factory=list)  # per frame: input checks that fired
     error: str = ""
     decode_s: float = 0.0
     prep_s: float = 0.0
@@ -50,6 +51,7 @@ class FileDataset:
         nifti_axis: Slice axis for 3D NIfTI volumes.
         limits: Reader size limits (:class:`segapp.io.ReadLimits`), checked from each file's
             header before decoding; the defaults when None.
+        check: Raw frame -> the input checks that fire (:func:`segapp.inference.trust.input_checks`).
     """
 
     def __init__(
@@ -60,8 +62,9 @@ class FileDataset:
         keep_raw: bool = False,
         nifti_axis: int = 2,
         limits: ReadLimits | None = None,
+        check: Callable[[np.ndarray], list[str]] | None = None,
     ) -> None:
-        self.root, self.files, self.prepare = root, files, prepare
+        self.root, self.files, self.prepare, self.check = root, files, prepare, check
         self.keep_raw, self.nifti_axis = keep_raw, nifti_axis
         self.limits = limits
 
@@ -79,6 +82,7 @@ class FileDataset:
             scan = read_scan(path, nifti_axis=self.nifti_axis, limits=self.limits)
             t1 = time.perf_counter()
             item.inputs = [self.prepare(f) for f in scan.frames]
+            item.checks = [self.check(f) if self.check else [] for f in scan.frames]
             item.prep_s = time.perf_counter() - t1
         except ReadError as e:
             item.error = e.reason

@@ -6,7 +6,7 @@ Naming (documented in docs/inference.md) keeps the input's full file name, so ``
 ==========================  ===============================  ==============================
 input                       mask                             probabilities / overlay
 ==========================  ===============================  ==============================
-image, one-frame DICOM      ``<rel>.mask.png``               ``<rel>.prob.png|npy``, ``<rel>.overlay.png``
+image, one-frame DICOM      ``<rel>.mask.png``               ``<rel>.prob.png|npy``, ``.overlay``, ``.uncertainty``
 multi-frame DICOM frame k   ``<rel>.f{k:03d}.mask.png``      ``<rel>.f{k:03d}.prob.png|npy`` ...
 NIfTI                       ``<rel>.mask.nii.gz``            ``<rel>.prob.nii.gz`` (no overlay)
 ==========================  ===============================  ==============================
@@ -42,6 +42,14 @@ CSV_FIELDS = (
     "components",
     "bbox",
     "mean_prob",
+    "uncertainty",
+    "est_dice",
+    "agreement",
+    "ood_score",
+    "input_check",
+    "review",
+    "review_reason",
+    "risk",
     "seconds",
 )
 JOURNAL = ".segapp-predict.jsonl"
@@ -108,6 +116,13 @@ def write_probs(path: Path, probs: np.ndarray, fmt: str) -> None:
             np.save(tmp, probs.astype(np.float32))
         return
     scaled = np.rint(np.clip(probs, 0.0, 1.0) * 65535.0).astype(np.uint16)
+    with atomic_write(path, suffix=".png") as tmp:
+        Image.fromarray(scaled).save(tmp, format="PNG")
+
+
+def write_uncertainty(path: Path, entropy: np.ndarray) -> None:
+    """Per-pixel entropy (bits, 0-1) as an 8-bit grey PNG (0-255), atomically."""
+    scaled = np.rint(np.clip(entropy, 0.0, 1.0) * 255.0).astype(np.uint8)
     with atomic_write(path, suffix=".png") as tmp:
         Image.fromarray(scaled).save(tmp, format="PNG")
 

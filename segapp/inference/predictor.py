@@ -7,22 +7,58 @@ live in :mod:`segapp.inference.folder`.
 
 from __future__ import annotations
 
+import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import numpy as np
 
 from segapp.errors import check_choice, check_range
 from segapp.inference.engines import Device, Engine, Precision, create_engine
 from segapp.inference.postprocess import clean_mask, upsample
+from segapp.inference.tiling import sliding_window
+from segapp.inference.trust import (
+    TrustRules,
+    agreement,
+    binary_entropy,
+    expected_dice,
+    input_checks,
+    uncertainty_score,
+)
 from segapp.io import PreprocessSpec, preprocess
+from segapp.io.preprocess import resize_array
 
 Tta = Literal["none", "flip", "flip4"]
 Mode = Literal["resize", "tile"]
+
+
+@dataclass
+class FrameResult:
+    """One frame's prediction at its original resolution.
+
+    Attributes:
+        probs: Calibrated probabilities (temperature-scaled; what reports and maps show).
+        mask: The mask: uncalibrated mean probability > threshold, then clean-up, so the
+            temperature never changes it.
+        components: Connected components kept.
+        signals: ``uncertainty``, ``est_dice``, ``agreement`` and ``ood_score`` (see
+            :mod:`segapp.inference.trust`; ``""`` where not available).
+    """
+
+    probs: np.ndarray
+    mask: np.ndarray
+    components: int
+    signals: dict[str, Any]
+
+    def uncertainty_map(self) -> np.ndarray:
+        """Per-pixel binary entropy (bits) of the calibrated probabilities."""
+        return binary_entropy(self.probs)
+
+
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
     "none": ((),),
     "flip": ((), (-1,)),
@@ -63,6 +99,7 @@ class Predictor:
     min_size: int = 0
     overlap: float = 0.25
     batch_size: int = 8
+    last_seconds: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         check_choice("tta", self.tta, get_args(Tta))
@@ -82,13 +119,13 @@ class Predictor:
     @classmethod
     def from_checkpoint(
         cls,
-        path: str | Path,
+        path: str | Path | list[str | Path],
         threshold: float | None = None,
         device: Device = "auto",
         precision: Precision = "fp32",
         **options,
     ) -> Predictor:
-        """Torch engine from a ``segapp fit`` checkpoint (``weights_only`` loading)."""
+        """Torch engine from a ``segapp fit`` checkpoint, several (an ensemble) or a ``segapp-cv`` folder."""
         return cls(create_engine(checkpoint=path, device=device, precision=precision), threshold=threshold, **options)
 
     @classmethod
@@ -111,46 +148,106 @@ class Predictor:
         """A picklable :meth:`prepare` for loader workers (holds no engine)."""
         return partial(prepare_input, spec=self.engine.spec, mode=self.mode)
 
-    def _tta_mean(self, x: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
-        """Mean over the TTA flips of ``unflip(fn(flip(x)))``; flips act on the last two (H, W) axes.
+    @property
+    def rules(self) -> TrustRules:
+        """The model's review rules and temperature (neutral without a trust block)."""
+        return TrustRules.from_meta(getattr(self.engine, "trust", None))
 
-        Shape:
-            ``x``: ``(..., C, H, W)``; ``fn(x)``: ``(..., H, W)`` probabilities.
-        """
-        flips = TTA_FLIPS[self.tta]
-        acc: np.ndarray | None = None
-        for axes in flips:
-            p = np.flip(fn(np.flip(x, axes).copy()), axes) if axes else fn(x)
-            if acc is None:
-                acc = np.array(p, np.float32)  # a float32 copy, as the loops this replaces accumulated
-            else:
-                acc += p
-        return acc / len(flips)
+    def checker(self) -> Callable[[np.ndarray], list[str]]:
+        """A picklable raw-frame check (blank, saturated, grey for a colour model) for loader workers."""
+        return partial(
+            input_checks, in_channels=self.engine.spec.in_channels, trained_on_colour=self.rules.trained_on_colour
+        )
 
-    def _batch_probs(self, batch: np.ndarray) -> np.ndarray:
-        return self._tta_mean(batch, self.engine.probs)
+    def _flip_passes(self, x: np.ndarray, fn: Callable[[np.ndarray], tuple[np.ndarray, Any]]) -> list[tuple]:
+        """``[(unflipped fn output, side output)]`` per TTA flip; flips act on the last two axes."""
+        outs = []
+        for axes in TTA_FLIPS[self.tta]:
+            y, side = fn(np.flip(x, axes).copy()) if axes else fn(x)
+            outs.append((np.flip(y, axes) if axes else y, side))
+        return outs
 
-    def _tile_probs(self, x: np.ndarray) -> np.ndarray:
-        return self._tta_mean(x, lambda xi: self.engine.tile_probs(xi, self.overlap, self.batch_size))
+    def _probs_of_logits(self, logits: np.ndarray) -> np.ndarray:
+        """``... x K x H x W`` logits -> ``... x 2K x H x W``: raw then calibrated probabilities."""
+        t = self.rules.temperature
+        return np.concatenate([_sigmoid(logits), _sigmoid(logits / t)], axis=-3)
 
-    def probs_prepared(self, inputs: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[np.ndarray]:
-        """Prepared inputs (from :meth:`prepare`) -> probabilities at the given original sizes."""
-        out: list[np.ndarray] = []
+    def _resize_pass(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        out = self.engine.run(batch)
+        return self._probs_of_logits(out.logits), out.ood
+
+    def _tile_pass(self, x: np.ndarray) -> tuple[np.ndarray, None]:
+        fn = lambda tiles: self._probs_of_logits(self.engine.run(tiles).logits)  # noqa: E731
+        return sliding_window(x, self.engine.spec.size, fn, overlap=self.overlap, batch_size=self.batch_size), None
+
+    def _tile_ood(self, x: np.ndarray) -> np.ndarray | None:
+        """Tile mode: the OOD ratio of the whole image at the training size (one extra pass)."""
+        small = np.stack([resize_array(c, self.engine.spec.size) for c in x])[None]
+        ood = self.engine.run(small.astype(np.float32)).ood
+        return None if ood is None else ood[0]
+
+    def _variants(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Per input: ``(V x 2K x h x w probabilities, K OOD ratios or None)``, V = TTA flips."""
         if self.mode == "tile":
-            return [upsample(self._tile_probs(x), s) for x, s in zip(inputs, sizes, strict=True)]
+            out = []
+            for x in inputs:
+                passes = self._flip_passes(x, self._tile_pass)
+                out.append((np.stack([p for p, _ in passes]), self._tile_ood(x)))
+            return out
+        out = []
         for i in range(0, len(inputs), self.batch_size):
-            probs = self._batch_probs(np.stack(inputs[i : i + self.batch_size]))
-            out.extend(upsample(p, s) for p, s in zip(probs, sizes[i : i + self.batch_size], strict=True))
+            passes = self._flip_passes(np.stack(inputs[i : i + self.batch_size]), self._resize_pass)
+            stacked = np.stack([p for p, _ in passes], axis=1)  # N x V x 2K x h x w
+            oods = [o for _, o in passes]
+            ood = None if oods[0] is None else np.mean(oods, axis=0)  # N x K
+            out.extend((stacked[n], None if ood is None else ood[n]) for n in range(len(stacked)))
         return out
 
+    def _result(self, variants: np.ndarray, ood: np.ndarray | None, size: tuple[int, int]) -> FrameResult:
+        k = variants.shape[1] // 2
+        raw, cal = variants[:, :k], variants[:, k:]
+        mask, comps = self.to_mask(upsample(raw.mean(axis=(0, 1)), size))
+        q = upsample(cal.mean(axis=(0, 1)), size)
+        masks = [m for m in raw.reshape(-1, *raw.shape[-2:]) > self.threshold]
+        ag = agreement(masks)
+        signals = {
+            "uncertainty": round(uncertainty_score(q, mask), 4),
+            "est_dice": round(expected_dice(q, mask), 4),
+            "agreement": "" if ag is None else round(ag, 4),
+            "ood_score": "" if ood is None else round(float(np.mean(ood)), 4),
+        }
+        return FrameResult(probs=q, mask=mask, components=comps, signals=signals)
+
+    def predict_prepared(self, inputs: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[FrameResult]:
+        """Prepared inputs (from :meth:`prepare`) -> one :class:`FrameResult` each, at the given sizes.
+
+        :attr:`last_seconds` holds the ``forward`` and ``postprocess`` (mask, signals) time of the call.
+        """
+        t0 = time.perf_counter()
+        variants = self._variants(inputs)
+        t1 = time.perf_counter()
+        results = [self._result(v, o, s) for (v, o), s in zip(variants, sizes, strict=True)]
+        self.last_seconds = {"forward": t1 - t0, "postprocess": time.perf_counter() - t1}
+        return results
+
+    def predict(self, image: np.ndarray) -> FrameResult:
+        """``image`` (H x W x C, any dtype) -> mask, calibrated probabilities and trust signals."""
+        return self.predict_prepared([self.prepare(image)], [tuple(image.shape[:2])])[0]
+
     def predict_probs(self, image: np.ndarray) -> np.ndarray:
-        """``image`` (H x W x C, any dtype) -> float32 probabilities ``H x W``."""
-        return self.probs_prepared([self.prepare(image)], [tuple(image.shape[:2])])[0]
+        """``image`` -> float32 **uncalibrated** probabilities ``H x W`` (the scale ``threshold`` applies to)."""
+        ((v, _),) = self._variants([self.prepare(image)])
+        k = v.shape[1] // 2
+        return upsample(v[:, :k].mean(axis=(0, 1)), tuple(image.shape[:2]))
 
     def to_mask(self, probs: np.ndarray) -> tuple[np.ndarray, int]:
-        """Threshold and clean probabilities: ``(bool mask, connected components)``."""
+        """Threshold and clean uncalibrated probabilities: ``(bool mask, connected components)``."""
         return clean_mask(probs > self.threshold, keep_largest=self.keep_largest, min_size=self.min_size)
 
     def predict_mask(self, image: np.ndarray) -> np.ndarray:
         """``image`` -> bool mask ``H x W`` at the image's resolution."""
-        return self.to_mask(self.predict_probs(image))[0]
+        return self.predict(image).mask
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(np.float32)

@@ -74,6 +74,8 @@ def mask_record(predictor: Any, options: Any, input_dir: Path, info: dict[str, A
         "nifti_axis": int(options.nifti_axis),
         "save_probs": options.save_probs,
         "overlay": bool(options.overlay),
+        "save_uncertainty": bool(getattr(options, "save_uncertainty", False)),
+        "review": bool(getattr(options, "review", True)),
         **size_limits(options),
     }
     for key in ("ensemble",):  # joins the record when an ensemble run passes its members' hashes

@@ -3,7 +3,7 @@
 It follows MONAI's ``sliding_window_inference(mode="gaussian")`` step for step (window
 positions, symmetric zero padding of images smaller than the window, Gaussian importance map
 with ``sigma = sigma_scale * window``, floor of ``max(min, 1e-3)``), so both engines blend tiles
-the same way; the torch engine calls MONAI itself.
+the same way; both engines use this one.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ def sliding_window(
     Args:
         image: ``C x H x W`` float32 network input at native scale.
         window: Window ``(height, width)``: the size the net was trained on.
-        predict: ``N x C x h x w`` -> ``N x h x w`` probabilities.
+        predict: ``N x C x h x w`` -> ``N x h x w`` or ``N x K x h x w`` probabilities.
         overlap: Fraction of a window shared with its neighbour (0 <= overlap < 1).
         batch_size: Windows per ``predict`` call.
         sigma_scale: Gaussian sigma as a fraction of the window size.
 
     Returns:
-        ``H x W`` float32 probabilities.
+        ``H x W`` (or ``K x H x W``) float32 probabilities.
 
     Raises:
         ValueError: for an overlap outside ``[0, 1)``.
@@ -67,15 +67,17 @@ def sliding_window(
     padded = np.pad(image, [(0, 0), *pads]) if any(sum(p) for p in pads) else image
     ph, pw = padded.shape[1:]
     weights = gaussian_importance(window, sigma_scale)
-    acc = np.zeros((ph, pw), np.float32)
+    acc: np.ndarray | None = None
     norm = np.zeros((ph, pw), np.float32)
     starts = [(y, x) for y in window_starts(ph, window[0], overlap) for x in window_starts(pw, window[1], overlap)]
     for i in range(0, len(starts), batch_size):
         chunk = starts[i : i + batch_size]
         batch = np.stack([padded[:, y : y + window[0], x : x + window[1]] for y, x in chunk])
         probs = predict(np.ascontiguousarray(batch))
+        if acc is None:
+            acc = np.zeros((*probs.shape[1:-2], ph, pw), np.float32)
         for (y, x), p in zip(chunk, probs, strict=True):
-            acc[y : y + window[0], x : x + window[1]] += p * weights
+            acc[..., y : y + window[0], x : x + window[1]] += p * weights
             norm[y : y + window[0], x : x + window[1]] += weights
     out = acc / norm
-    return out[pads[0][0] : pads[0][0] + h, pads[1][0] : pads[1][0] + w]
+    return out[..., pads[0][0] : pads[0][0] + h, pads[1][0] : pads[1][0] + w]

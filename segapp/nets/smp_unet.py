@@ -151,5 +151,9 @@ class SmpUnet(nn.Module):
         """The pretrained part (frozen first when fine-tuning)."""
         return self.model.encoder
 
+    def feature_module(self) -> nn.Module:
+        """The encoder: the pooled deepest stage of its output is the scan's feature vector (OOD score)."""
+        return self.model.encoder
+
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)

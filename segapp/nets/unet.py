@@ -102,6 +102,10 @@ class UNet(nn.Module):
         """The down-sampling path (what ``freeze_encoder_epochs`` freezes)."""
         return self.down
 
+    def feature_module(self) -> nn.Module:
+        """The bottleneck: its pooled output is the scan's feature vector for the OOD score."""
+        return self.bottleneck
+
     def forward(self, x: Tensor) -> Tensor:
         self.check_input_size(x.shape[-2], x.shape[-1])
         feats = []

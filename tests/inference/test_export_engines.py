@@ -61,7 +61,7 @@ def test_torchscript_export_runs_at_other_sizes(tiny_ckpt, tmp_path):
     extra = {"segapp.json": ""}
     module = torch.jit.load(str(out), _extra_files=extra)
     assert json.loads(extra["segapp.json"])["preprocess"]["in_channels"] == 3
-    ref = Predictor.from_checkpoint(tiny_ckpt).engine.net.eval()
+    ref = Predictor.from_checkpoint(tiny_ckpt).engine.net.members[0].eval()
     x = torch.randn(2, 3, 96, 64)
     with torch.no_grad():
         assert torch.allclose(module(x), ref(x), atol=1e-4)

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 
 from segapp.errors import SettingError
-from segapp.inference.engines import Device, OnnxEngine, Precision, TorchEngine, resolve_precision
+from segapp.inference.engines import Device, EngineOutput, OnnxEngine, Precision, TorchEngine, resolve_precision
 from segapp.inference.predictor import TTA_FLIPS, Mode, Predictor, Tta
+from segapp.inference.tiling import sliding_window
 from segapp.io import PreprocessSpec
 
 SPEC = PreprocessSpec(size=(8, 8), in_channels=1, mean=(0.0,), std=(1.0,))
@@ -28,17 +29,23 @@ def _ramp(batch: np.ndarray) -> np.ndarray:
     return (batch.mean(axis=1) + ramp).astype(np.float32)
 
 
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
 @dataclass
 class FakeEngine:
+    """One member whose probabilities are :func:`_ramp` of its input."""
+
     spec: PreprocessSpec = SPEC
     threshold: float = 0.5
     meta: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, Any] | None = None
+    members: int = 1
 
-    def probs(self, batch: np.ndarray) -> np.ndarray:
-        return _ramp(batch)
-
-    def tile_probs(self, image: np.ndarray, overlap: float, batch_size: int) -> np.ndarray:
-        return _ramp(image[None])[0] * 2.0  # another function, so a mix-up of the two paths shows
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        return EngineOutput(_logit(_ramp(batch) * 0.5)[:, None], None)
 
     def describe(self) -> dict[str, Any]:
         return {"engine": "fake"}
@@ -59,12 +66,12 @@ def test_tta_averages_unflipped_probabilities_in_resize_mode(tta):
     rng = np.random.default_rng(0)
     inputs = [rng.random((1, 8, 8), dtype=np.float32) for _ in range(3)]
     pred = Predictor(FakeEngine(), tta=tta, batch_size=2)
-    got = pred.probs_prepared(inputs, [(8, 8)] * 3)
-    want = _expected(np.stack(inputs), tta, _ramp)
+    got = [r.probs for r in pred.predict_prepared(inputs, [(8, 8)] * 3)]
+    want = _expected(np.stack(inputs), tta, lambda a: _ramp(a) * 0.5)
     for g, w in zip(got, want, strict=True):
-        np.testing.assert_allclose(g, w, rtol=1e-6)
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-6)
     if tta != "none":
-        assert not np.allclose(got[0], _ramp(inputs[0][None])[0])  # the flips really changed something
+        assert not np.allclose(got[0], _ramp(inputs[0][None])[0] * 0.5)  # the flips really changed something
 
 
 @pytest.mark.parametrize("tta", get_args(Tta))
@@ -73,9 +80,12 @@ def test_tta_averages_unflipped_probabilities_in_tile_mode(tta):
     x = rng.random((1, 12, 10), dtype=np.float32)
     with pytest.warns(UserWarning, match="--mode tile"):
         pred = Predictor(FakeEngine(), tta=tta, mode="tile")
-    (got,) = pred.probs_prepared([x], [(12, 10)])
-    want = _expected(x, tta, lambda a: _ramp(a[None])[0] * 2.0)
-    np.testing.assert_allclose(got, want, rtol=1e-6)
+    (got,) = pred.predict_prepared([x], [(12, 10)])
+
+    def tiled(a: np.ndarray) -> np.ndarray:
+        return sliding_window(a, SPEC.size, lambda t: _ramp(t) * 0.5, overlap=pred.overlap, batch_size=8)
+
+    np.testing.assert_allclose(got.probs, _expected(x, tta, tiled), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(

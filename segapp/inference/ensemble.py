@@ -1,0 +1,146 @@
+"""Members of a model: one checkpoint, several, or a ``segapp-cv`` run folder, checked to fit together.
+
+Members must share their input size, size policy and channels: the engine feeds all of them one
+batch, preprocessed as member 0 was trained. Their normalisation may differ (each fold
+normalises with its own training split's statistics): each member gets an exact per-channel
+affine map from member 0's normalisation to its own (:func:`input_maps`). The ensemble
+averages the members' probabilities; its threshold and temperature come from the cv folder's
+``ensemble.json`` (fitted on out-of-fold predictions by ``segapp-cv``), else they are the means
+of the members' own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from segapp.inference.checkpoint import CheckpointError, file_sha256, load_net
+
+ENSEMBLE_FILE = "ensemble.json"
+SPEC_KEYS = ("size", "size_policy", "in_channels")
+
+
+@dataclass
+class Members:
+    """Loaded members and what the ensemble of them uses."""
+
+    nets: list[Any]
+    spec: Any
+    metas: list[dict[str, Any]]
+    paths: list[Path]
+    threshold: float
+    trust: dict[str, Any] | None  # plain-JSON review rules (see segapp.inference.trust.TrustRules)
+    stats: list[dict[str, Any] | None] = field(default_factory=list)  # per member: OOD feature statistics
+    inputs: list[tuple[list[float], list[float]]] = field(default_factory=list)  # per member: (scale, shift)
+    source: str = "checkpoint"  # "checkpoint", "checkpoints" or "cv folder"
+
+
+def rules_of(trust: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The plain-JSON part of a trust block (everything but the feature tensors)."""
+    if not trust:
+        return None
+    return {k: v for k, v in trust.items() if k != "features"}
+
+
+def resolve(paths: list[str | Path]) -> tuple[list[Path], dict[str, Any] | None]:
+    """Member checkpoint files, and the cv folder's ensemble record when a folder was given.
+
+    Raises:
+        CheckpointError: a folder with neither ``ensemble.json`` nor ``fold_*/checkpoints/best.ckpt``.
+    """
+    if len(paths) == 1 and Path(paths[0]).is_dir():
+        folder = Path(paths[0])
+        record_path = folder / ENSEMBLE_FILE
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            return [folder / m for m in record["members"]], record
+        found = sorted(folder.glob("fold_*/checkpoints/best.ckpt"))
+        if not found:
+            raise CheckpointError(
+                f"{folder} is a folder without {ENSEMBLE_FILE} or fold_*/checkpoints/best.ckpt; expected a "
+                "`segapp-cv --out` folder, or pass checkpoint files"
+            )
+        return found, None
+    return [Path(p) for p in paths], None
+
+
+def check_compatible(specs: list[dict[str, Any]], paths: list[Path]) -> None:
+    """Refuse members whose preprocessing differs, naming the setting and both files."""
+    for spec, path in zip(specs[1:], paths[1:], strict=True):
+        for key in SPEC_KEYS:
+            a, b = specs[0].get(key), spec.get(key)
+            if a != b:
+                raise CheckpointError(
+                    f"ensemble members must share their input, but {key} is {a} in {paths[0]} and {b} in {path}; "
+                    "fix: ensemble checkpoints trained with the same data settings (data.image_size, "
+                    "data.in_channels, size policy), e.g. the folds of one `segapp-cv` run"
+                )
+
+
+def input_maps(specs: list[dict[str, Any]]) -> list[tuple[list[float], list[float]]]:
+    """Per member, ``(scale, shift)`` taking member 0's normalised input to the member's own.
+
+    ``x0 = (v - m0) / s0`` and ``xk = (v - mk) / sk`` give ``xk = x0 * s0 / sk + (m0 - mk) / sk``.
+    """
+    m0, s0 = specs[0]["mean"], specs[0]["std"]
+    return [
+        (
+            [a / b for a, b in zip(s0, spec["std"], strict=True)],
+            [(a - c) / b for a, c, b in zip(m0, spec["mean"], spec["std"], strict=True)],
+        )
+        for spec in specs
+    ]
+
+
+def _mean_rules(blocks: list[dict[str, Any] | None]) -> dict[str, Any] | None:
+    """Members' rules combined: means of temperature and uncertainty threshold (None if one lacks them)."""
+    if not blocks or any(b is None for b in blocks):
+        return None
+    unc = [b.get("uncertainty_threshold") for b in blocks]
+    return {
+        "temperature": sum(float(b["temperature"]) for b in blocks) / len(blocks),
+        "uncertainty_threshold": None if None in unc else sum(unc) / len(unc),
+        "est_dice_threshold": blocks[0].get("est_dice_threshold", 0.8),
+        "flag_empty": all(b.get("flag_empty", False) for b in blocks),
+        "trained_on_colour": any(b.get("trained_on_colour") for b in blocks),
+        "combined_from": "members' means",
+    }
+
+
+def load_members(paths: list[str | Path]) -> Members:
+    """Load every member (``weights_only``), check they fit together, and combine their settings.
+
+    Raises:
+        CheckpointError: unreadable member, or members with different preprocessing.
+    """
+    files, record = resolve(paths)
+    loaded = [load_net(p) for p in files]
+    specs = [m["preprocess"] for _, _, _, m in loaded]
+    check_compatible(specs, files)
+    metas = [m for *_, m in loaded]
+    trusts = [m.get("trust") for m in metas]
+    if record is not None:
+        threshold, rules, source = float(record["threshold"]), record.get("trust"), "cv folder"
+    elif len(files) == 1:
+        threshold, rules, source = loaded[0][2], rules_of(trusts[0]), "checkpoint"
+    else:
+        threshold = sum(t for _, _, t, _ in loaded) / len(loaded)
+        rules, source = _mean_rules([rules_of(t) for t in trusts]), "checkpoints"
+    return Members(
+        nets=[n for n, *_ in loaded],
+        spec=loaded[0][1],
+        metas=metas,
+        paths=files,
+        threshold=threshold,
+        trust=rules,
+        stats=[(t or {}).get("features") for t in trusts],
+        inputs=input_maps(specs),
+        source=source,
+    )
+
+
+def member_hashes(members: Members) -> list[str]:
+    """SHA-256 of each member file (recorded in ``run.json`` and the resume record)."""
+    return [file_sha256(p) for p in members.paths]
