@@ -82,6 +82,7 @@ class SegmentationModule(L.LightningModule):
         self.preprocess_spec: PreprocessSpec | None = None
         self.data_fingerprint: str | None = None
         self.run_info: dict[str, Any] = {}
+        self.temperature: float = 1.0  # from a loaded checkpoint's trust block (reported probabilities only)
         self._schedule = ScheduleFollower()
         self._epoch_t0 = time.monotonic()
         check_range("model.freeze_encoder_epochs", freeze_encoder_epochs, 0)
@@ -223,3 +224,4 @@ class SegmentationModule(L.LightningModule):
             if meta.get("preprocess"):
                 self.preprocess_spec = PreprocessSpec.from_dict(meta["preprocess"])
             self.data_fingerprint = meta.get("data_fingerprint")
+            self.temperature = float((meta.get("trust") or {}).get("temperature", 1.0))

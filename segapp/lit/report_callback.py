@@ -6,8 +6,10 @@ With ``split="val"`` it does the same for the validation split during ``segapp v
 Predictions are scored at each image's ORIGINAL resolution, as ``segapp-predict`` would write
 them: probabilities are resized to the ground-truth size (bilinear, as the Predictor does) and
 thresholded at the module's ``tuned_threshold``. Masks go to
-``<log_dir>/test_report/predictions/<key>.mask.png``; the report (``metrics.csv``,
-``summary.json``, ``report.html``, ``figures/``) to ``<log_dir>/test_report/``.
+``<log_dir>/test_report/predictions/<key>.mask.png`` and the calibrated probabilities (the
+checkpoint's temperature; masks never use it) to ``<key>.prob.npy``, so the report (``metrics.csv``,
+``summary.json``, ``report.html``, ``figures/``) in ``<log_dir>/test_report/`` has its
+calibration and uncertainty sections.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
@@ -25,9 +28,10 @@ from segapp.eval import EmptyPolicy, EvalCase, MetricConfig, ReportOptions, writ
 from segapp.eval.pairing import PRED_SUFFIX
 from segapp.eval.report import load_gt
 from segapp.inference.postprocess import upsample
-from segapp.io import write_mask_png
+from segapp.io import atomic_write, write_mask_png
 
 log = logging.getLogger(__name__)
+PROB_SUFFIX = ".prob.npy"  # calibrated probabilities, paired with the masks by segapp-eval's rules
 
 
 class EvalReport(Callback):
@@ -91,13 +95,17 @@ class EvalReport(Callback):
             return torch.sigmoid(pl_module(batch["image"]).float())
 
     def _batch(self, pl_module: L.LightningModule, outputs, batch: dict) -> None:
-        probs = self._probs(outputs, batch, pl_module).detach().float().cpu().numpy()[:, 0]
+        probs = self._probs(outputs, batch, pl_module).detach().float().cpu()[:, 0]
         threshold = float(getattr(pl_module, "tuned_threshold", 0.5))
-        for key, p in zip(batch["key"], probs, strict=True):
+        temperature = float(getattr(pl_module, "temperature", 1.0))
+        calibrated = torch.sigmoid(torch.logit(probs.double(), eps=1e-7) / temperature).float().numpy()
+        for key, p, q in zip(batch["key"], probs.numpy(), calibrated, strict=True):
             pair = self._pairs[key]
             h, w = load_gt(pair.masks, self._mask_threshold).shape
-            full = upsample(p, (h, w))  # as segapp-predict does
+            full = upsample(p, (h, w))  # as segapp-predict does: the mask from the uncalibrated probability
             write_mask_png(self.out / "predictions" / f"{key}{PRED_SUFFIX}", full > threshold)
+            with atomic_write(self.out / "predictions" / f"{key}{PROB_SUFFIX}", suffix=".npy") as tmp:
+                np.save(tmp, upsample(q, (h, w)))  # calibrated, as segapp-predict --save-probs npy
 
     def _end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         trainer.strategy.barrier()
@@ -107,7 +115,9 @@ class EvalReport(Callback):
         for key, pair in sorted(self._pairs.items()):
             pred = self.out / "predictions" / f"{key}{PRED_SUFFIX}"
             if pred.is_file():
-                cases.append(EvalCase(key=key, pred=pred, gt=tuple(pair.masks), image=pair.image))
+                prob = self.out / "predictions" / f"{key}{PROB_SUFFIX}"
+                prob = prob if prob.is_file() else None
+                cases.append(EvalCase(key=key, pred=pred, gt=tuple(pair.masks), image=pair.image, probs=prob))
             else:
                 missing.append(
                     {"side": "prediction", "file": str(pair.image), "reason": f"not predicted in this {self.split} run"}
@@ -117,6 +127,7 @@ class EvalReport(Callback):
             "checkpoint": str(getattr(trainer, "ckpt_path", None) or ""),
             "split": self.split,
             "threshold": str(getattr(pl_module, "tuned_threshold", 0.5)),
+            "temperature": str(getattr(pl_module, "temperature", 1.0)),
         }
         doc = write_report(self.out, cases, self.cfg, opts, missing, source=source)
         s = doc["summary"]

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from segapp.cli.eval import main
@@ -144,6 +145,10 @@ def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
         assert shape == read_mask(root / "masks" / f"{key}.png").shape
         shapes.add(shape)
     assert len(shapes) == 2  # 64 x 64 and 80 x 96 images: upsampled to each original size
+    # calibrated probabilities beside the masks (the checkpoint's temperature), scored by the report
+    temperature = torch.load(tiny_ckpt, weights_only=True)["segapp"]["trust"]["temperature"]
+    assert doc["source"]["temperature"] == str(temperature) and len(list((rep / "predictions").glob("*.prob.npy"))) == n
+    assert 0 <= doc["calibration"]["ece"] <= 1 and "Calibration" in (rep / "report.html").read_text()
 
 
 @pytest.mark.slow
