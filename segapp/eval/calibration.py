@@ -134,11 +134,16 @@ def calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = N_BIN
 
 
 def binary_entropy(probs: np.ndarray) -> np.ndarray:
-    """Binary entropy in bits, ``-p log2 p - (1-p) log2 (1-p)``: 0 at p = 0 or 1, 1 at p = 0.5."""
-    p = np.clip(np.asarray(probs, np.float64), 0.0, 1.0)
+    """Binary entropy in bits, ``-p log2 p - (1-p) log2 (1-p)``: 0 at p = 0 or 1, 1 at p = 0.5.
+
+    float32 in, float32 out (half the time of float64 on a full-resolution map); other dtypes
+    are computed in float64.
+    """
+    dtype = np.float32 if np.asarray(probs).dtype == np.float32 else np.float64
+    p = np.clip(np.asarray(probs, dtype), 0.0, 1.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         h = -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
-    return np.nan_to_num(h, nan=0.0)
+    return np.nan_to_num(h, nan=0.0, copy=False)
 
 
 def _dilate_axis(mask: np.ndarray, r: int, axis: int) -> np.ndarray:
@@ -176,7 +181,7 @@ def uncertainty_region(mask: np.ndarray) -> np.ndarray:
     return dilate(m, band_radius(m.shape))
 
 
-def uncertainty_score(probs: np.ndarray, mask: np.ndarray) -> float:
+def uncertainty_score(probs: np.ndarray, mask: np.ndarray, entropy: np.ndarray | None = None) -> float:
     """Per-image uncertainty: mean binary entropy (bits, 0..1) of ``probs`` over the predicted lesion and its border.
 
     The region is the predicted ``mask`` dilated by ``max(1, round(0.02 * min(H, W)))`` pixels with
@@ -188,6 +193,9 @@ def uncertainty_score(probs: np.ndarray, mask: np.ndarray) -> float:
     Args:
         probs: ``H x W`` probabilities in [0, 1] (calibrated ones, as ``segapp-predict`` reports).
         mask: ``H x W`` predicted mask (bool, 0/1 or 0/255; non-zero is lesion).
+
+        entropy: ``binary_entropy(probs)`` when the caller has it already (inference reuses it for
+            the uncertainty map).
 
     Returns:
         0 for a crisp map (every value 0 or 1), 1 when every value in the region is 0.5.
@@ -201,7 +209,8 @@ def uncertainty_score(probs: np.ndarray, mask: np.ndarray) -> float:
             f"uncertainty_score needs an H x W probability map and a mask of the same shape, "
             f"got {p.shape} and {np.shape(mask)}"
         )
-    return float(binary_entropy(p)[uncertainty_region(mask)].mean())
+    h = binary_entropy(p) if entropy is None else entropy
+    return float(h[uncertainty_region(mask)].mean())
 
 
 def auroc(scores: np.ndarray, positive: np.ndarray) -> float:

@@ -53,10 +53,13 @@ class FrameResult:
     mask: np.ndarray
     components: int
     signals: dict[str, Any]
+    entropy: np.ndarray | None = None
 
     def uncertainty_map(self) -> np.ndarray:
-        """Per-pixel binary entropy (bits) of the calibrated probabilities."""
-        return binary_entropy(self.probs)
+        """Per-pixel binary entropy (bits) of the calibrated probabilities (computed once)."""
+        if self.entropy is None:
+            self.entropy = binary_entropy(self.probs)
+        return self.entropy
 
 
 TTA_FLIPS: dict[str, tuple[tuple[int, ...], ...]] = {
@@ -208,15 +211,16 @@ class Predictor:
         raw, cal = variants[:, :k], variants[:, k:]
         mask, comps = self.to_mask(upsample(raw.mean(axis=(0, 1)), size))
         q = upsample(cal.mean(axis=(0, 1)), size)
+        entropy = binary_entropy(q)
         masks = [m for m in raw.reshape(-1, *raw.shape[-2:]) > self.threshold]
         ag = agreement(masks)
         signals = {
-            "uncertainty": round(uncertainty_score(q, mask), 4),
+            "uncertainty": round(uncertainty_score(q, mask, entropy), 4),
             "est_dice": round(expected_dice(q, mask), 4),
             "agreement": "" if ag is None else round(ag, 4),
             "ood_score": "" if ood is None else round(float(np.mean(ood)), 4),
         }
-        return FrameResult(probs=q, mask=mask, components=comps, signals=signals)
+        return FrameResult(probs=q, mask=mask, components=comps, signals=signals, entropy=entropy)
 
     def predict_prepared(self, inputs: list[np.ndarray], sizes: list[tuple[int, int]]) -> list[FrameResult]:
         """Prepared inputs (from :meth:`prepare`) -> one :class:`FrameResult` each, at the given sizes.

@@ -7,7 +7,7 @@ left, the riskiest unflagged ones; at most ``max_cards`` cards, so a 10,000-scan
 a page of a few megabytes. Error rows are a compact table, not cards.
 
 Thumbnails are written during prediction (:func:`make_thumb`, :func:`write_thumb`) under
-``review/thumbs/<output_name(rel, "thumb", frame)>`` and embedded here re-encoded as JPEG.
+``review/thumbs/<output_name(rel, "thumb", frame)>`` and embedded here as they are (JPEG).
 
 Imports only numpy, Pillow, the standard library and segapp's own I/O helpers: it runs in the
 slim ONNX container (no torch, Lightning or matplotlib).
@@ -105,14 +105,17 @@ def make_thumb(image: np.ndarray, mask: np.ndarray, uncertainty: np.ndarray | No
 
 
 def thumb_path(output_dir: Path, rel: str, frame: int | None) -> Path:
-    """Where the thumbnail of input ``rel`` (frame ``frame``) lives: ``review/thumbs/<rel>[.fNNN].thumb.png``."""
-    return Path(output_dir) / THUMB_DIR / output_name(Path(rel), "thumb", frame)
+    """Where the thumbnail of input ``rel`` (frame ``frame``) lives: ``review/thumbs/<rel>[.fNNN].thumb.jpg``."""
+    return Path(output_dir) / THUMB_DIR / output_name(Path(rel), "thumb", frame, ext="jpg")
 
 
 def write_thumb(path: Path, rgb: np.ndarray) -> None:
-    """Write a uint8 RGB thumbnail as PNG atomically (a killed run never leaves half a picture)."""
-    with atomic_write(path, suffix=".png") as tmp:
-        Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(tmp, format="PNG")
+    """Write a uint8 RGB thumbnail as JPEG atomically (a killed run never leaves half a picture).
+
+    JPEG, not PNG: a fifth of the encoding time per scan, and the page embeds the bytes as they are.
+    """
+    with atomic_write(path, suffix=".jpg") as tmp:
+        Image.fromarray(np.ascontiguousarray(rgb, np.uint8)).save(tmp, format="JPEG", quality=JPEG_QUALITY)
 
 
 # --- rows -----------------------------------------------------------------------------------
@@ -240,9 +243,13 @@ def _fmt(v: Any) -> str:
 
 
 def _thumb_uri(path: Path) -> str | None:
-    """The thumbnail re-encoded as JPEG in a ``data:`` URI; ``None`` when absent or unreadable."""
+    """The thumbnail as a JPEG ``data:`` URI (its bytes as written; another format re-encoded);
+    ``None`` when absent or unreadable."""
     try:
         with Image.open(path) as pic:
+            if pic.format == "JPEG":
+                pic.verify()
+                return "data:image/jpeg;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
             buf = io.BytesIO()
             pic.convert("RGB").save(buf, format="JPEG", quality=JPEG_QUALITY)
     except (OSError, ValueError):

@@ -147,10 +147,10 @@ def test_thumb_without_uncertainty_is_grey_panel_and_height_bounded():
 
 
 def test_thumb_path_follows_contract(tmp_path):
-    assert thumb_path(tmp_path, "sub/a.jpg", None) == tmp_path / "review/thumbs/sub/a.jpg.thumb.png"
-    assert thumb_path(tmp_path, "b.dcm", 2) == tmp_path / "review/thumbs/b.dcm.f002.thumb.png"
+    assert thumb_path(tmp_path, "sub/a.jpg", None) == tmp_path / "review/thumbs/sub/a.jpg.thumb.jpg"
+    assert thumb_path(tmp_path, "b.dcm", 2) == tmp_path / "review/thumbs/b.dcm.f002.thumb.jpg"
     write_thumb(thumb_path(tmp_path, "b.dcm", 2), np.zeros((4, 8, 3), np.uint8))
-    with Image.open(tmp_path / "review/thumbs/b.dcm.f002.thumb.png") as pic:
+    with Image.open(tmp_path / "review/thumbs/b.dcm.f002.thumb.jpg") as pic:
         assert pic.mode == "RGB" and pic.size == (8, 4)
     assert not list(tmp_path.rglob(".tmp-*"))
 

@@ -179,14 +179,15 @@ def test_predictions_csv_carries_the_trust_columns(tiny_ckpt, holdout_root, tmp_
         [*cmd, "--output", str(out), "--save-uncertainty", "--workers", "0"], capture_output=True, text=True, cwd=REPO
     )
     assert res.returncode == 0, res.stderr
-    rows = list(csv.DictReader(open(out / "predictions.csv")))
+    with open(out / "predictions.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 7
     for r in rows:
         assert 0 <= float(r["uncertainty"]) <= 1 and 0 <= float(r["est_dice"]) <= 1
         assert float(r["ood_score"]) >= 0 and float(r["risk"]) >= 0 and r["agreement"] == ""
         assert r["review"] in ("yes", "no") and (r["review"] == "yes") == bool(r["review_reason"])
         assert (out / f"{r['input']}.uncertainty.png").is_file()
-        assert (out / "review" / "thumbs" / f"{r['input']}.thumb.png").is_file()
+        assert (out / "review" / "thumbs" / f"{r['input']}.thumb.jpg").is_file()
     blank = rows[-1]
     assert blank["input_check"] == "blank" and "input: blank" in blank["review_reason"]
     html = (out / "review.html").read_text()
