@@ -112,3 +112,60 @@ def make_scan_folder(root: Path, seed: int = 0) -> dict[str, dict]:
     exp["bad.nii.gz"] = {"error": "NIfTI"}
     (root / "notes.txt").write_text("unsupported: skipped, not an error")
     return exp
+
+
+# Patient/study attributes a DICOM SEG must copy from its source (see write_study_dicom).
+STUDY_HEADER = {
+    "PatientBirthDate": "19700101",
+    "PatientSex": "O",
+    "StudyDate": "20240102",
+    "StudyTime": "101500",
+    "StudyID": "S1",
+    "AccessionNumber": "ACC-1",
+    "ReferringPhysicianName": "Ref^Doctor",
+    "StudyDescription": "segapp test study",
+}
+# Multi-frame Secondary Capture classes: a single-frame class (write_dicom's) may not carry frames.
+MULTIFRAME_SC = {
+    "gray8": "1.2.840.10008.5.1.4.1.1.7.2",  # Multi-frame Grayscale Byte SC Image Storage
+    "gray16": "1.2.840.10008.5.1.4.1.1.7.3",  # Multi-frame Grayscale Word SC Image Storage
+    "rgb": "1.2.840.10008.5.1.4.1.1.7.4",  # Multi-frame True Color SC Image Storage
+}
+
+
+def write_study_dicom(
+    path: Path,
+    arr: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    spatial: bool = False,
+    drop: tuple[str, ...] = (),
+) -> str:
+    """Like :func:`write_dicom`, plus the study/series identity a real scanner writes.
+
+    ``write_dicom`` leaves out the Study/Series Instance UIDs and study attributes (the readers do
+    not need them); a DICOM SEG must copy them. ``spatial`` adds a frame of reference, pixel
+    spacing and a plane position per frame (as CT/MR have); ``drop`` removes attributes again
+    (e.g. ``("StudyInstanceUID",)``) to make a source a SEG cannot be made from. Returns the
+    SOPInstanceUID.
+    """
+    import pydicom
+    from pydicom.uid import generate_uid
+
+    uid = write_dicom(path, arr, photometric)
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.SeriesNumber, ds.InstanceNumber, ds.ConversionType = 3, 1, "WSD"
+    for key, value in STUDY_HEADER.items():
+        setattr(ds, key, value)
+    if spatial:
+        ds.FrameOfReferenceUID = generate_uid()
+        ds.PixelSpacing, ds.SliceThickness = [0.5, 0.5], 1.0
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.ImagePositionPatient = [-10.0, -20.0, 30.0]
+    if int(ds.get("NumberOfFrames", 1) or 1) > 1:
+        kind = "rgb" if photometric == "RGB" else f"gray{arr.dtype.itemsize * 8}"
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = MULTIFRAME_SC[kind]
+    for key in drop:
+        delattr(ds, key)
+    ds.save_as(path, enforce_file_format=True)
+    return uid
