@@ -5,6 +5,11 @@ Masks at original resolution for every image, DICOM and NIfTI file under a folde
 2 usage or model error, or the output folder holds another run or is locked by a running one;
 3 no input could be read; 4 the output folder cannot be written (a file, not writable, disk
 full); 130 stopped by Ctrl-C; 143 stopped by SIGTERM. See docs/inference.md.
+
+Sharded runs: ``--shard I/N`` (0-based) or ``--shard auto`` (SLURM, Kubernetes Indexed Job or
+AWS Batch array index) predicts every N-th input into the shared --output; ``segapp-merge
+OUTPUT`` then writes the one predictions.csv, run.json and review.html (docs/inference.md,
+"Sharded runs").
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from segapp.inference.interrupt import exit_code_for, sigterm_as_interrupt
 from segapp.inference.lock import LockError
 from segapp.inference.outputs import OutputError
 from segapp.inference.predictor import Mode, Tta
+from segapp.inference.shards import COUNT_ENV, ShardError, parse_shard
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS
 
 
@@ -112,7 +118,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="refuse a multi-frame DICOM / 3D NIfTI over N pixels in all frames (default %(default)s = 512x512x2048)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress line on stderr")
+    _add_shard_flags(p)
     return p
+
+
+def _add_shard_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--shard",
+        metavar="I/N|auto",
+        help="predict only shard I of N (0-based: every input whose position in the sorted input list is I mod N) "
+        "into the shared --output; auto: from SLURM_ARRAY_TASK_ID/_COUNT, JOB_COMPLETION_INDEX (Kubernetes) "
+        "or AWS_BATCH_JOB_ARRAY_INDEX; combine the shards with segapp-merge OUTPUT",
+    )
+    p.add_argument(
+        "--shard-count",
+        type=int,
+        metavar="N",
+        help=f"the number of shards for --shard auto when the scheduler does not give it (or set {COUNT_ENV})",
+    )
 
 
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
@@ -127,6 +150,10 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"--max-pixels and --max-file-pixels must be >= 1, got {args.max_pixels} and {args.max_file_pixels}")
     if args.resume and args.overwrite:
         _fail("--resume continues the run in --output and --overwrite replaces it; pass one of them")
+    try:
+        args.shard = parse_shard(args.shard, args.shard_count)
+    except ShardError as e:
+        _fail(str(e))
     model_path = args.checkpoint[0] if args.checkpoint else args.model
     try:
         with sigterm_as_interrupt():
@@ -137,8 +164,21 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e), EXIT_OUTPUT)
     except KeyboardInterrupt as e:  # before or after the folder loop (inside it, the run stops cleanly)
         _fail("stopped by " + ("SIGTERM" if exit_code_for(e) == 143 else "Ctrl-C"), exit_code_for(e))
-    print(f"segapp-predict: {summary.line()}; outputs, predictions.csv and run.json in {args.output}")
+    print(f"segapp-predict: {_closing_line(args, summary)}")
     sys.exit(summary.exit_code)
+
+
+def _closing_line(args: argparse.Namespace, summary: FolderSummary) -> str:
+    """The summary line; a shard names its own CSV and run.json and the merge step."""
+    if args.shard is None:
+        return f"{summary.line()}; outputs, predictions.csv and run.json in {args.output}"
+    from segapp.inference.shards import RunFiles
+
+    files = RunFiles.for_shard(args.shard)
+    return (
+        f"shard {args.shard.label}: {summary.line()}; outputs, {files.csv} and {files.run_json} in {args.output}; "
+        f"when every shard has finished: segapp-merge {args.output}"
+    )
 
 
 # command-line options passed through by name (argparse dest == keyword)
@@ -172,7 +212,9 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
     predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
     progress = not args.no_progress and sys.stderr.isatty()
-    options = FolderOptions(progress=progress, review=not args.no_review, **_options(args, FOLDER_OPTIONS))
+    options = FolderOptions(
+        progress=progress, review=not args.no_review, shard=args.shard, **_options(args, FOLDER_OPTIONS)
+    )
     info = {"model_file": str(model_path), "model_sha256": _model_sha256(engine, model_path), "argv": sys.argv[1:]}
     if engine.members > 1:
         info["ensemble"] = getattr(engine, "member_files", None)

@@ -7,6 +7,11 @@ killed run. A lock keeps a second run out of the folder (:mod:`segapp.inference.
 record of the options that decide the masks keeps two different runs from mixing
 (:mod:`segapp.inference.run_record`). Ctrl-C and SIGTERM stop the run with the finished rows
 written; an output folder that cannot be written stops it with :class:`OutputError`.
+
+``FolderOptions(shard=Shard(3, 8))`` predicts shard 3 of 8 of the inputs into a folder the other
+shards share: its CSV, run.json, journal, record, lock and temp files carry the shard's tag
+(:mod:`segapp.inference.shards`), and ``segapp-merge`` (:mod:`segapp.inference.merge`) writes the
+merged ``predictions.csv``, ``run.json`` and ``review.html``.
 """
 
 from __future__ import annotations
@@ -30,9 +35,11 @@ from segapp.inference.postprocess import mask_stats, overlay
 from segapp.inference.predictor import FrameResult, Predictor
 from segapp.inference.review import make_thumb, thumb_path, write_review, write_thumb
 from segapp.inference.run_record import mask_record, prepare_output_folder
+from segapp.inference.shards import RunFiles, Shard
 from segapp.inference.trust import review, volume_signals
 from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
 from segapp.io.scans import scan_kind
+from segapp.io.writers import temp_prefix
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOTHING_READ, EXIT_OUTPUT = 0, 1, 2, 3, 4
 
@@ -55,6 +62,7 @@ class FolderOptions:
     save_uncertainty: bool = False  # <name>.uncertainty.png: per-pixel entropy of the calibrated probabilities
     review: bool = True  # review.html and its thumbnails (review/thumbs/)
     review_cards: int = 300  # the riskiest cards the page shows (the rest are counted)
+    shard: Shard | None = None  # predict only this shard's inputs (segapp.inference.shards); merge with segapp-merge
 
 
 @dataclass
@@ -69,13 +77,14 @@ class FolderSummary:
     seconds: float = 0.0
     stages: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     interrupted: int = 0  # 130 (Ctrl-C) or 143 (SIGTERM) when the run was stopped early
+    empty_shard: bool = False  # a shard with no inputs of its own (more shards than inputs): not a failure
 
     @property
     def exit_code(self) -> int:
         """0 all ok; 1 some failed; 3 nothing could be read; 130/143 stopped by Ctrl-C/SIGTERM."""
         if self.interrupted:
             return self.interrupted
-        if self.ok + self.skipped_done == 0:
+        if self.ok + self.skipped_done == 0 and not self.empty_shard:
             return EXIT_NOTHING_READ
         return EXIT_SOME_FAILED if self.failed else EXIT_OK
 
@@ -136,6 +145,7 @@ class FolderRun:
     def __init__(self, predictor: Predictor, input_dir: Path, output_dir: Path, options: FolderOptions) -> None:
         self.p, self.opts = predictor, options
         self.input_dir, self.output_dir = check_folders(input_dir, output_dir)
+        self.files = RunFiles.for_shard(options.shard)
         self.summary = FolderSummary()
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self._pending: list[Decoded] = []
@@ -148,10 +158,14 @@ class FolderRun:
             OutputError: the output folder cannot be written (the journal keeps what finished).
         """
         t0 = time.perf_counter()
+        shard = self.opts.shard
         with out.writing(self.output_dir):
-            out.remove_stale_temps(self.output_dir)
-            journal = out.Journal(self.output_dir, resume=self.opts.resume, input_dir=self.input_dir)
+            out.remove_stale_temps(self.output_dir, self.files.temp_prefix if shard else None)
+            journal = out.Journal(self.output_dir, self.opts.resume, self.input_dir, name=self.files.journal)
         files, self.summary.skipped_unsupported = discover(self.input_dir)
+        if shard is not None:
+            self.summary.empty_shard = bool(files) and not shard.select(files)
+            files = shard.select(files)
         todo = [f for f in files if f.relative_to(self.input_dir).as_posix() not in journal.done]
         for rel, entry in journal.done.items():
             self.rows[rel] = entry["rows"]
@@ -335,8 +349,8 @@ class FolderRun:
             print(file=sys.stderr)
         order = [f.relative_to(self.input_dir).as_posix() for f in files]
         rows = [r for rel in order for r in self.rows.get(rel, [])]
-        out.write_csv(self.output_dir / "predictions.csv", rows)
-        if self.opts.review:
+        out.write_csv(self.output_dir / self.files.csv, rows)
+        if self.opts.review and self.opts.shard is None:  # sharded: segapp-merge writes the one review.html
             write_review(self.output_dir, rows, max_cards=self.opts.review_cards)
 
 
@@ -354,8 +368,9 @@ def _versions(engine_info: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_run_json(output_dir: Path, summary: FolderSummary, info: dict[str, Any]) -> None:
-    """``run.json``: model file and hash, options, engine, versions, counts and stage timings."""
+def write_run_json(output_dir: Path, summary: FolderSummary, info: dict[str, Any], name: str = "run.json") -> None:
+    """``run.json`` (a shard's ``run.shard-003-of-008.json``): model file and hash, options, engine,
+    versions, counts and stage timings."""
     counts = {k: getattr(summary, k) for k in ("ok", "failed", "skipped_unsupported", "skipped_done", "images")}
     payload = {
         **info,
@@ -364,7 +379,7 @@ def write_run_json(output_dir: Path, summary: FolderSummary, info: dict[str, Any
         "exit_code": summary.exit_code,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    with atomic_write(output_dir / "run.json", suffix=".json") as tmp:
+    with atomic_write(output_dir / name, suffix=".json") as tmp:
         tmp.write_text(json.dumps(payload, indent=2, default=str))
 
 
@@ -383,7 +398,9 @@ def predict_folder(
 
     Writes masks (see :mod:`segapp.inference.outputs` for names), ``predictions.csv`` and
     ``run.json``, holding the folder's lock throughout. Returns the summary; its ``exit_code``
-    is what the CLI exits with (130/143 when Ctrl-C/SIGTERM stopped it early).
+    is what the CLI exits with (130/143 when Ctrl-C/SIGTERM stopped it early). With
+    ``options.shard`` only that shard's inputs, into the shard's own CSV, run.json, journal,
+    record, lock and temp files; no review.html (``segapp-merge`` writes it).
 
     Raises:
         ValueError: missing input folder, or an output folder inside the input folder.
@@ -393,43 +410,59 @@ def predict_folder(
     """
     options, info = options or FolderOptions(), info or {}
     run = FolderRun(predictor, Path(input_dir), Path(output_dir), options)
-    lock = FolderLock(run.output_dir, name=options.lock_name, break_lock=options.break_lock, notes=_note)
+    lock_name = run.files.lock if options.shard else options.lock_name
+    lock = FolderLock(run.output_dir, name=lock_name, break_lock=options.break_lock, notes=_note)
     with out.writing(run.output_dir):
         run.output_dir.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     try:
-        record = mask_record(predictor, options, run.input_dir, info)
-        with out.writing(run.output_dir):
-            prepare_output_folder(run.output_dir, record, options.resume, options.overwrite)
-        summary = run.run()
-        engine_info = predictor.engine.describe()
-        meta = {
-            "input": str(run.input_dir),
-            "output": str(run.output_dir),
-            "engine": engine_info,
-            "versions": _versions(engine_info),
-            "options": {
-                **asdict(options),
-                "threshold": predictor.threshold,
-                "tta": predictor.tta,
-                "mode": predictor.mode,
-                "keep_largest": predictor.keep_largest,
-                "min_size": predictor.min_size,
-                "batch_size": predictor.batch_size,
-            },
-            "trust": {
-                "members": predictor.engine.members,
-                "ood_statistics": bool(getattr(predictor.engine, "has_ood", False)),
-                "rules": predictor.rules.__dict__,
-                "source": getattr(predictor.engine, "source", None),
-                "member_files": getattr(predictor.engine, "member_files", None),
-            },
-            "mask_record": record,
-            "preprocess": predictor.spec.to_dict(),
-            **info,
-        }
-        with out.writing(run.output_dir):
-            write_run_json(run.output_dir, summary, meta)
+        with temp_prefix(run.files.temp_prefix):
+            return _locked_run(run, predictor, info)
     finally:
         lock.release()
+
+
+def _locked_run(run: FolderRun, predictor: Predictor, info: dict[str, Any]) -> FolderSummary:
+    """Check and record the run's options, predict, and write run.json (the lock is held)."""
+    options = run.opts
+    record = mask_record(predictor, options, run.input_dir, info)
+    with out.writing(run.output_dir):
+        prepare_output_folder(run.output_dir, record, options.resume, options.overwrite, run.files)
+    summary = run.run()
+    with out.writing(run.output_dir):
+        write_run_json(run.output_dir, summary, _run_meta(run, predictor, record, info), run.files.run_json)
     return summary
+
+
+def _run_meta(run: FolderRun, predictor: Predictor, record: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:
+    """What run.json says besides the counts: folders, engine, versions, options, trust, record, shard."""
+    options = run.opts
+    engine_info = predictor.engine.describe()
+    meta = {
+        "input": str(run.input_dir),
+        "output": str(run.output_dir),
+        "engine": engine_info,
+        "versions": _versions(engine_info),
+        "options": {
+            **asdict(options),
+            "threshold": predictor.threshold,
+            "tta": predictor.tta,
+            "mode": predictor.mode,
+            "keep_largest": predictor.keep_largest,
+            "min_size": predictor.min_size,
+            "batch_size": predictor.batch_size,
+        },
+        "trust": {
+            "members": predictor.engine.members,
+            "ood_statistics": bool(getattr(predictor.engine, "has_ood", False)),
+            "rules": predictor.rules.__dict__,
+            "source": getattr(predictor.engine, "source", None),
+            "member_files": getattr(predictor.engine, "member_files", None),
+        },
+        "mask_record": record,
+        "preprocess": predictor.spec.to_dict(),
+        **info,
+    }
+    if options.shard is not None:
+        meta["shard"] = {"index": options.shard.index, "count": options.shard.count, "files": asdict(run.files)}
+    return meta

@@ -6,7 +6,9 @@ process start time (``/proc/<pid>/stat`` field 22 on Linux). A lock left by a ru
 another time) is taken over with a note; any other existing lock (another host, PID 1 in a
 container, no ``/proc`` to compare start times) is refused unless ``break_lock=True``.
 
-Sharded runs take one lock per shard: pass ``name`` (e.g. ``.segapp-predict.shard-3.lock``).
+Sharded runs take one lock per shard: pass ``name`` (``.segapp-predict.shard-003-of-008.lock``,
+see :mod:`segapp.inference.shards`), so shards run side by side while a second run of one shard
+is refused; ``segapp-merge`` refuses while any shard's lock is held by a live run.
 """
 
 from __future__ import annotations
@@ -96,6 +98,21 @@ def describe(holder: dict[str, Any]) -> str:
     return f"PID {holder.get('pid')} on host {holder.get('host')} (since {holder.get('since', '?')})"
 
 
+def read_holder(path: Path) -> dict[str, Any] | None:
+    """The holder recorded in the lock file ``path`` (None: no lock). An empty or unreadable file
+    (its writer was killed between create and write) reads as ``{"unreadable": True, "age": s}``."""
+    try:
+        text = path.read_text()
+        age = time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    try:
+        holder = json.loads(text)
+    except json.JSONDecodeError:
+        holder = None
+    return holder if isinstance(holder, dict) else {"unreadable": True, "age": round(age, 1)}
+
+
 @dataclass
 class FolderLock:
     """Hold ``folder / name`` while a run writes into ``folder``; a context manager.
@@ -152,17 +169,7 @@ class FolderLock:
         return True
 
     def _read(self) -> dict[str, Any] | None:
-        try:
-            text = self.path.read_text()
-            age = time.time() - self.path.stat().st_mtime
-        except FileNotFoundError:
-            return None
-        try:
-            holder = json.loads(text)
-        except json.JSONDecodeError:
-            holder = None
-        # a writer killed between create and write leaves an empty file: judged by its age
-        return holder if isinstance(holder, dict) else {"unreadable": True, "age": round(age, 1)}
+        return read_holder(self.path)
 
     def _take_over(self, holder: dict[str, Any], why: str) -> None:
         """Move the stale lock aside (only one contender's rename succeeds), then retry create."""

@@ -18,6 +18,7 @@ import contextlib
 import csv
 import errno
 import json
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,8 @@ CSV_FIELDS = (
     "seconds",
 )
 JOURNAL = ".segapp-predict.jsonl"
+#: the record of the options that decide the masks (:mod:`segapp.inference.run_record`)
+RECORD = ".segapp-predict.options.json"
 
 #: errors that stop the whole run (every later write would fail the same way), not one input
 FATAL_ERRNOS = {
@@ -155,15 +158,53 @@ def write_nifti(path: Path, volume: np.ndarray, meta: dict[str, Any], dtype: typ
         nib.save(img, str(tmp))
 
 
-def remove_stale_temps(root: Path) -> int:
-    """Delete ``.tmp-*`` files a killed run left under ``root``; returns how many."""
+#: temp files that belong to a shard (``.tmp-s003-``) or to segapp-merge (``.tmp-merge-``)
+SHARD_TEMP_RE = re.compile(r"^\.tmp-(s\d+|merge)-")
+
+
+def remove_stale_temps(root: Path, prefix: str | None = None) -> int:
+    """Delete the temp files a killed run left under ``root``; returns how many.
+
+    ``prefix`` (e.g. ``.tmp-s003-``): only that shard's temps, so a shard starting up never
+    deletes another shard's writes in progress. ``None`` (an unsharded run): every ``.tmp-*``
+    file except shard and merge temps (which an unsharded run's folder does not hold anyway).
+    """
     count = 0
     if root.is_dir():
-        for p in root.rglob(".tmp-*"):
+        for p in root.rglob(f"{prefix}*" if prefix else ".tmp-*"):
+            if not prefix and SHARD_TEMP_RE.match(p.name):
+                continue
             if p.is_file():
                 p.unlink()
                 count += 1
     return count
+
+
+def input_stamp(input_dir: Path | None, rel: str) -> list[int] | None:
+    """``[size, mtime_ns]`` of an input, as the journal records it (None without an input folder
+    or when the input is gone): a journal entry whose stamp differs is of a replaced input."""
+    if input_dir is None:
+        return None
+    try:
+        st = (input_dir / rel).stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """The entries of a journal file in order (none when it is missing); torn lines are skipped."""
+    if not path.is_file():
+        return []
+    entries = []
+    for line in path.read_text(errors="ignore").splitlines():
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("input"), str):
+            entries.append(entry)
+    return entries
 
 
 class Journal:
@@ -174,16 +215,12 @@ class Journal:
     records the input's size and modification time: an input replaced since is predicted again.
     """
 
-    def __init__(self, output_dir: Path, resume: bool, input_dir: Path | None = None) -> None:
-        self.path = output_dir / JOURNAL
+    def __init__(self, output_dir: Path, resume: bool, input_dir: Path | None = None, name: str = JOURNAL) -> None:
+        self.path = output_dir / name
         self.input_dir = input_dir
         self.done: dict[str, dict[str, Any]] = {}
-        if resume and self.path.is_file():
-            for line in self.path.read_text(errors="ignore").splitlines():
-                try:
-                    entry = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
+        if resume:
+            for entry in read_journal(self.path):
                 outputs_there = all((output_dir / o).is_file() for o in entry.get("outputs", []))
                 if entry.get("status") == "ok" and outputs_there and entry.get("stamp") == self._stamp(entry["input"]):
                     self.done[entry["input"]] = entry
@@ -193,14 +230,7 @@ class Journal:
         self._fh = open(self.path, "a")  # noqa: SIM115 - the journal stays open for the run; close() closes it
 
     def _stamp(self, rel: str) -> list[int] | None:
-        """``[size, mtime_ns]`` of the input (None without an input folder or when it is gone)."""
-        if self.input_dir is None:
-            return None
-        try:
-            st = (self.input_dir / rel).stat()
-        except OSError:
-            return None
-        return [st.st_size, st.st_mtime_ns]
+        return input_stamp(self.input_dir, rel)
 
     def record(self, rel: str, status: str, rows: list[dict[str, Any]], outputs: list[str]) -> None:
         entry = {"input": rel, "status": status, "rows": rows, "outputs": outputs, "stamp": self._stamp(rel)}
