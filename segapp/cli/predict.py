@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overlay", action="store_true", help="also write <name>.overlay.png (contour and tint)")
     p.add_argument(
+        "--dicom-seg",
+        action="store_true",
+        help="also write <name>.seg.dcm for every DICOM input: a DICOM Segmentation referencing the source "
+        "(BINARY; FRACTIONAL with --save-probs); a source lacking what a SEG must copy gets a reason instead",
+    )
+    p.add_argument(
         "--save-uncertainty",
         action="store_true",
         help="also write <name>.uncertainty.png: per-pixel entropy of the calibrated probability (0-255 = 0-1 bit)",
@@ -184,7 +190,7 @@ def _closing_line(args: argparse.Namespace, summary: FolderSummary) -> str:
 # command-line options passed through by name (argparse dest == keyword)
 PREDICTOR_OPTIONS = ("threshold", "tta", "mode", "keep_largest", "min_size", "overlap", "batch_size")
 FOLDER_OPTIONS = ("save_probs", "overlay", "resume", "workers", "nifti_axis", "max_pixels", "max_file_pixels")
-FOLDER_OPTIONS += ("overwrite", "break_lock", "save_uncertainty", "review_cards")
+FOLDER_OPTIONS += ("overwrite", "break_lock", "save_uncertainty", "review_cards", "dicom_seg")
 
 
 def _options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:

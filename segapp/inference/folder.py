@@ -34,7 +34,7 @@ from segapp.inference.lock import LOCK_NAME, FolderLock
 from segapp.inference.postprocess import mask_stats, overlay
 from segapp.inference.predictor import FrameResult, Predictor
 from segapp.inference.review import make_thumb, thumb_path, write_review, write_thumb
-from segapp.inference.run_record import mask_record, prepare_output_folder
+from segapp.inference.run_record import job_record, mask_record, prepare_output_folder
 from segapp.inference.shards import RunFiles, Shard
 from segapp.inference.trust import review, volume_signals
 from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
@@ -62,6 +62,7 @@ class FolderOptions:
     save_uncertainty: bool = False  # <name>.uncertainty.png: per-pixel entropy of the calibrated probabilities
     review: bool = True  # review.html and its thumbnails (review/thumbs/)
     review_cards: int = 300  # the riskiest cards the page shows (the rest are counted)
+    dicom_seg: bool = False  # <name>.seg.dcm beside the mask of every DICOM input (segapp.inference.dicom_seg)
     shard: Shard | None = None  # predict only this shard's inputs (segapp.inference.shards); merge with segapp-merge
 
 
@@ -150,6 +151,7 @@ class FolderRun:
         self.rows: dict[str, list[dict[str, Any]]] = {}
         self._pending: list[Decoded] = []
         self._last_progress = 0.0
+        self.series_uid, self.algorithm = "", {}  # DICOM SEG identity, set once the run's record is known
 
     def run(self) -> FolderSummary:
         """Predict the inputs the journal does not list as done; write ``predictions.csv``.
@@ -273,7 +275,31 @@ class FolderRun:
                 **self._trust_columns(res.signals, item.checks[k], not res.mask.any()),
             }
             rows.append(row)
+        if item.kind == "dicom" and self.opts.dicom_seg:
+            outputs += self._write_seg(item, results, rows)
         return rows, outputs
+
+    def _write_seg(self, item: Decoded, results: list[FrameResult], rows: list[dict[str, Any]]) -> list[str]:
+        """``<rel>.seg.dcm`` for a DICOM input (BINARY, FRACTIONAL with --save-probs); a source a
+        valid SEG cannot be made from gets the reason in its rows instead, never an invalid SEG."""
+        from segapp.inference.dicom_seg import SegError, write_seg
+
+        name = out.output_name(Path(item.rel), "seg", ext="dcm")
+        probs = [r.probs for r in results] if self.opts.save_probs else None
+        try:
+            write_seg(
+                self.input_dir / item.rel,
+                [r.mask for r in results],
+                self.output_dir / name,
+                probs=probs,
+                series_uid=self.series_uid,
+                algorithm=self.algorithm,
+            )
+        except SegError as e:
+            for r in rows:
+                r["reason"] = f"no DICOM SEG: {e}"
+            return []
+        return [name.as_posix()]
 
     def _extras(self, item: Decoded, k: int, frame: int | None, res: FrameResult) -> list[str]:
         """Probabilities, uncertainty map, overlay and review thumbnail of one frame, as asked."""
@@ -426,12 +452,35 @@ def _locked_run(run: FolderRun, predictor: Predictor, info: dict[str, Any]) -> F
     """Check and record the run's options, predict, and write run.json (the lock is held)."""
     options = run.opts
     record = mask_record(predictor, options, run.input_dir, info)
+    run.series_uid, run.algorithm = _seg_identity(run, predictor, record, info)
     with out.writing(run.output_dir):
         prepare_output_folder(run.output_dir, record, options.resume, options.overwrite, run.files)
     summary = run.run()
     with out.writing(run.output_dir):
         write_run_json(run.output_dir, summary, _run_meta(run, predictor, record, info), run.files.run_json)
     return summary
+
+
+def _seg_identity(
+    run: FolderRun, predictor: Predictor, record: dict[str, Any], info: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The DICOM SEG series UID of this job and the algorithm identification its SEGs carry.
+
+    The UID is derived from the output folder and the job's record (the record without the
+    shard index), so every shard of one job, and a --resume of it, writes into one series.
+    """
+    if not run.opts.dicom_seg:
+        return "", {}
+    from segapp.inference.dicom_seg import job_series_uid
+
+    job = json.dumps({"output": str(run.output_dir), **job_record(record)}, sort_keys=True, default=str)
+    net = (predictor.engine.meta.get("net") or {}).get("name", "segapp-model")
+    algorithm = {
+        "name": f"{net} x{predictor.engine.members}" if predictor.engine.members > 1 else net,
+        "sha256": str(record.get("model", "")),
+        "threshold": predictor.threshold,
+    }
+    return job_series_uid(job), algorithm
 
 
 def _run_meta(run: FolderRun, predictor: Predictor, record: dict[str, Any], info: dict[str, Any]) -> dict[str, Any]:

@@ -83,6 +83,7 @@ def mask_record(predictor: Any, options: Any, input_dir: Path, info: dict[str, A
         "overlay": bool(options.overlay),
         "save_uncertainty": bool(getattr(options, "save_uncertainty", False)),
         "review": bool(getattr(options, "review", True)),
+        "dicom_seg": bool(getattr(options, "dicom_seg", False)),
         **size_limits(options),
     }
     for key in ("ensemble",):  # joins the record when an ensemble run passes its members' hashes
