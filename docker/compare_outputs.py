@@ -1,4 +1,5 @@
-"""Compare two segapp-predict output folders: same CSV statuses and outputs, identical masks."""
+"""Compare two segapp-predict output folders: same CSV statuses, outputs and trust columns,
+identical masks, and a review page in each."""
 
 from __future__ import annotations
 
@@ -24,7 +25,45 @@ def load(path: Path) -> np.ndarray:
     return np.asarray(Image.open(path))
 
 
+TRUST_TEXT = ("input_check", "review", "review_reason")
+TRUST_NUMBERS = ("uncertainty", "est_dice", "ood_score", "risk")
+
+
+def trust_differences(key: str, row: dict[str, str], other: dict[str, str]) -> list[str]:
+    """The trust columns of an ok row: present, equal text, numbers within 1e-3."""
+    out = []
+    for c in TRUST_TEXT:
+        if row.get(c) != other.get(c):
+            out.append(f"{key}: {c} {row.get(c)!r} vs {other.get(c)!r}")
+    for c in TRUST_NUMBERS:
+        x, y = row.get(c, ""), other.get(c, "")
+        if x == "" or y == "" or abs(float(x) - float(y)) > 1e-3:
+            out.append(f"{key}: {c} {x!r} vs {y!r}")
+    return out
+
+
+def seg_difference(a: Path, b: Path, rel: str) -> int:
+    """1 when one folder has ``<rel>.seg.dcm`` and the other not, or their segment pixels differ."""
+    sa, sb = a / f"{rel}.seg.dcm", b / f"{rel}.seg.dcm"
+    if sa.is_file() != sb.is_file():
+        print(f"{rel}: DICOM SEG in one folder only")
+        return 1
+    if not sa.is_file():
+        return 0
+    import pydicom
+
+    pa, pb = pydicom.dcmread(sa), pydicom.dcmread(sb)
+    if pa.Modality != "SEG" or not np.array_equal(pa.pixel_array, pb.pixel_array):
+        print(f"{rel}: DICOM SEG pixels differ (or not a SEG)")
+        return 1
+    return 0
+
+
 def main(a: str, b: str) -> int:
+    for folder in (a, b):
+        if not (Path(folder) / "review.html").is_file():
+            print(f"{folder}: no review.html")
+            return 1
     ra, rb = rows(Path(a)), rows(Path(b))
     if ra.keys() != rb.keys():
         print(f"different inputs: {sorted(ra.keys() ^ rb.keys())}")
@@ -36,6 +75,12 @@ def main(a: str, b: str) -> int:
             print(f"{key}: {row['status']}/{row['output']} vs {other['status']}/{other['output']}")
             bad += 1
             continue
+        if row["status"] == "ok":
+            problems = trust_differences(key, row, other)
+            for line in problems:
+                print(line)
+            bad += len(problems)
+        bad += seg_difference(Path(a), Path(b), row["input"])
         for out in filter(None, row["output"].split(";")):
             if not np.array_equal(load(Path(a) / out), load(Path(b) / out)):
                 print(f"{key}: mask {out} differs")

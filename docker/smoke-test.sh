@@ -7,8 +7,9 @@
 # Steps: install docker.io + debootstrap when missing; start dockerd (overlay2, no networking of
 # its own, folders under /tmp); build a Debian bookworm base with debootstrap and tag it as the
 # Dockerfile's base; fill docker/wheelhouse; build with --network none; train + export a tiny
-# model; run the container with --network none over PNG/DICOM/NIfTI/broken files; check outputs,
-# CSV and exit code against `segapp-predict --model` on the host; stop dockerd; clean up.
+# 2-fold ensemble and export it as one ONNX graph; run the container with --network none over
+# PNG/DICOM/NIfTI/broken files; check masks, CSV (trust columns included), review.html and exit
+# code against `segapp-predict --model` on the host; stop dockerd; clean up.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$PWD
@@ -86,15 +87,14 @@ wheelhouse() {
 }
 
 tiny_model() {
-  log "training and exporting a tiny model"
+  log "training a tiny 2-fold ensemble and exporting it as one ONNX graph"
   "$VENV/bin/segapp-data" synth --out "$WORK/train" --n 48 --size 64 --seed 0 >/dev/null
-  "$VENV/bin/segapp" fit --config configs/quickstart.yaml --data.root "$WORK/train" --data.image_size 64 \
-    --data.num_workers 0 --trainer.max_epochs 2 \
-    --model.net.init_args.depth 3 --trainer.enable_progress_bar false \
-    --trainer.default_root_dir "$WORK/run" >"$WORK/fit.log" 2>&1 || { tail -20 "$WORK/fit.log"; return 1; }
+  "$VENV/bin/segapp-cv" --num-folds 2 --out "$WORK/cv" --config configs/quickstart.yaml \
+    --data.root "$WORK/train" --data.image_size 64 --data.num_workers 0 --trainer.max_epochs 2 \
+    --model.net.init_args.depth 3 --trainer.enable_progress_bar false >"$WORK/fit.log" 2>&1 \
+    || { tail -20 "$WORK/fit.log"; return 1; }
   mkdir -p "$WORK/model"
-  "$VENV/bin/segapp-export" --checkpoint "$WORK/run/checkpoints/best.ckpt" --format onnx \
-    --out "$WORK/model/model.onnx" >/dev/null
+  "$VENV/bin/segapp-export" --checkpoint "$WORK/cv" --format onnx --out "$WORK/model/model.onnx" >/dev/null
 }
 
 scans() {
@@ -102,8 +102,11 @@ scans() {
 import sys
 from pathlib import Path
 sys.path.insert(0, ".")
-from tests.inference.formats import make_scan_folder
+import numpy as np
+from tests.inference.formats import make_scan_folder, write_study_dicom
 make_scan_folder(Path(sys.argv[1]))
+# a DICOM with the study identity a SEG copies (make_scan_folder's DICOMs lack it: they get reasons)
+write_study_dicom(Path(sys.argv[1]) / "study.dcm", np.random.default_rng(5).integers(0, 255, (64, 72), dtype=np.uint8))
 PY
 }
 
@@ -135,13 +138,35 @@ main() {
   docker run --rm --network none -v "$WORK/in:/data/in:ro" -v "$WORK/out:/data/out" \
     -v "$WORK/model:/model:ro" "$IMAGE"
   rc_container=$?
-  "$VENV/bin/segapp-predict" --model "$WORK/model/model.onnx" --input "$WORK/in" --output "$WORK/host" >/dev/null
+  "$VENV/bin/segapp-predict" --model "$WORK/model/model.onnx" --input "$WORK/in" --output "$WORK/host" \
+    --dicom-seg >/dev/null
   rc_host=$?
   set -e
   log "exit codes: container $rc_container, host $rc_host"
   [ "$rc_container" = "$rc_host" ] || exit 1
   [ "$rc_container" = 1 ] || { log "expected exit code 1 (some files failed)"; exit 1; }
   "$PY" docker/compare_outputs.py "$WORK/out" "$WORK/host"
+  [ -s "$WORK/out/study.dcm.seg.dcm" ] || { log "the container wrote no DICOM SEG for study.dcm"; exit 1; }
+
+  log "two shards (JOB_COMPLETION_INDEX 0 and 1 of SEGAPP_SHARD_COUNT=2) side by side into one folder, then segapp-merge"
+  mkdir -p "$WORK/sharded" && chmod 777 "$WORK/sharded"
+  local pids=() rc_shard rc_merge
+  for i in 0 1; do
+    docker run --rm --network none -v "$WORK/in:/data/in:ro" -v "$WORK/sharded:/data/out" \
+      -v "$WORK/model:/model:ro" -e JOB_COMPLETION_INDEX="$i" -e SEGAPP_SHARD_COUNT=2 "$IMAGE" \
+      --model /model/model.onnx --input /data/in --output /data/out --shard auto --dicom-seg --no-progress &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do
+    rc_shard=0; wait "$pid" || rc_shard=$?
+    case "$rc_shard" in 0 | 1 | 3) ;; *) log "a shard exited with $rc_shard"; exit 1 ;; esac
+  done
+  [ ! -e "$WORK/sharded/predictions.csv" ] || { log "a shard wrote predictions.csv; only segapp-merge may"; exit 1; }
+  rc_merge=0
+  docker run --rm --network none -v "$WORK/in:/data/in:ro" -v "$WORK/sharded:/data/out" \
+    --entrypoint segapp-merge "$IMAGE" /data/out || rc_merge=$?
+  [ "$rc_merge" = 0 ] || { log "segapp-merge exited with $rc_merge, expected 0 (complete)"; exit 1; }
+  "$PY" docker/compare_outputs.py "$WORK/sharded" "$WORK/out"
   log "PASS"
 }
 
