@@ -63,9 +63,9 @@ def test_dicom_inputs_get_a_seg_equal_to_their_masks(tiny_ckpt, dicom_folder, tm
         series.add(seg.SeriesInstanceUID)
     assert len(series) == 1  # one job, one series
     assert rows["nostudy.dcm"][0]["status"] == "ok" and (out / "nostudy.dcm.mask.png").is_file()
-    assert rows["nostudy.dcm"][0]["reason"].startswith("no DICOM SEG: ") and "StudyInstanceUID" in rows[
-        "nostudy.dcm"
-    ][0]["reason"].replace(" ", "")
+    assert rows["nostudy.dcm"][0]["reason"].startswith("no DICOM SEG: ") and "StudyInstanceUID" in rows["nostudy.dcm"][
+        0
+    ]["reason"].replace(" ", "")
     assert not (out / "nostudy.dcm.seg.dcm").exists() and not (out / "photo.png.seg.dcm").exists()
 
 
