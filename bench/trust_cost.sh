@@ -20,7 +20,7 @@ CKPT=$(realpath "$CKPT"); CV=$(realpath "$CV"); INPUT=$(realpath "$INPUT")
 WORK=$(mktemp -d /tmp/trust-cost.XXXXXX)
 trap 'git worktree remove --force "$WORK/before" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 git worktree add --detach "$WORK/before" "$BEFORE" >/dev/null 2>&1
-N=$(find "$INPUT" -type f | wc -l)
+N=$(find -L "$INPUT" -type f | wc -l)  # -L: test splits are folders of links
 
 run() {  # VARIANT ARGS... -> seconds
   local variant="$1"; shift
