@@ -10,7 +10,7 @@ docs/inference.md ("Which predictions to trust"); the thresholds come from the m
   same :func:`segapp.eval.calibration.uncertainty_score` that ``segapp-eval --probs`` uses;
 - **est_dice**: the Dice the mask is expected to have if the calibrated probabilities are
   right: ``2 sum(q m) / (sum(q) + sum(m))`` (an ensemble's mean probability carries its members'
-  disagreement into it);
+  disagreement into it); for an empty mask ``1 - max(q)``, the chance there is no lesion;
 - **agreement**: mean pairwise Dice between the masks of the variants (ensemble members x
   test-time flips), empty with one variant;
 - **review**: yes when any rule fires; ``risk`` (for sorting) is the largest ratio of a signal
@@ -43,10 +43,18 @@ REASONS = (
 
 
 def expected_dice(probs: np.ndarray, mask: np.ndarray) -> float:
-    """Dice of ``mask`` expected under pixelwise Bernoulli(``probs``) ground truth; 1 when both are empty."""
+    """The Dice ``mask`` is expected to score if ``probs`` are right.
+
+    A non-empty mask: ``2 sum(q m) / (sum(q) + sum(m))``, the soft Dice of the probabilities
+    against the mask. An empty mask scores 1 when the truth is empty too (segapp's convention)
+    and 0 otherwise, so its estimate is the chance that there is no lesion: ``1 - max(q)``, the
+    most probable pixel standing for the lesion (a lesion is a blob, its pixels are not
+    independent; with independent pixels an empty call on any large image would score 0).
+    """
     p, m = np.asarray(probs, np.float64), np.asarray(mask, bool)
-    denom = p.sum() + m.sum()
-    return 1.0 if denom < 1e-6 else float(2 * p[m].sum() / denom)
+    if not m.any():
+        return 1.0 if p.size == 0 else float(1.0 - p.max())
+    return float(2 * p[m].sum() / (p.sum() + m.sum()))
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

@@ -165,6 +165,10 @@ def test_input_checks_and_review_rules():
     assert set(out["review_reason"].split("; ")) <= set(REASONS)
     assert expected_dice(np.ones((4, 4)), np.ones((4, 4), bool)) == 1.0
     assert expected_dice(np.full((4, 4), 0.5), np.ones((4, 4), bool)) == pytest.approx(2 * 8 / (8 + 16))
+    faint = np.full((64, 64), 0.01)  # an empty call with faint probabilities everywhere: confident, not 0
+    assert expected_dice(faint, np.zeros((64, 64), bool)) == pytest.approx(0.99)
+    faint[10, 10] = 0.7  # one likely lesion pixel: the empty call is probably wrong
+    assert expected_dice(faint, np.zeros((64, 64), bool)) == pytest.approx(0.3)
 
 
 def test_predictions_csv_carries_the_trust_columns(tiny_ckpt, holdout_root, tmp_path):
