@@ -83,8 +83,11 @@ def write_ensemble(out: Path, rows: list[dict], oof: list) -> dict:
     from segapp.lit.calibrate import fit_ensemble
 
     metas = [torch.load(out / r["checkpoint"], map_location="cpu", weights_only=True)["segapp"] for r in rows]
+    from segapp.inference.checkpoint import file_sha256
+
     record = {
         "members": [r["checkpoint"] for r in rows],
+        "member_sha256": [file_sha256(out / r["checkpoint"]) for r in rows],
         "member_thresholds": [float(m["threshold"]) for m in metas],
         **fit_ensemble(oof, [m.get("trust") for m in metas]),
     }

@@ -12,6 +12,7 @@ of the members' own.
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,10 @@ def resolve(paths: list[str | Path]) -> tuple[list[Path], dict[str, Any] | None]
         folder = Path(paths[0])
         record_path = folder / ENSEMBLE_FILE
         if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            return [folder / m for m in record["members"]], record
+            record = read_record(record_path)
+            members = [folder / m for m in record["members"]]
+            check_record(record_path, members, record.get("member_sha256"))
+            return members, record
         found = sorted(folder.glob("fold_*/checkpoints/best.ckpt"))
         if not found:
             raise CheckpointError(
@@ -64,6 +67,45 @@ def resolve(paths: list[str | Path]) -> tuple[list[Path], dict[str, Any] | None]
             )
         return found, None
     return [Path(p) for p in paths], None
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """A cv folder's ``ensemble.json``, with ``members`` and ``threshold``.
+
+    Raises:
+        CheckpointError: unreadable JSON or missing keys, naming the file and the fix.
+    """
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read it as JSON ({e}); fix: rerun segapp-cv to write it again") from e
+    missing = [k for k in ("members", "threshold") if k not in record] if isinstance(record, dict) else ["members"]
+    if missing:
+        raise CheckpointError(
+            f"{path} lacks {', '.join(missing)}; expected the ensemble record segapp-cv writes; fix: rerun segapp-cv"
+        )
+    return record
+
+
+def check_record(path: Path, members: list[Path], hashes: list[str] | None) -> None:
+    """Refuse an ``ensemble.json`` whose members are missing or changed since ``segapp-cv`` wrote it
+    (its threshold and temperature were fitted on those members' out-of-fold predictions).
+
+    Raises:
+        CheckpointError: naming the member and the fix.
+    """
+    for k, member in enumerate(members):
+        if not member.is_file():
+            raise CheckpointError(
+                f"{path} lists {member}, which does not exist; expected the fold checkpoints segapp-cv wrote; "
+                "fix: rerun segapp-cv, or pass the checkpoints you have as --checkpoint a.ckpt b.ckpt ..."
+            )
+        if hashes and file_sha256(member) != hashes[k]:
+            raise CheckpointError(
+                f"{member} changed since {path} was written (SHA-256 differs), so the ensemble's threshold and "
+                "temperature no longer fit it; fix: rerun segapp-cv, or pass the checkpoints as "
+                "--checkpoint a.ckpt b.ckpt ... (the members' own thresholds and temperatures are then averaged)"
+            )
 
 
 def check_compatible(specs: list[dict[str, Any]], paths: list[Path]) -> None:
@@ -95,8 +137,10 @@ def input_maps(specs: list[dict[str, Any]]) -> list[tuple[list[float], list[floa
 
 
 def _mean_rules(blocks: list[dict[str, Any] | None]) -> dict[str, Any] | None:
-    """Members' rules combined: means of temperature and uncertainty threshold (None if one lacks them)."""
-    if not blocks or any(b is None for b in blocks):
+    """Members' rules combined: means of temperature and uncertainty threshold over the members
+    that have a trust block (None when none has)."""
+    blocks = [b for b in blocks if b is not None]
+    if not blocks:
         return None
     unc = [b.get("uncertainty_threshold") for b in blocks]
     return {
@@ -121,6 +165,13 @@ def load_members(paths: list[str | Path]) -> Members:
     check_compatible(specs, files)
     metas = [m for *_, m in loaded]
     trusts = [m.get("trust") for m in metas]
+    for path, trust in zip(files, trusts, strict=True):
+        if not trust:
+            warnings.warn(
+                f"{path} has no trust block (a last.ckpt, or written before trust signals): it adds no OOD score "
+                "and no calibration; the other members' are used. Use best.ckpt files, or refit with `segapp fit`",
+                stacklevel=2,
+            )
     if record is not None:
         threshold, rules, source = float(record["threshold"]), record.get("trust"), "cv folder"
     elif len(files) == 1:

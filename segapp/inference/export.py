@@ -52,7 +52,7 @@ def ensemble_meta(members: Members, fmt: str) -> dict[str, Any]:
         "trust": members.trust,
         "members": len(blocks),
         "member_blocks": blocks,
-        "has_ood": all(s is not None for s in members.stats),
+        "has_ood": any(s is not None for s in members.stats),
         "outputs": OUTPUTS_DOC,
         "source": members.source,
     }

@@ -156,6 +156,17 @@ class Predictor:
         """The model's review rules and temperature (neutral without a trust block)."""
         return TrustRules.from_meta(getattr(self.engine, "trust", None))
 
+    @property
+    def calibrated_threshold(self) -> float:
+        """The threshold on the scale of the reported (calibrated) probabilities: ``sigmoid(logit(t) / T)``.
+
+        Exact for one member without TTA (then ``probs > calibrated_threshold`` is the mask before
+        clean-up); for an ensemble or TTA the mask thresholds the mean of uncalibrated
+        probabilities, so this is the nearest single number, not an identity.
+        """
+        t = min(max(float(self.threshold), 1e-7), 1 - 1e-7)
+        return float(1 / (1 + np.exp(-np.log(t / (1 - t)) / self.rules.temperature)))
+
     def checker(self) -> Callable[[np.ndarray], list[str]]:
         """A picklable raw-frame check (blank, saturated, grey for a colour model) for loader workers."""
         return partial(
@@ -218,7 +229,7 @@ class Predictor:
             "uncertainty": round(uncertainty_score(q, mask, entropy), 4),
             "est_dice": round(expected_dice(q, mask), 4),
             "agreement": "" if ag is None else round(ag, 4),
-            "ood_score": "" if ood is None else round(float(np.mean(ood)), 4),
+            "ood_score": "" if ood is None or np.isnan(ood).all() else round(float(np.nanmean(ood)), 4),
         }
         return FrameResult(probs=q, mask=mask, components=comps, signals=signals, entropy=entropy)
 

@@ -61,7 +61,12 @@ def calibration_error(probs: Tensor, targets: Tensor) -> float:
 
 
 def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean, shrunk covariance)`` of the rows of ``x`` (Ledoit & Wolf 2004, shrinkage to a scaled identity)."""
+    """``(mean, shrunk covariance)`` of the rows of ``x`` (Ledoit & Wolf 2004, shrinkage to a scaled identity).
+
+    With no more samples than dimensions the shrinkage is at least ``d / (n + d)``: the sample
+    covariance then has rank below ``d`` and Ledoit-Wolf's estimate of the shrinkage can come out
+    0 (two samples: a rank-1 covariance under which whole directions cost nothing).
+    """
     x = np.asarray(x, np.float64)
     n, d = x.shape
     mean = x.mean(0)
@@ -71,11 +76,19 @@ def ledoit_wolf(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     delta = ((cov - mu * np.eye(d)) ** 2).sum() / d
     beta = sum((((r[:, None] * r[None, :]) - cov) ** 2).sum() for r in xc) / (n * n * d)
     shrink = 0.0 if delta <= 0 else min(beta / delta, 1.0)
+    if n <= d:
+        shrink = max(shrink, d / (n + d))
     return mean, shrink * mu * np.eye(d) + (1 - shrink) * cov
 
 
-def feature_stats(train_feats: np.ndarray, val_feats: np.ndarray) -> dict[str, Any]:
-    """Mean, precision and the OOD scale (validation quantile of the Mahalanobis distance)."""
+MIN_SCANS = 8  # fewer training or validation scans than this: no OOD statistics (an empty score, not a 0)
+
+
+def feature_stats(train_feats: np.ndarray, val_feats: np.ndarray) -> dict[str, Any] | None:
+    """Mean, precision and the OOD scale (validation quantile of the Mahalanobis distance);
+    None with fewer than :data:`MIN_SCANS` training or validation scans."""
+    if len(train_feats) < MIN_SCANS or len(val_feats) < MIN_SCANS:
+        return None
     mean, cov = ledoit_wolf(train_feats)
     precision = np.linalg.pinv(cov, hermitian=True)
     diff = val_feats - mean
@@ -143,14 +156,31 @@ def review_stats(logits: Tensor, threshold: float, temperature: float) -> dict[s
     }
 
 
+def checked_temperature(z: Tensor, y: Tensor) -> tuple[float, float, float, str]:
+    """``(temperature, ECE before, ECE after, note)``: the NLL-fitted T, or 1 (with the reason) when
+    the fit ended at its search bound, the pixels hold one class only, or the ECE got worse."""
+    before = calibration_error(torch.sigmoid(z), y)
+    if bool(y.all()) or not bool(y.any()):
+        return 1.0, before, before, "kept T = 1: the validation pixels hold one class only"
+    t = fit_temperature(z, y)
+    after = calibration_error(torch.sigmoid(z / t), y)
+    if not 0.051 < t < 19.9:
+        return 1.0, before, before, f"kept T = 1: the fit ended at its bound ({t:.3g})"
+    if after > before:
+        worse = f"({before:.4f} -> {after:.4f})"
+        return 1.0, before, before, f"kept T = 1: T = {t:.3g} made the validation ECE worse {worse}"
+    return t, before, after, ""
+
+
 def fit_block(val: dict[str, Any], train: dict[str, Any], threshold: float) -> dict[str, Any]:
     """The ``trust`` block from :func:`collect` outputs of the validation and training splits."""
     z, y = _sample(val["logits"], val["targets"])
-    temperature = fit_temperature(z, y)
+    temperature, before, after, note = checked_temperature(z, y)
     return {
         "temperature": temperature,
-        "ece_val_before": calibration_error(torch.sigmoid(z), y),
-        "ece_val_after": calibration_error(torch.sigmoid(z / temperature), y),
+        "temperature_note": note,
+        "ece_val_before": before,
+        "ece_val_after": after,
         "features": feature_stats(train["features"], val["features"]),
         **review_stats(val["logits"], threshold, temperature),
         "est_dice_threshold": EST_DICE_FLOOR,
@@ -202,10 +232,15 @@ class TrustCalibration(L.Callback):
         net = copy.deepcopy(pl_module.net).cpu()
         net.load_state_dict({k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")})
         block = calibrate_net(net, dm, float(ckpt["segapp"]["threshold"]))
+        if block["features"] is None:
+            del block["features"]
+            print(f"trust: fewer than {MIN_SCANS} training or validation scans: no OOD statistics (empty ood_score)")
+        if block["temperature_note"]:
+            print(f"trust: {block['temperature_note']}")
         add_trust(path, block)
         print(
             f"trust: temperature {block['temperature']:.3f} (validation ECE {block['ece_val_before']:.4f} -> "
-            f"{block['ece_val_after']:.4f}), OOD statistics of {block['fitted_on']['train']} training scans, "
+            f"{block['ece_val_after']:.4f}), statistics of {block['fitted_on']['train']} training scans, "
             f"written to {path.name}"
         )
 
@@ -240,7 +275,7 @@ def fit_ensemble(oof: list[dict[str, Tensor]], member_trust: list[dict[str, Any]
     targets = torch.cat([o["targets"] for o in oof])
     threshold, dice = best_threshold(logits, targets)
     z, y = _sample(logits, targets)
-    temperature = fit_temperature(z, y)
+    temperature, before, after, note = checked_temperature(z, y)
     present = [t for t in member_trust if t]
     rules = {
         "temperature": temperature,
@@ -255,7 +290,8 @@ def fit_ensemble(oof: list[dict[str, Tensor]], member_trust: list[dict[str, Any]
         "oof": {
             "images": len(logits),
             "dice_at_threshold": float(dice),
-            "ece_before": calibration_error(torch.sigmoid(z), y),
-            "ece_after": calibration_error(torch.sigmoid(z / temperature), y),
+            "ece_before": before,
+            "ece_after": after,
+            "temperature_note": note,
         },
     }

@@ -61,15 +61,15 @@ class TrustNet(nn.Module):
 
     Args:
         nets: The members (same input size and preprocessing; checked by the caller).
-        stats: Per member ``{"mean": D, "precision": D x D, "ood_scale": float}`` or None. The
-            OOD output is meaningful only when every member has them (:attr:`has_ood`).
+        stats: Per member ``{"mean": D, "precision": D x D, "ood_scale": float}`` or None. A
+            member without them outputs NaN as its OOD ratio; :attr:`has_ood` says whether any has.
         inputs: Per member ``(scale, shift)`` (C values each) that turn the shared input (member
             0's normalisation) into the member's own: ``x * scale + shift`` (folds normalise with
             their own training split's statistics); None: every member takes the input as is.
 
     Shape:
-        input ``(N, C, H, W)`` -> ``logits (N, K, H, W)``, ``ood (N, K)`` (ratio; zeros without
-        stats), then one ``(N, D_k)`` pooled-feature tensor per member.
+        input ``(N, C, H, W)`` -> ``logits (N, K, H, W)``, ``ood (N, K)`` (ratio; NaN for a member
+        without stats), then one ``(N, D_k)`` pooled-feature tensor per member.
     """
 
     def __init__(
@@ -82,7 +82,8 @@ class TrustNet(nn.Module):
         if len(nets) != len(stats) or not nets:
             raise ValueError(f"TrustNet needs one stats entry per member, got {len(nets)} nets and {len(stats)}")
         self.members = nn.ModuleList(nets)
-        self.has_ood = all(s is not None for s in stats)
+        self.has_ood = any(s is not None for s in stats)
+        self.with_stats = [s is not None for s in stats]
         self.adapt = [False] * len(nets)
         for k, (scale, shift) in enumerate(inputs or []):
             if any(abs(a - 1) > 1e-7 for a in scale) or any(abs(b) > 1e-7 for b in shift):
@@ -108,9 +109,10 @@ class TrustNet(nn.Module):
             y, f = forward_with_features(net, xk)
             logits.append(y[:, 0].float())
             feats.append(f)
-            if self.has_ood:
-                d = mahalanobis(f, getattr(self, f"mean_{k}"), getattr(self, f"precision_{k}"))
+            if self.with_stats[k]:
+                with torch.autocast(device_type=f.device.type, enabled=False):  # a D x D product: fp32 always
+                    d = mahalanobis(f.float(), getattr(self, f"mean_{k}"), getattr(self, f"precision_{k}"))
                 oods.append(d / getattr(self, f"scale_{k}"))
             else:
-                oods.append(f[:, 0] * 0.0)
+                oods.append(f[:, 0] * 0.0 + float("nan"))
         return (torch.stack(logits, 1), torch.stack(oods, 1), *feats)

@@ -74,6 +74,8 @@ def test_probabilities_make_a_fractional_seg_and_resume_keeps_the_series(tiny_ck
     assert _predict(tiny_ckpt, dicom_folder, out, "--save-probs", "npy").returncode == 0
     seg = pydicom.dcmread(out / "grey.dcm.seg.dcm")
     assert seg.SegmentationType == "FRACTIONAL"
+    algorithm = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0]
+    assert "threshold_calibrated=" in algorithm.AlgorithmParameters  # the scale of the stored probabilities
     probs = np.load(out / "grey.dcm.prob.npy")
     stored = frames_of(out / "grey.dcm.seg.dcm")[0] / float(seg.MaximumFractionalValue)
     assert np.abs(stored - probs).max() <= 1 / float(seg.MaximumFractionalValue) + 1e-6

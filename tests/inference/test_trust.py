@@ -84,6 +84,25 @@ def test_ensemble_probability_is_the_mean_of_its_members(tiny_cv, holdout_root):
     assert folder.threshold == record["threshold"] and folder.rules.temperature == record["trust"]["temperature"]
 
 
+def test_a_cv_folder_whose_member_changed_is_refused(tiny_cv, tmp_path):
+    import shutil
+
+    cv = tmp_path / "cv"
+    shutil.copytree(tiny_cv, cv)
+    record = json.loads((cv / "ensemble.json").read_text())
+    assert len(record["member_sha256"]) == 2
+    create_engine(checkpoint=[cv])  # as written: fine
+    member = cv / record["members"][1]
+    ckpt = torch.load(member, map_location="cpu", weights_only=True)
+    ckpt["segapp"]["threshold"] = 0.9  # a retrained or edited fold
+    torch.save(ckpt, member)
+    with pytest.raises(CheckpointError, match=r"fold_1/checkpoints/best.ckpt changed since .*ensemble.json"):
+        create_engine(checkpoint=[cv])
+    member.unlink()
+    with pytest.raises(CheckpointError, match="does not exist"):
+        create_engine(checkpoint=[cv])
+
+
 def test_members_of_another_input_size_are_refused(tiny_cv, tiny_ckpt, tmp_path):
     a, _ = _members(tiny_cv)
     ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
@@ -126,6 +145,10 @@ def test_temperature_never_changes_the_masks(tiny_ckpt, holdout_root):
         for h, p in zip(hot, plain, strict=True):
             assert np.array_equal(h.mask, p.mask)
         assert any(not np.allclose(h.probs, p.probs) for h, p in zip(hot, plain, strict=True))
+    engine.trust = {**engine.trust, "temperature": 3.0}
+    pred = Predictor(engine)
+    res = pred.predict(images[0])  # one member, no TTA: the calibrated threshold reproduces the mask
+    assert np.array_equal(res.probs > pred.calibrated_threshold, res.mask)
 
 
 def _foreign(kind: str, rng: np.random.Generator) -> np.ndarray:
@@ -198,3 +221,33 @@ def test_predictions_csv_carries_the_trust_columns(tiny_ckpt, holdout_root, tmp_
     assert "zz_blank.png" in html
     run = json.loads((out / "run.json").read_text())
     assert run["trust"]["ood_statistics"] is True and run["trust"]["members"] == 1
+
+
+def test_too_few_scans_give_no_ood_statistics_and_few_samples_shrink_hard():
+    from segapp.lit.calibrate import MIN_SCANS, checked_temperature, feature_stats, ledoit_wolf
+
+    rng = np.random.default_rng(0)
+    assert feature_stats(rng.normal(size=(MIN_SCANS - 1, 16)), rng.normal(size=(20, 16))) is None
+    two = rng.normal(size=(2, 16))
+    mean, cov = ledoit_wolf(two)  # rank 1 without the floor: a whole orthogonal direction would cost nothing
+    assert np.linalg.matrix_rank(cov) == 16
+    far = mean + 100 * np.linalg.svd(two - mean)[2][-1]  # 100 units along a direction the samples never moved in
+    assert float((far - mean) @ np.linalg.pinv(cov) @ (far - mean)) > 1.0
+    z = torch.randn(10_000) * 3
+    t, before, after, note = checked_temperature(z, torch.zeros(10_000, dtype=torch.bool))
+    assert t == 1.0 and before == after and "one class" in note
+
+
+def test_an_ensemble_member_without_trust_keeps_the_others_signals(tiny_ckpt, tmp_path, holdout_root):
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    del ckpt["segapp"]["trust"]
+    bare = tmp_path / "bare.ckpt"
+    torch.save(ckpt, bare)
+    with pytest.warns(UserWarning, match="bare.ckpt has no trust block"):
+        engine = create_engine(checkpoint=[tiny_ckpt, bare], precision="fp32")
+    assert engine.has_ood and engine.trust["temperature"] == pytest.approx(
+        torch.load(tiny_ckpt, weights_only=True)["segapp"]["trust"]["temperature"]
+    )
+    res = Predictor(engine).predict(_image(holdout_root))
+    alone = Predictor.from_checkpoint(tiny_ckpt, precision="fp32").predict(_image(holdout_root))
+    assert res.signals["ood_score"] == pytest.approx(alone.signals["ood_score"], abs=1e-3)  # the member with stats
