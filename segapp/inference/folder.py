@@ -341,7 +341,11 @@ class FolderRun:
             outputs.append(pname.as_posix())
         stats = mask_stats(volume, probs, sum(r.components for r in results), size=results[0].probs.shape)
         signals = volume_signals([r.signals for r in results], probs, volume)
-        checks = sorted({c for cs in item.checks for c in cs})
+        # blank only when every slice is: an all-zero edge slice of a padded or skull-stripped scan
+        # is normal; the other checks flag the volume when any slice has them
+        checks = sorted({c for cs in item.checks for c in cs if c != "blank"})
+        if item.checks and all("blank" in cs for cs in item.checks):
+            checks = sorted({"blank", *checks})
         row = {"input": item.rel, "frame": "", "sop_instance_uid": "", "output": name.as_posix(), "status": "ok"}
         return [{**row, "reason": "", **stats, **self._trust_columns(signals, checks, not volume.any())}], outputs
 

@@ -19,6 +19,8 @@ All writes are atomic (temp files ``.tmp-merge-*``) under the lock ``.segapp-mer
 from __future__ import annotations
 
 import json
+import math
+import os
 import shlex
 import time
 from collections import defaultdict
@@ -233,8 +235,9 @@ def rerun_command(part_runs: list[dict[str, Any]], shard: Shard, folder: Path, r
             f"--output {shlex.quote(str(folder))} --shard {shard.label} --resume "
             f"(with the options recorded in {RunFiles.for_shard(shard).record})"
         )
+    run = next(r for r in part_runs if isinstance(r.get("argv"), list))
     kept, skip = [], 0
-    for arg in argv:
+    for arg in _absolute_paths(argv, run, folder, record):
         if skip:
             skip -= 1
         elif arg in ("--shard", "--shard-count"):
@@ -242,6 +245,61 @@ def rerun_command(part_runs: list[dict[str, Any]], shard: Shard, folder: Path, r
         elif not (arg.startswith(("--shard=", "--shard-count=")) or arg in ("--resume", "--overwrite")):
             kept.append(arg)
     return shlex.join(["segapp-predict", *kept, "--shard", shard.label, "--resume"])
+
+
+def _shard_cwd(argv: list[str], run: dict[str, Any]) -> Path | None:
+    """The folder a shard was started in, from a relative --input/--output and its resolved path."""
+    for flag in ("--input", "--output"):
+        given, resolved = _flag_value(argv, flag), run.get(flag[2:])
+        if not given or not resolved or Path(given).is_absolute():
+            continue
+        rel = PurePosixPath(os.path.normpath(given))
+        full = PurePosixPath(str(resolved))
+        if ".." not in rel.parts and full.parts[-len(rel.parts) :] == rel.parts:
+            return Path(*full.parts[: len(full.parts) - len(rel.parts)])
+    return None
+
+
+def _flag_value(argv: list[str], flag: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(flag + "="):
+            return arg[len(flag) + 1 :]
+    return None
+
+
+def _absolute_paths(argv: list[str], run: dict[str, Any], folder: Path, record: dict[str, Any]) -> list[str]:
+    """``argv`` with --input (the shard's resolved input folder), --output (the merged folder) and
+    relative --checkpoint/--model paths (from the shard's start folder, when it can be told)
+    absolute, so the command works from any folder, not only the one the shard was started in."""
+    cwd = _shard_cwd(argv, run)
+    fixed = {"--input": str(record.get("input") or run.get("input")), "--output": str(folder)}
+
+    def model_path(value: str) -> str:
+        if Path(value).is_absolute() or cwd is None:
+            return value
+        return os.path.normpath(cwd / value)
+
+    out, current = [], None  # current: the flag whose values follow
+    for arg in argv:
+        flag, eq, value = arg.partition("=")
+        if arg.startswith("--") and eq and flag in fixed:
+            out.append(f"{flag}={fixed[flag]}")
+        elif arg.startswith("--") and eq and flag in ("--checkpoint", "--model"):
+            out.append(f"{flag}={model_path(value)}")
+        elif arg.startswith("-"):
+            current = arg if arg in (*fixed, "--checkpoint", "--model") else None
+            out.append(arg)
+        elif current in fixed:
+            out.append(fixed[current])
+            current = None
+        elif current in ("--checkpoint", "--model"):
+            out.append(model_path(arg))
+            current = current if current == "--checkpoint" else None  # --checkpoint takes several
+        else:
+            out.append(arg)
+    return out
 
 
 def _pick(
@@ -346,6 +404,35 @@ def _shard_entry(part: ShardPart) -> dict[str, Any]:
     }
 
 
+def merged_images(result: MergeResult) -> int:
+    """The images of the merged inputs that succeeded, counted from their rows (not from the
+    shards' run parts, one of which may be missing): one per row, a NIfTI row its slices."""
+    return sum(
+        _row_images(result.folder, r)
+        for e in result.entries
+        if all(r.get("status") == "ok" for r in e["rows"])
+        for r in e["rows"]
+    )
+
+
+def _row_images(folder: Path, row: dict[str, Any]) -> int:
+    """1, or a NIfTI row's slices: its ``slices`` field, else the mask's voxels over one slice's
+    ``height x width`` (header only), else 1."""
+    output = str(row.get("output", ""))
+    if not output.endswith((".nii", ".nii.gz")):
+        return 1
+    try:
+        if row.get("slices") not in (None, ""):
+            return int(row["slices"])
+        import nibabel as nib
+
+        voxels = math.prod(nib.load(str(folder / output)).shape)
+        per_slice = int(row["height"]) * int(row["width"])
+        return max(1, voxels // per_slice) if voxels % per_slice == 0 else 1
+    except Exception:  # noqa: BLE001 - a count in a summary: an unreadable mask counts as one
+        return 1
+
+
 def merged_run_json(result: MergeResult, skipped: int | None) -> dict[str, Any]:
     """``run.json`` of the merged run: the shards' common settings, summed counts and timings, the shards.
 
@@ -371,7 +458,7 @@ def merged_run_json(result: MergeResult, skipped: int | None) -> dict[str, Any]:
             "missing": sum(len(v) for v in missing.values()),
             "done_twice": len(result.twice),
             "skipped_unsupported": skipped,
-            "images": int(counts.get("images", 0)),
+            "images": merged_images(result),
             "seconds": round(counts.get("seconds", 0.0), 3),
         },
         "stages_s": {k: round(v, 3) for k, v in stages.items()},

@@ -73,8 +73,10 @@ def agreement(masks: list[np.ndarray]) -> float | None:
 def input_checks(frame: np.ndarray, in_channels: int, trained_on_colour: bool | None) -> list[str]:
     """Cheap checks of a raw ``H x W x C`` frame: ``blank``, ``saturated``, ``channels``.
 
-    ``blank``: (almost) one value everywhere: standard deviation under 1 % of the display range
-    (255 for 8-bit, else the largest absolute value), or non-finite values. ``saturated``: over
+    ``blank``: (almost) one value everywhere, or non-finite values. For 8-bit frames: standard
+    deviation under 1 % of 255. For other dtypes a robust spread, so one dead or hot pixel
+    neither hides a blank frame nor makes a real one blank: the 1st-99th percentile range of the
+    (sampled) frame is zero or at most 1 % of ``max(|p1|, |p99|)``. ``saturated``: over
     half the pixels of an integer image at the dtype's maximum (over-exposed; a black border is
     not saturation). ``channels``: a grey scan (one channel, or equal channels) for a model
     trained on colour scans.
@@ -84,8 +86,13 @@ def input_checks(frame: np.ndarray, in_channels: int, trained_on_colour: bool | 
     out = []
     if not np.isfinite(sample).all():
         return ["blank"]
-    span = 255.0 if f.dtype == np.uint8 else max(float(np.abs(sample).max()), 1e-12)
-    if float(sample.std()) < 0.01 * span:
+    if f.dtype == np.uint8:
+        blank = float(sample.std()) < 2.55
+    else:
+        p1, p99 = (float(v) for v in np.percentile(sample, [1, 99]))
+        spread = p99 - p1
+        blank = spread <= 0 or spread <= 0.01 * max(abs(p1), abs(p99))
+    if blank:
         return ["blank"]  # nothing else is worth saying about a frame of one value
     if np.issubdtype(f.dtype, np.integer) and float((sample >= np.iinfo(f.dtype).max).mean()) > 0.5:
         out.append("saturated")

@@ -401,3 +401,54 @@ def test_sharded_and_unsharded_runs_do_not_share_a_folder(tiny_ckpt, tmp_path, c
     assert code == 2 and "holds a sharded run" in err and f"segapp-merge {many}" in err, err
     code, _, err = merge(capsys, tmp_path / "in")
     assert code == 2 and "no shard parts" in err, err
+
+
+@pytest.mark.slow
+def test_the_finish_command_printed_from_another_folder_has_absolute_paths(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    start, elsewhere, third = tmp_path / "start", tmp_path / "elsewhere", tmp_path / "third"
+    for d in (start, elsewhere, third):
+        d.mkdir()
+    make_images(start / "in", 4)
+    (start / "model.ckpt").symlink_to(tiny_ckpt)
+    env = {**ENV, "PYTHONPATH": str(REPO)}  # this repository's segapp from any working folder
+    rel = ("--checkpoint", "model.ckpt", "--input", "in", "--output", "out", "--workers", "0", "--no-progress")
+    cmd = [sys.executable, "-m", "segapp.cli.predict", *rel, "--shard", "0/2"]  # shard 1 never runs
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=start, env=env)
+    assert res.returncode == 0, res.stderr
+
+    monkeypatch.chdir(elsewhere)
+    code, stdout, _ = merge(capsys, start / "out")
+    assert code == 1, stdout
+    argv = shlex.split(stdout.split("finish it with: ")[1].splitlines()[0])
+    values = {flag: argv[argv.index(flag) + 1] for flag in ("--checkpoint", "--input", "--output")}
+    assert values == {
+        "--checkpoint": str(start.resolve() / "model.ckpt"),
+        "--input": str((start / "in").resolve()),
+        "--output": str((start / "out").resolve()),
+    }, argv
+    assert argv[-3:] == ["--shard", "1/2", "--resume"]
+    res = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.predict", *argv[1:]], capture_output=True, text=True, cwd=third, env=env
+    )
+    assert res.returncode == 0, res.stderr
+    assert not (third / "out").exists()
+    code, stdout, _ = merge(capsys, start / "out")
+    assert code == 0 and "missing:" not in stdout, stdout
+    assert len(csv_rows(start / "out" / "predictions.csv")) == 4
+
+
+@pytest.mark.slow
+def test_a_missing_run_part_still_counts_every_merged_image(tiny_ckpt, tmp_path, capsys):
+    inp, out = make_images(tmp_path / "in", 4), tmp_path / "out"
+    make_scan_folder(tmp_path / "scans")
+    shutil.copy(tmp_path / "scans" / "vol.nii.gz", inp / "vol.nii.gz")  # 3 slices: 3 images
+    base = ("--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0")
+    for i in range(2):
+        assert predict_in_process(capsys, *base, "--shard", f"{i}/2")[0] == 0
+    parts = [json.loads((out / f"run.shard-00{i}-of-002.json").read_text()) for i in range(2)]
+    assert sum(p["summary"]["images"] for p in parts) == 7
+    (out / "run.shard-001-of-002.json").unlink()  # the part of a shard whose run.json write was lost
+    code, stdout, _ = merge(capsys, out)
+    assert code == 0, stdout
+    summary = json.loads((out / "run.json").read_text())["summary"]
+    assert (summary["inputs"], summary["ok"], summary["images"]) == (5, 5, 7)
