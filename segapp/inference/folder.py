@@ -484,6 +484,8 @@ def _seg_identity(
         "sha256": str(record.get("model", "")),
         "threshold": predictor.threshold,
     }
+    if run.opts.save_probs:  # FRACTIONAL: the stored probabilities are calibrated; say on which scale
+        algorithm["threshold_calibrated"] = round(predictor.calibrated_threshold, 6)
     return job_series_uid(job), algorithm
 
 
@@ -509,6 +511,7 @@ def _run_meta(run: FolderRun, predictor: Predictor, record: dict[str, Any], info
             "members": predictor.engine.members,
             "ood_statistics": bool(getattr(predictor.engine, "has_ood", False)),
             "rules": predictor.rules.__dict__,
+            "calibrated_threshold": predictor.calibrated_threshold,
             "source": getattr(predictor.engine, "source", None),
             "member_files": getattr(predictor.engine, "member_files", None),
         },
