@@ -21,7 +21,7 @@ from typing import get_args
 from segapp.cli.errors import fail
 from segapp.cli.parsing import console_parser
 from segapp.inference.checkpoint import CheckpointError, file_sha256
-from segapp.inference.engines import Device, Precision
+from segapp.inference.engines import Device, EngineName, Precision
 from segapp.inference.folder import EXIT_OUTPUT, EXIT_USAGE, FolderOptions, FolderSummary
 from segapp.inference.interrupt import exit_code_for, sigterm_as_interrupt
 from segapp.inference.lock import LockError
@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
     p.add_argument("--device", choices=get_args(Device), default="auto", help="default auto")
+    p.add_argument(
+        "--engine",
+        choices=get_args(EngineName),
+        default="auto",
+        help="with --checkpoint: auto (default) runs ONNX Runtime over a cached export where it runs the same "
+        "precision and device as torch, else torch; onnx; torch",
+    )
     p.add_argument("--precision", choices=get_args(Precision), default="auto", help=HELP["precision"])
     p.add_argument(
         "--save-probs",
@@ -197,6 +204,10 @@ def _options(args: argparse.Namespace, names: tuple[str, ...]) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
+def _note(line: str) -> None:
+    print(f"segapp-predict: note: {line}", file=sys.stderr, flush=True)
+
+
 def _model_sha256(engine, model_path: str) -> str:
     """SHA-256 of the model file; of the members' hashes, in order, for a checkpoint ensemble."""
     import hashlib
@@ -215,7 +226,14 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     from segapp.inference.folder import predict_folder
     from segapp.inference.predictor import Predictor
 
-    engine = create_engine(checkpoint=args.checkpoint, model=args.model, device=args.device, precision=args.precision)
+    engine = create_engine(
+        checkpoint=args.checkpoint,
+        model=args.model,
+        device=args.device,
+        precision=args.precision,
+        engine=args.engine,
+        notes=_note,
+    )
     predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
     progress = not args.no_progress and sys.stderr.isatty()
     options = FolderOptions(

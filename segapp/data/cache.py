@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -19,20 +18,12 @@ from typing import Any
 import numpy as np
 
 from segapp.io import atomic_write
+from segapp.io.writers import cache_dir
+
+__all__ = ["cache_dir"]  # one definition, in segapp.io (inference caches there too)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 1
-
-
-def cache_dir(sub: str | None = None) -> Path:
-    """The segapp cache folder (or its subfolder ``sub``); not created here."""
-    env = os.environ.get("SEGAPP_CACHE_DIR")
-    if env:
-        base = Path(env).expanduser()
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "segapp"
-    return base / sub if sub else base
 
 
 def file_stamp(path: Path) -> str:

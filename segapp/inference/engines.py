@@ -23,6 +23,7 @@ from segapp.machine import cpu_supports_bf16
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
 Device = Literal["auto", "cpu", "cuda"]
+EngineName = Literal["auto", "torch", "onnx"]
 ONNX_META_KEY = "segapp"
 
 
@@ -169,6 +170,7 @@ class TorchEngine:
             "members": self.members,
             "torch": str(torch.__version__),
             "threads": torch.get_num_threads(),
+            **getattr(self, "selection", {}),
         }
 
 
@@ -239,6 +241,7 @@ class OnnxEngine:
             "precision": self.precision,
             "members": self.members,
             "onnxruntime": ort.__version__,
+            **getattr(self, "selection", {}),
         }
 
 
@@ -264,20 +267,67 @@ def read_onnx_meta(path: str | Path, session: Any = None) -> dict[str, Any]:
     return meta
 
 
+def _device_type(device: str) -> str:
+    if device == "cuda":
+        return "cuda"
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return "cpu"
+
+
+def onnx_unavailable(device: str, precision: str) -> str | None:
+    """Why ONNX Runtime cannot run this checkpoint the way torch would (None when it can)."""
+    dtype = _device_type(device)
+    resolved = resolve_precision(precision, dtype)  # type: ignore[arg-type]
+    if resolved != "fp32":
+        return f"precision {resolved} (ONNX Runtime runs fp32 here; pass --precision fp32 for ONNX)"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return "onnxruntime is not installed"
+    if dtype == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        return "ONNX Runtime has no CUDA provider"
+    return None
+
+
+def _onnx_from_checkpoints(paths: list[str | Path], device: Device) -> OnnxEngine:
+    """ONNX Runtime over the cached export of ``paths`` (exported once; see :mod:`segapp.inference.onnx_cache`)."""
+    from segapp.inference.ensemble import resolve
+    from segapp.inference.onnx_cache import cached_onnx
+
+    path, how = cached_onnx(paths)
+    engine = OnnxEngine(path, device=device, precision="fp32")
+    files, record = resolve(paths)
+    engine.member_files = [str(p) for p in files]
+    engine.source = "cv folder" if record is not None else ("checkpoint" if len(files) == 1 else "checkpoints")
+    engine.selection = {"export": how, "export_path": str(path)}
+    return engine
+
+
 def create_engine(
     checkpoint: str | Path | list[str | Path] | None = None,
     model: str | Path | None = None,
     device: Device = "auto",
     precision: Precision = "auto",
+    engine: EngineName = "torch",
+    notes: Any = None,
 ) -> Engine:
-    """The one factory: a torch engine for checkpoint(s) (one, several, or a ``segapp-cv`` folder)
-    or an ONNX Runtime engine for ``model``.
+    """The one factory: an engine for checkpoint(s) (one, several, or a ``segapp-cv`` folder) or
+    an ONNX Runtime engine for ``model``.
+
+    ``engine`` (checkpoints only): ``torch``; ``onnx`` (the checkpoint exported once to the user
+    cache, run by ONNX Runtime; fp32 only); ``auto`` (ONNX where it runs the same precision and
+    device as torch would, else torch, with a one-line note through ``notes`` saying why).
 
     Raises:
         ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, for a
-            ``model`` that is not ``.onnx``, or for an unknown device or precision.
+            ``model`` that is not ``.onnx``, an unknown device, precision or engine, or
+            ``engine="onnx"`` where ONNX Runtime cannot run it.
         CheckpointError: unreadable members, or members that do not fit together.
     """
+    check_choice("engine", engine, get_args(EngineName))
     if (checkpoint is None or checkpoint == []) == (model is None):
         raise ValueError("give exactly one of --checkpoint FILE.ckpt [...] (torch) or --model FILE.onnx (ONNX Runtime)")
     if model is not None:
@@ -285,4 +335,23 @@ def create_engine(
             raise ValueError(f"--model expects an .onnx file from `segapp-export`, got {model}")
         return OnnxEngine(model, device=device, precision=precision)
     paths = list(checkpoint) if isinstance(checkpoint, list | tuple) else [checkpoint]
-    return TorchEngine.from_checkpoints(paths, device=device, precision=precision)
+    check_engine_options(device, precision)
+    if engine != "torch":
+        reason = onnx_unavailable(device, precision)
+        if reason is not None and engine == "onnx":
+            raise ValueError(f"--engine onnx cannot run here: {reason}; fix: --engine torch or auto")
+        if reason is None:
+            try:
+                return _onnx_from_checkpoints(paths, device)
+            except CheckpointError:
+                raise
+            except Exception as e:  # the net does not export, or ONNX Runtime refuses the graph
+                if engine == "onnx":
+                    raise ValueError(f"--engine onnx: the checkpoint does not export ({e}); fix: --engine torch") from e
+                reason = f"the net does not export to ONNX ({type(e).__name__}: {e})"
+        if notes is not None:
+            notes(f"engine auto: torch, because of {reason}")
+    torch_engine = TorchEngine.from_checkpoints(paths, device=device, precision=precision)
+    if engine == "auto":
+        torch_engine.selection = {"auto": "torch"}
+    return torch_engine

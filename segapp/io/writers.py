@@ -69,3 +69,18 @@ def write_mask_png(path: str | Path, mask: np.ndarray) -> None:
         raise ValueError(f"mask must be 2D (H x W), got shape {mask.shape}")
     with atomic_write(path) as tmp:
         Image.fromarray(np.where(mask, 255, 0).astype(np.uint8)).save(tmp, format="PNG")
+
+
+def cache_dir(sub: str | None = None) -> Path:
+    """The segapp cache folder (or its subfolder ``sub``); not created here.
+
+    ``$SEGAPP_CACHE_DIR``, else ``$XDG_CACHE_HOME/segapp``, else ``~/.cache/segapp``: never beside
+    the data or the models (the resized-image cache and the ONNX export cache live here).
+    """
+    env = os.environ.get("SEGAPP_CACHE_DIR")
+    if env:
+        base = Path(env).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "segapp"
+    return base / sub if sub else base

@@ -1,0 +1,75 @@
+"""ONNX exports of checkpoints, made once and kept in the user cache folder for ``--engine onnx|auto``.
+
+An entry is keyed by the members' SHA-256, the export options and the segapp/torch versions
+(``<cache>/onnx/<key>.onnx``). It is trusted only after it loads and its embedded metadata names
+exactly those members' hashes; a corrupt, partial or stale entry is exported again, never used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from segapp.inference.checkpoint import file_sha256
+from segapp.inference.ensemble import resolve
+from segapp.io.writers import cache_dir
+
+OPSET = 17
+
+
+def member_hashes(paths: list[str | Path]) -> tuple[list[str], dict | None]:
+    """SHA-256 of each member file (a cv folder's members, in order), and the cv folder's record."""
+    files, record = resolve(paths)
+    return [file_sha256(p) for p in files], record
+
+
+def cache_key(hashes: list[str], record: dict | None, opset: int = OPSET) -> str:
+    """What decides the export: members, the cv record's threshold and rules (else the members' own),
+    opset, segapp and torch versions."""
+    import torch
+
+    import segapp
+
+    settings = None if record is None else {"threshold": record.get("threshold"), "trust": record.get("trust")}
+    payload = {
+        "members": hashes,
+        "ensemble": settings,
+        "opset": opset,
+        "segapp": segapp.__version__,
+        "torch": str(torch.__version__),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _entry_ok(path: Path, hashes: list[str]) -> bool:
+    """The entry loads, passes ONNX's checker and was exported from exactly these members."""
+    try:
+        import onnx
+
+        model = onnx.load(str(path))
+        onnx.checker.check_model(model)
+        meta = json.loads({p.key: p.value for p in model.metadata_props}["segapp"])
+    except Exception:  # any damage means: export again
+        return False
+    return [b.get("source_sha256") for b in meta.get("member_blocks", [])] == hashes
+
+
+def cached_onnx(paths: list[str | Path], opset: int = OPSET) -> tuple[Path, str]:
+    """The cached ONNX export of ``paths`` (exported now when missing or not trustworthy).
+
+    Returns:
+        ``(path, "cached" | "exported")``.
+
+    Raises:
+        CheckpointError: unreadable members; export errors propagate (the caller falls back).
+    """
+    from segapp.inference.export import export_model
+
+    hashes, record = member_hashes(paths)
+    path = cache_dir("onnx") / f"{cache_key(hashes, record, opset)}.onnx"
+    if path.is_file() and _entry_ok(path, hashes):
+        return path, "cached"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    export_model(list(paths), path, fmt="onnx", opset=opset)
+    return path, "exported"
