@@ -19,6 +19,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from torch import nn
 
 
+ONNX_META_KEY = "segapp"  # the ONNX metadata property that holds an exported model's segapp block
+
+
 class CheckpointError(UserError, ValueError):
     """The checkpoint (or exported model) is missing, unsafe to load, or lacks segapp's metadata."""
 

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, get_args
 import numpy as np
 
 from segapp.errors import check_choice
-from segapp.inference.checkpoint import CheckpointError
+from segapp.inference.checkpoint import ONNX_META_KEY, CheckpointError
 from segapp.inference.ensemble import load_members
 from segapp.io import PreprocessSpec
 from segapp.machine import cpu_supports_bf16
@@ -24,7 +24,6 @@ from segapp.machine import cpu_supports_bf16
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
 Device = Literal["auto", "cpu", "cuda"]
 EngineName = Literal["auto", "torch", "onnx"]
-ONNX_META_KEY = "segapp"
 
 
 @dataclass

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from segapp.errors import SettingError, check_choice
-from segapp.inference.checkpoint import file_sha256
-from segapp.inference.engines import ONNX_META_KEY
+from segapp.inference.checkpoint import ONNX_META_KEY, file_sha256
 from segapp.inference.ensemble import Members, load_members, rules_of
 from segapp.io import atomic_write
 
