@@ -318,7 +318,9 @@ def create_engine(
 
     ``engine`` (checkpoints only): ``torch``; ``onnx`` (the checkpoint exported once to the user
     cache, run by ONNX Runtime; fp32 only); ``auto`` (ONNX where it runs the same precision and
-    device as torch would, else torch, with a one-line note through ``notes`` saying why).
+    device as torch would, else torch; a fallback that is not the plan, no onnxruntime, no CUDA
+    provider, a net that does not export, is a one-line note through ``notes``; the reason is
+    in ``describe()`` either way).
 
     Raises:
         ValueError: unless exactly one of ``checkpoint`` and ``model`` is given, for a
@@ -348,9 +350,9 @@ def create_engine(
                 if engine == "onnx":
                     raise ValueError(f"--engine onnx: the checkpoint does not export ({e}); fix: --engine torch") from e
                 reason = f"the net does not export to ONNX ({type(e).__name__}: {e})"
-        if notes is not None:
-            notes(f"engine auto: torch, because of {reason}")
+        if notes is not None and not reason.startswith("precision"):  # bf16/fp16 keeping torch is the plan
+            notes(f"engine auto: torch, because {reason}")
     torch_engine = TorchEngine.from_checkpoints(paths, device=device, precision=precision)
     if engine == "auto":
-        torch_engine.selection = {"auto": "torch"}
+        torch_engine.selection = {"auto": "torch", "auto_reason": reason}
     return torch_engine
