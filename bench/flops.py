@@ -8,8 +8,8 @@ forward pass (torch, ``inference_mode``, channels-last, fp32 and, where the CPU 
 bf16 autocast; median of ``--repeats`` after one warm-up) and ONNX Runtime fp32 over the cached
 export, and prints GFLOP/s next to the CPU's nominal peak: cores x clock x FLOPs per cycle read
 from the CPU flags (AVX-512 FMA: 2 units x 16 fp32 lanes x 2 = 64 fp32 FLOPs per cycle per core on
-these EPYCs; AVX2: 32). The clock is the `cpu MHz` /proc/cpuinfo reports, which can sit below the
-boost clock, so the peak is nominal, a yardstick, not a measurement.
+these EPYCs; AVX2: 32). The clock is the `cpu MHz` the kernel reports (segapp.machine.cpu_mhz),
+which can sit below the boost clock, so the peak is nominal, a yardstick, not a measurement.
 """
 
 from __future__ import annotations
@@ -24,14 +24,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from segapp.inference.checkpoint import load_net
-from segapp.machine import cpu_flags, cpu_model, cpu_supports_bf16
+from segapp.machine import cpu_flags, cpu_mhz, cpu_model, cpu_supports_bf16
 
 
 def cpu_peak_gflops() -> tuple[float, str]:
     """Nominal fp32 peak of the cores torch uses, and how it was computed."""
-    with open("/proc/cpuinfo") as fh:
-        mhz = [float(line.split(":")[1]) for line in fh if line.startswith("cpu MHz")]
-    ghz = (max(mhz) if mhz else 2000.0) / 1000
+    ghz = (cpu_mhz() or 2000.0) / 1000
     per_cycle = 64 if "avx512f" in cpu_flags() else 32 if "fma" in cpu_flags() else 8
     cores = torch.get_num_threads()
     return cores * ghz * per_cycle, f"{cores} cores x {ghz:.2f} GHz x {per_cycle} fp32 FLOP/cycle"

@@ -48,6 +48,19 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_mhz() -> float | None:
+    """The highest ``cpu MHz`` the kernel reports (the current clock, often below boost); None if absent."""
+    values = []
+    for line in _cpuinfo().splitlines():
+        key, value = _field(line)
+        if key == "cpu mhz":
+            try:
+                values.append(float(value))
+            except ValueError:
+                continue
+    return max(values) if values else None
+
+
 def cpu_supports_bf16() -> bool:
     """True when the CPU has native bf16 matmul (AMX-BF16 or AVX512-BF16); emulated bf16 is slow."""
     return bool(BF16_FLAGS & cpu_flags())
