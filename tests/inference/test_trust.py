@@ -251,3 +251,15 @@ def test_an_ensemble_member_without_trust_keeps_the_others_signals(tiny_ckpt, tm
     res = Predictor(engine).predict(_image(holdout_root))
     alone = Predictor.from_checkpoint(tiny_ckpt, precision="fp32").predict(_image(holdout_root))
     assert res.signals["ood_score"] == pytest.approx(alone.signals["ood_score"], abs=1e-3)  # the member with stats
+
+
+def test_a_folder_that_is_not_a_cv_run_and_a_broken_ensemble_record_are_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match=r"without ensemble.json or fold_\*/checkpoints/best.ckpt") as e:
+        create_engine(checkpoint=[tmp_path])
+    assert "\n" not in str(e.value)
+    (tmp_path / "ensemble.json").write_text('{"members": ["a.ckpt"]')  # torn write
+    with pytest.raises(CheckpointError, match="ensemble.json: cannot read it as JSON.*fix: rerun segapp-cv"):
+        create_engine(checkpoint=[tmp_path])
+    (tmp_path / "ensemble.json").write_text('{"members": ["a.ckpt"]}')
+    with pytest.raises(CheckpointError, match="ensemble.json lacks threshold"):
+        create_engine(checkpoint=[tmp_path])
