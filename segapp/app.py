@@ -150,6 +150,10 @@ class SegappCLI(LightningCLI):
         self.trainer.callbacks.append(RunSummary())
         if not any(isinstance(c, TrustCalibration) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(TrustCalibration())
+        from segapp.lit.preview import ValidationPreview  # k=0 (added by the user) switches it off
+
+        if not any(isinstance(c, ValidationPreview) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(ValidationPreview())
         if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
 
