@@ -66,5 +66,20 @@ def cpu_supports_bf16() -> bool:
     return bool(BF16_FLAGS & cpu_flags())
 
 
+def cpu_has_amx_bf16() -> bool:
+    """True when the CPU has AMX-BF16 tile units (Sapphire Rapids and later): where torch bf16
+    inference beats ONNX Runtime fp32 by a margin; AVX512-BF16 alone did not (docs/benchmarks.md)."""
+    return "amx_bf16" in cpu_flags()
+
+
+def gpu_device_nodes() -> bool:
+    """True when the kernel exposes an NVIDIA (``/dev/nvidia0``...) or ROCm (``/dev/kfd``) device node.
+
+    Without one no CUDA/ROCm device can exist, so a CPU-only run need not import torch (1.5 s) to ask.
+    """
+    dev = Path("/dev")
+    return any(dev.glob("nvidia[0-9]*")) or (dev / "kfd").exists()
+
+
 if __name__ == "__main__":  # for shell scripts: `python -m segapp.machine` prints model and bf16
     print(f"{cpu_model()}\nbf16={int(cpu_supports_bf16())}")

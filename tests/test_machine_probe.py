@@ -55,6 +55,8 @@ def test_engine_auto_precision_reads_the_same_probe(cpuinfo):
     assert resolve_precision("auto", "cpu") == "bf16"
     cpuinfo(AVX2)
     assert resolve_precision("auto", "cpu") == "fp32"
+    cpuinfo(AVX2.replace("fma", "fma avx512f avx512_bf16"))  # bf16 dot products but no AMX tiles
+    assert machine.cpu_supports_bf16() and resolve_precision("auto", "cpu") == "fp32"
 
 
 def test_no_other_copy_of_the_cpu_probe():

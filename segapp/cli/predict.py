@@ -28,6 +28,7 @@ from segapp.inference.lock import LockError
 from segapp.inference.outputs import OutputError
 from segapp.inference.predictor import Mode, Tta
 from segapp.inference.shards import COUNT_ENV, ShardError, parse_shard
+from segapp.inference.sizing import choose, parse_count
 from segapp.io.limits import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS
 
 
@@ -39,7 +40,7 @@ def _version() -> str:
 
 HELP = {
     "mode": "resize: whole image to the training size (default); tile: Gaussian-blended windows",
-    "precision": "auto: bf16 on CPUs with AMX/AVX512-BF16, fp16 on CUDA, else fp32",
+    "precision": "auto: bf16 on CPUs with AMX-BF16, fp16 on CUDA, else fp32 (ONNX Runtime with --engine auto)",
 }
 
 
@@ -64,8 +65,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
     p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
     p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
-    p.add_argument("--batch-size", type=int, default=8, help="images (or tiles) per forward pass (default 8)")
-    p.add_argument("--workers", type=int, default=2, help="decoding worker processes (torch DataLoader; default 2)")
+    p.add_argument(
+        "--batch-size",
+        type=_count("--batch-size", 1),
+        default="auto",
+        help="images (or tiles) per forward pass; auto (default): from the engine (run.json says which)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_count("--workers", 0),
+        default="auto",
+        help="decoding worker processes (torch DataLoader); auto (default): from the cores and the engine",
+    )
     p.add_argument("--device", choices=get_args(Device), default="auto", help="default auto")
     p.add_argument(
         "--engine",
@@ -151,14 +162,26 @@ def _add_shard_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _count(name: str, minimum: int):
+    """argparse ``type`` for ``auto`` or an integer >= ``minimum``, with segapp's message."""
+
+    def parse(text: str) -> int | str:
+        try:
+            return parse_count(name, text, minimum)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    return parse
+
+
 def _fail(message: str, code: int = EXIT_USAGE) -> None:
     fail("segapp-predict", message, code)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.batch_size < 1 or args.workers < 0 or args.min_size < 0 or args.review_cards < 0:
-        _fail("--batch-size must be >= 1, --workers, --min-size and --review-cards >= 0")
+    if args.min_size < 0 or args.review_cards < 0:
+        _fail("--min-size and --review-cards must be >= 0")
     if args.max_pixels < 1 or args.max_file_pixels < 1:
         _fail(f"--max-pixels and --max-file-pixels must be >= 1, got {args.max_pixels} and {args.max_file_pixels}")
     if args.resume and args.overwrite:
@@ -234,12 +257,19 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
         engine=args.engine,
         notes=_note,
     )
+    sizing = choose(engine.describe(), args.workers, args.batch_size)
+    args.workers, args.batch_size = sizing.workers, sizing.batch_size
     predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
     progress = not args.no_progress and sys.stderr.isatty()
     options = FolderOptions(
         progress=progress, review=not args.no_review, shard=args.shard, **_options(args, FOLDER_OPTIONS)
     )
-    info = {"model_file": str(model_path), "model_sha256": _model_sha256(engine, model_path), "argv": sys.argv[1:]}
+    info = {
+        "model_file": str(model_path),
+        "model_sha256": _model_sha256(engine, model_path),
+        "argv": sys.argv[1:],
+        "sizing": sizing.to_dict(),
+    }
     if engine.members > 1:
         info["ensemble"] = getattr(engine, "member_files", None)
     return predict_folder(predictor, args.input, args.output, options, info)

@@ -19,7 +19,7 @@ from segapp.errors import check_choice
 from segapp.inference.checkpoint import ONNX_META_KEY, CheckpointError
 from segapp.inference.ensemble import load_members
 from segapp.io import PreprocessSpec
-from segapp.machine import cpu_supports_bf16
+from segapp.machine import cpu_has_amx_bf16, gpu_device_nodes
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]  # the one list of choices (get_args)
 Device = Literal["auto", "cpu", "cuda"]
@@ -62,7 +62,11 @@ def check_engine_options(device: str, precision: str) -> None:
 
 
 def resolve_precision(precision: Precision, device_type: str) -> str:
-    """``auto`` -> ``fp16`` on CUDA, ``bf16`` on CPUs with AMX/AVX512-BF16, else ``fp32``.
+    """``auto`` -> ``fp16`` on CUDA, ``bf16`` on CPUs with AMX-BF16, else ``fp32``.
+
+    CPUs with AVX512-BF16 but no AMX get fp32: there ONNX Runtime fp32 (which ``--engine auto``
+    then picks) was faster end to end than torch bf16, with the masks of the validation run
+    (docs/benchmarks.md, "Inference, issue 18").
 
     Raises:
         SettingError: (a ``ValueError``) for an unknown precision name.
@@ -72,7 +76,7 @@ def resolve_precision(precision: Precision, device_type: str) -> str:
         return precision
     if device_type == "cuda":
         return "fp16"
-    return "bf16" if cpu_supports_bf16() else "fp32"
+    return "bf16" if cpu_has_amx_bf16() else "fp32"
 
 
 class TorchEngine:
@@ -185,10 +189,17 @@ class OnnxEngine:
         device: ``auto``/``cuda`` use the CUDA provider when ONNX Runtime has it, else CPU.
         precision: Only ``fp32`` runs here; another explicit choice warns and runs fp32.
         threads: Intra-op threads (``None``: ONNX Runtime's default, one per core).
+        spin: Let idle intra-op threads spin between operators (faster alone, slower beside the
+            writer thread of :func:`~segapp.inference.folder.predict_folder`; docs/benchmarks.md).
     """
 
     def __init__(
-        self, path: str | Path, device: Device = "auto", precision: Precision = "auto", threads: int | None = None
+        self,
+        path: str | Path,
+        device: Device = "auto",
+        precision: Precision = "auto",
+        threads: int | None = None,
+        spin: bool = False,
     ) -> None:
         import onnxruntime as ort
 
@@ -200,6 +211,9 @@ class OnnxEngine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if threads:
             options.intra_op_num_threads = threads
+        # Idle threads sleep instead of spinning: spinning won 8-16 % of forward time alone, but
+        # stole the core from the writer thread of a folder run, which made whole runs 1.15-1.3x slower.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spin else "0")
         available = ort.get_available_providers()
         providers = ["CPUExecutionProvider"]
         if device in ("auto", "cuda") and "CUDAExecutionProvider" in available:
@@ -270,6 +284,8 @@ def _device_type(device: str) -> str:
     if device == "cuda":
         return "cuda"
     if device == "auto":
+        if not gpu_device_nodes():
+            return "cpu"  # no GPU device node: no need to import torch (1.5 s) to ask
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"

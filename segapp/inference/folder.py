@@ -37,6 +37,7 @@ from segapp.inference.review import make_thumb, thumb_path, write_review, write_
 from segapp.inference.run_record import job_record, mask_record, prepare_output_folder
 from segapp.inference.shards import RunFiles, Shard
 from segapp.inference.trust import review, volume_signals
+from segapp.inference.writer import Writer
 from segapp.io import DEFAULT_MAX_FILE_PIXELS, DEFAULT_MAX_PIXELS, ReadLimits, atomic_write
 from segapp.io.scans import scan_kind
 from segapp.io.writers import temp_prefix
@@ -64,6 +65,7 @@ class FolderOptions:
     review_cards: int = 300  # the riskiest cards the page shows (the rest are counted)
     dicom_seg: bool = False  # <name>.seg.dcm beside the mask of every DICOM input (segapp.inference.dicom_seg)
     shard: Shard | None = None  # predict only this shard's inputs (segapp.inference.shards); merge with segapp-merge
+    pipeline: bool = True  # write batch n in a thread while batch n+1 runs the forward pass (segapp.inference.writer)
 
 
 @dataclass
@@ -180,14 +182,17 @@ class FolderRun:
             self.input_dir, todo, self.p.preparer(), keep_raw, self.opts.nifti_axis, limits, check=self.p.checker()
         )
         items = iterate(dataset, self.opts.workers)
+        self._writer = Writer(self.opts.pipeline)
         try:
             with out.writing(self.output_dir):
                 for item in items:
                     self._add(item)
                 self._flush()
+                self._writer.drain()  # re-raises what the writer thread raised (a full disk, a bug)
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM via segapp.inference.interrupt
             self.summary.interrupted = exit_code_for(e)
         finally:
+            self._writer.stop()  # the batch being written finishes; queued ones are left for --resume
             items.close()  # stops the decoding workers now, not at garbage collection
             journal.close()
         self.summary.seconds = time.perf_counter() - t0
@@ -199,7 +204,8 @@ class FolderRun:
         self.summary.stages["decode"] += item.decode_s
         self.summary.stages["preprocess"] += item.prep_s
         if item.error:
-            self._record(
+            self._writer.submit(
+                self._record,
                 item,
                 [
                     {
@@ -221,17 +227,23 @@ class FolderRun:
             return
         items, self._pending = self._pending, []
         t0 = time.perf_counter()
-        results = self.p.predict_prepared([x for i in items for x in i.inputs], [s for i in items for s in i.sizes])
+        variants = self.p.forward_prepared([x for i in items for x in i.inputs])
         forward = time.perf_counter() - t0
-        for stage, seconds in self.p.last_seconds.items():
-            self.summary.stages[stage] += seconds
-        n_total, k = len(results), 0
+        self.summary.stages["forward"] += forward
+        counts = [len(i.inputs) for i in items]
         for item in items:
-            n = len(item.inputs)
-            share = forward * n / max(n_total, 1)
-            self._write(item, results[k : k + n], share)
-            k += n
             item.inputs = []
+        self._writer.submit(self._write_batch, items, counts, variants, forward)
+
+    def _write_batch(self, items: list[Decoded], counts: list[int], variants: list, forward: float) -> None:
+        """Masks, trust signals and outputs of one forwarded batch (in the writer thread when pipelined)."""
+        t0 = time.perf_counter()
+        results = self.p.results_of(variants, [s for i in items for s in i.sizes])
+        self.summary.stages["postprocess"] += time.perf_counter() - t0
+        k = 0
+        for item, n in zip(items, counts, strict=True):
+            self._write(item, results[k : k + n], forward * n / max(len(results), 1))
+            k += n
 
     def _write(self, item: Decoded, results: list[FrameResult], forward_s: float) -> None:
         t0 = time.perf_counter()

@@ -27,7 +27,7 @@ def member_hashes(paths: list[str | Path]) -> tuple[list[str], dict | None]:
 def cache_key(hashes: list[str], record: dict | None, opset: int = OPSET) -> str:
     """What decides the export: members, the cv record's threshold and rules (else the members' own),
     opset, segapp and torch versions."""
-    import torch
+    from importlib.metadata import version
 
     import segapp
 
@@ -37,7 +37,7 @@ def cache_key(hashes: list[str], record: dict | None, opset: int = OPSET) -> str
         "ensemble": settings,
         "opset": opset,
         "segapp": segapp.__version__,
-        "torch": str(torch.__version__),
+        "torch": version("torch"),  # not `import torch`: a cached run need not pay its 1.5 s import
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
 

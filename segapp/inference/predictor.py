@@ -239,11 +239,21 @@ class Predictor:
         :attr:`last_seconds` holds the ``forward`` and ``postprocess`` (mask, signals) time of the call.
         """
         t0 = time.perf_counter()
-        variants = self._variants(inputs)
+        variants = self.forward_prepared(inputs)
         t1 = time.perf_counter()
-        results = [self._result(v, o, s) for (v, o), s in zip(variants, sizes, strict=True)]
+        results = self.results_of(variants, sizes)
         self.last_seconds = {"forward": t1 - t0, "postprocess": time.perf_counter() - t1}
         return results
+
+    def forward_prepared(self, inputs: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """The forward half of :meth:`predict_prepared` (the engine; for pipelined folder runs)."""
+        return self._variants(inputs)
+
+    def results_of(
+        self, variants: list[tuple[np.ndarray, np.ndarray | None]], sizes: list[tuple[int, int]]
+    ) -> list[FrameResult]:
+        """The second half: masks at ``sizes`` and trust signals (numpy only; safe in another thread)."""
+        return [self._result(v, o, s) for (v, o), s in zip(variants, sizes, strict=True)]
 
     def predict(self, image: np.ndarray) -> FrameResult:
         """``image`` (H x W x C, any dtype) -> mask, calibrated probabilities and trust signals."""

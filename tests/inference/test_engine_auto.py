@@ -77,4 +77,6 @@ def test_cli_records_the_chosen_engine(tiny_ckpt, holdout_root, tmp_path, cache)
     assert res.returncode == 0, res.stderr
     run = json.loads((out / "run.json").read_text())
     assert run["engine"]["engine"] == "onnxruntime" and run["engine"]["export"] == "exported"
+    assert run["sizing"]["workers"] == 0 and run["sizing"]["batch_size"] == 1  # --workers given, batch auto
+    assert run["options"]["batch_size"] == 1 and "ONNX Runtime on the CPU: batch 1" in run["sizing"]["reason"]
     assert run["model_sha256"] == __import__("hashlib").sha256(tiny_ckpt.read_bytes()).hexdigest()

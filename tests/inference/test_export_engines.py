@@ -165,9 +165,9 @@ def test_precision_resolution(monkeypatch):
     from segapp.inference import engines
 
     assert resolve_precision("auto", "cuda") == "fp16" and resolve_precision("fp32", "cpu") == "fp32"
-    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: True)
+    monkeypatch.setattr(engines, "cpu_has_amx_bf16", lambda: True)
     assert resolve_precision("auto", "cpu") == "bf16"
-    monkeypatch.setattr(engines, "cpu_supports_bf16", lambda: False)
+    monkeypatch.setattr(engines, "cpu_has_amx_bf16", lambda: False)
     assert resolve_precision("auto", "cpu") == "fp32"
     with pytest.raises(ValueError, match="expected one of"):
         resolve_precision("int8", "cpu")
