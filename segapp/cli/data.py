@@ -1,11 +1,12 @@
 """``segapp-data``: dataset tools.
 
-``synth`` generates the built-in synthetic lesion dataset; ``check`` runs the pre-flight check
-on a dataset folder (pairs, unpaired and unreadable files, sizes, mask values and the mask
-value rule decided from them, masks that do not fit it, empty masks, duplicates) and prints a
-report, or one JSON object with ``--json``. Exit code 0 when the data
-can be trained on, 1 when the check found errors (or warnings with ``--strict``), 2 when the
-folder cannot be read as a dataset at all.
+``synth`` generates the built-in synthetic lesion dataset (``--kind``: dermoscopy-like, the
+default; dermoscopy-like with large low-contrast lesions; grey ultrasound-like with small
+lesions); ``check`` runs the pre-flight check on a dataset folder (pairs, unpaired and
+unreadable files, sizes, mask values and the mask value rule decided from them, masks that do
+not fit it, empty masks, duplicates) and prints a report, or one JSON object with ``--json``.
+Exit code 0 when the data can be trained on, 1 when the check found errors (or warnings with
+``--strict``), 2 when the folder cannot be read as a dataset at all.
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import sys
 
 from segapp.cli.errors import run_console
 from segapp.cli.parsing import console_parser
-from segapp.data.synth import generate
+from segapp.data.synth import KINDS, generate
 
 
 def _synth(args: argparse.Namespace) -> int:
-    out = generate(args.out, n=args.n, size=args.size, seed=args.seed)
+    out = generate(args.out, n=args.n, size=args.size, seed=args.seed, kind=args.kind)
     print(
-        f"wrote {args.n} image/mask pairs ({args.size}x{args.size}, seed {args.seed}) to {out}/images and {out}/masks"
+        f"wrote {args.n} {args.kind} image/mask pairs ({args.size}x{args.size}, seed {args.seed}) "
+        f"to {out}/images and {out}/masks"
     )
     return 0
 
@@ -49,11 +51,18 @@ def _check(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = console_parser("segapp-data", __doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("synth", help="generate synthetic dermoscopy-like lesion images and masks")
+    s = sub.add_parser("synth", help="generate synthetic lesion images and masks (dermoscopy- or ultrasound-like)")
     s.add_argument("--out", required=True, help="output folder (gets images/ and masks/)")
     s.add_argument("--n", type=int, default=200, help="number of pairs (default 200)")
     s.add_argument("--size", type=int, default=128, help="image side in pixels (default 128)")
     s.add_argument("--seed", type=int, default=0, help="seed; the same seed gives identical files")
+    s.add_argument(
+        "--kind",
+        default="dermoscopy",
+        choices=KINDS,
+        help="dermoscopy (default: varied lesions, 10 %% empty), dermoscopy_large (large low-contrast lesions, "
+        "20-60 %% of the frame), ultrasound (grey, speckle, small dark lesions, median ~1.5 %% of the frame)",
+    )
     s.set_defaults(func=_synth)
     c = sub.add_parser("check", help="pre-flight check of a dataset folder or CSV manifest")
     c.add_argument("path", help="dataset folder (or CSV manifest)")
