@@ -1,9 +1,10 @@
 """Pre-flight check of a dataset: what is wrong before a long training run starts.
 
-Counts pairs, lists unpaired and unreadable files, summarises image sizes and mask values,
-the share of empty masks and duplicate images (by content hash). Problems that would break
-training are ``errors``; the rest are ``warnings`` (fatal only with ``data.strict: true``).
-Results are cached by data fingerprint in the user cache folder (see :mod:`segapp.data.cache`).
+Counts pairs, lists unpaired and unreadable files, summarises image sizes, aspect ratios and
+colour, mask values, the share of empty masks, lesion sizes (foreground share of the frame) and
+duplicate images (by content hash); the run planner (:mod:`segapp.plan`) reads these numbers.
+Problems that would break training are ``errors``; the rest are ``warnings`` (fatal only with
+``data.strict: true``). Results are cached by data fingerprint in the user cache folder (see :mod:`segapp.data.cache`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,27 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
+
 from segapp.data.cache import digest, file_stamp, load_json, save_json
 from segapp.data.check_cache import anchor_report, relative_report
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, Pair
 from segapp.io import MaskRule, MaskStats, ReadError, decide_rule, read_image
-from segapp.io.masks import has_foreground, is_lossy, mask_pixels, misfit_reason, value_stats, values_text
+from segapp.io.masks import (
+    foreground_count,
+    has_foreground,
+    is_lossy,
+    mask_pixels,
+    misfit_reason,
+    value_stats,
+    values_text,
+)
 
-CHECK_VERSION = 3
+CHECK_VERSION = 4
 MAX_LISTED = 20
 _BINS = (0, 1, 32, 224, 255, 256)  # 0 | 1-31 | 32-223 | 224-254 | 255
+SMALL_LESION = 0.02  # lesions under 2 % of the frame: the small-polyp failures of docs/benchmarks.md
 
 
 @dataclass
@@ -40,10 +52,12 @@ class CheckReport:
     unreadable: list[dict] = field(default_factory=list)
     sizes: dict = field(default_factory=dict)
     image_types: dict = field(default_factory=dict)
+    colour: dict = field(default_factory=dict)
     mask_values: dict = field(default_factory=dict)
     mask_rule: dict = field(default_factory=dict)
     mask_misfits: list[dict] = field(default_factory=list)
     empty_masks: int = 0
+    lesions: dict = field(default_factory=dict)
     size_mismatch: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     splits: dict = field(default_factory=dict)
@@ -73,6 +87,7 @@ def _inspect(pair: Pair) -> dict:
         img = read_image(pair.image)
         out["size"] = (int(img.shape[1]), int(img.shape[0]))
         out["type"] = f"{img.dtype}x{img.shape[2]}"
+        out["grey"] = _is_grey(img)
         out["hash"] = hashlib.sha1(pair.image.read_bytes()).hexdigest()
     except ReadError as e:
         out["unreadable"].append((str(e.path), e.reason))
@@ -85,6 +100,19 @@ def _inspect(pair: Pair) -> dict:
         out["masks"].append((str(m), value_stats(values, is_lossy(m))))
         out["mask_size"] = (int(values.shape[1]), int(values.shape[0]))
     return out
+
+
+def _is_grey(img: np.ndarray) -> bool:
+    """One channel, or colour channels equal within JPEG chroma noise (2/255 of full scale), sampled."""
+    if img.shape[2] < 3:
+        return True
+    step = max(1, min(img.shape[:2]) // 256)
+    sub = img[::step, ::step, :3].astype(np.float32)
+    full = float(np.iinfo(img.dtype).max) if np.issubdtype(img.dtype, np.integer) else max(1.0, float(sub.max()))
+    tol = 2.0 / 255.0 * full
+    return (
+        float(np.abs(sub[..., 0] - sub[..., 1]).max()) <= tol and float(np.abs(sub[..., 1] - sub[..., 2]).max()) <= tol
+    )
 
 
 def _apply_rule(
@@ -102,6 +130,9 @@ def _apply_rule(
     misfits = []
     for r in rows:
         r["empty"] = not any(has_foreground(st, rule) for _, st in r["masks"])
+        pixels = max((int(st.hist.sum()) for _, st in r["masks"]), default=0)
+        fg = sum(foreground_count(st, rule) for _, st in r["masks"])  # OR of several masks: at most their sum
+        r["fraction"] = min(1.0, fg / pixels) if pixels else 0.0
         misfits += [{"path": p, "reason": why} for p, st in r["masks"] if (why := misfit_reason(st, rule))]
     return rule, total, misfits
 
@@ -110,11 +141,30 @@ def _summarise_sizes(rows: list[dict]) -> dict:
     sizes = Counter(f"{r['size'][0]}x{r['size'][1]}" for r in rows if "size" in r)
     ws = [r["size"][0] for r in rows if "size" in r] or [0]
     hs = [r["size"][1] for r in rows if "size" in r] or [0]
+    aspect = np.array([max(w, h) / max(min(w, h), 1) for w, h in zip(ws, hs, strict=True)])
     return {
         "distinct": len(sizes),
         "most_common": dict(sizes.most_common(5)),
         "min_wh": [min(ws), min(hs)],
         "max_wh": [max(ws), max(hs)],
+        "median_short_side": int(np.median(np.minimum(ws, hs))),
+        "aspect_median": round(float(np.median(aspect)), 3),
+        "aspect_max": round(float(aspect.max()), 3),
+    }
+
+
+def _summarise_lesions(rows: list[dict]) -> dict:
+    """Lesion size as the foreground share of the frame, over the non-empty masks (all lesions of
+    an image together: a frame with two small lesions counts as their sum)."""
+    fr = np.array([r["fraction"] for r in rows if not r.get("empty", True)])
+    if not fr.size:
+        return {"nonempty": 0}
+    q = {k: round(float(np.percentile(fr, p)), 5) for k, p in (("p10", 10), ("median", 50), ("p90", 90))}
+    return {
+        "nonempty": int(fr.size),
+        **q,
+        "min": round(float(fr.min()), 6),
+        "under_2pct": round(float((fr < SMALL_LESION).mean()), 4),
     }
 
 
@@ -250,10 +300,21 @@ def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
         unreadable=[{"path": p, "reason": why} for r in rows for p, why in r["unreadable"]],
         sizes=_summarise_sizes(rows),
         image_types=dict(Counter(r["type"] for r in rows if "type" in r)),
+        colour=dict(Counter("grey" if r["grey"] else "colour" for r in rows if "grey" in r)),
+        lesions=_summarise_lesions(rows),
         empty_masks=sum(r["empty"] for r in rows),
         size_mismatch=[r["key"] for r in rows if "size" in r and "mask_size" in r and r["size"] != r["mask_size"]],
         duplicates=[keys for keys in by_hash.values() if len(keys) > 1],
         splits=dict(Counter(p.split or "-" for p in disc.pairs)),
+    )
+
+
+def _lesion_text(les: dict) -> str:
+    if not les.get("nonempty"):
+        return "no lesions"
+    return (
+        f"share of the frame: median {les['median']:.1%}, 10th percentile {les['p10']:.1%}, smallest "
+        f"{les['min']:.2%}; {les['under_2pct']:.0%} of lesions under 2 %"
     )
 
 
@@ -265,13 +326,15 @@ def format_report(rep: CheckReport) -> str:
         f"pairs        {rep.pairs}" + (f"  splits {rep.splits}" if set(rep.splits) != {"-"} else ""),
         f"sizes (WxH)  {s.get('distinct', 0)} distinct, min {s.get('min_wh')}, max {s.get('max_wh')}; most "
         f"common {s.get('most_common')}",
-        f"image types  {rep.image_types}",
+        f"image types  {rep.image_types}  {rep.colour}; aspect ratio median {s.get('aspect_median')}, max "
+        f"{s.get('aspect_max')}",
         "mask values  "
         + ", ".join(f"{k}: {v:.2%}" for k, v in rep.mask_values.items() if k != "threshold")
         + f"; values found {rep.mask_rule.get('values')}",
         f"mask rule    {rep.rule().describe()}"
         + (f"; {len(rep.mask_misfits)} mask(s) do not fit it" if rep.mask_misfits else ""),
         f"empty masks  {rep.empty_masks} ({rep.empty_masks / max(rep.pairs, 1):.1%})",
+        f"lesion size  {_lesion_text(rep.lesions)}",
         f"duplicates   {len(rep.duplicates)} group(s)",
     ]
     for title, items in (

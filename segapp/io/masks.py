@@ -226,6 +226,17 @@ def has_foreground(stats: MaskStats, rule: MaskRule) -> bool:
     return stats.top >= 0.5
 
 
+def foreground_count(stats: MaskStats, rule: MaskRule) -> int:
+    """Pixels of a mask with these values that are foreground under ``rule`` (from the histogram,
+    no re-read; grey values are rounded to integers first, so a value in (t, t + 0.5) of a
+    fractional threshold ``t`` may count differently from :meth:`MaskRule.foreground`)."""
+    if rule.kind == "grey":
+        return int(stats.hist[int(np.floor(rule.threshold)) + 1 :].sum())
+    if rule.kind == "labels" and rule.labels is not None:
+        return int(stats.hist[list(rule.labels)].sum())
+    return int(stats.hist[1:].sum())
+
+
 def values_text(stats: MaskStats, limit: int = 12) -> str:
     """``{0, 1, 2}``, or ``{0, 1, ..., 255} (200 distinct)`` when there are many values."""
     vals = stats.present()
