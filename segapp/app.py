@@ -6,7 +6,8 @@ Run folder (``trainer.default_root_dir``, e.g. ``runs/quickstart``)::
     checkpoints/best.ckpt   best val/dice so far       checkpoints/last.ckpt   end of the last epoch
     logs/version_N/         config.yaml, metrics.csv, hparams.yaml, TensorBoard events
 
-``--ckpt_path last`` resumes from ``checkpoints/last.ckpt`` of that folder.
+``--ckpt_path last`` resumes from ``checkpoints/last.ckpt`` of that folder. ``--budget 40m`` plans
+the run first (:mod:`segapp.plan`): ``plan.yaml``, ``plan.md`` and ``plan.json`` in that folder.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from segapp.lit.callbacks import RunSummary  # noqa: E402
 from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from segapp.lit.report_callback import EvalReport  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
+from segapp.plan.apply import ActivePlan, plan_fit  # noqa: E402
+from segapp.plan.progress import PlanProgress  # noqa: E402
 
 
 class SegappArgumentParser(LightningArgumentParser):
@@ -93,6 +96,36 @@ class SegappCLI(LightningCLI):
         )
         parser.link_arguments("trainer.default_root_dir", "checkpoint.dirpath", compute_fn=_ckpt_dir)
         parser.link_arguments("data.in_channels", "model.net.init_args.in_channels")
+        parser.add_argument(
+            "--budget",
+            type=str | None,
+            default=None,
+            help="Plan the run for this wall-clock budget (40m, 1h30m, 90s, 2400 seconds) from the data and "
+            "step times measured here; writes plan.yaml/plan.md to the run folder (docs/planner.md)",
+        )
+        parser.add_argument("--plan_only", type=bool, default=False, help="With --budget: plan, print, do not train")
+
+    def before_instantiate_classes(self) -> None:
+        """With ``--budget``: plan the run, then train ``<run>/plan.yaml`` parsed as if given with ``--config``."""
+        self.active_plan: ActivePlan | None = None
+        sub = self.subcommand
+        cfg = self.config.get(sub) if sub else None
+        if cfg is None or (cfg.get("budget") is None and not cfg.get("plan_only")):
+            return
+        if sub != "fit":
+            raise SettingError(
+                f"--budget: expected with segapp fit, got segapp {sub}; fix: plan with `segapp fit --budget 40m ...`"
+            )
+        parser = self._parser(sub)
+        self.active_plan = plan_fit(parser, cfg)
+        self.config[sub] = parser.parse_args(["--config", str(self.active_plan.paths["yaml"])])
+        if self.active_plan.plan_only:
+            self.subcommand = None  # nothing is built or run
+
+    def instantiate_classes(self) -> None:
+        if getattr(self, "active_plan", None) is not None and self.active_plan.plan_only:
+            return
+        super().instantiate_classes()
 
     def instantiate_trainer(self, **kwargs):
         cfg = self._get(self.config_init, "trainer", default={})
@@ -147,6 +180,9 @@ class SegappCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._record_run()
+        if getattr(self, "active_plan", None) is not None:
+            p = self.active_plan
+            self.trainer.callbacks.append(PlanProgress(p.plan.epoch_ends(), p.plan.budget_s, p.started))
         self.trainer.callbacks.append(RunSummary())
         if not any(isinstance(c, TrustCalibration) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(TrustCalibration())

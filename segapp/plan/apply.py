@@ -1,0 +1,154 @@
+"""The app's planning step: the parsed ``segapp fit --budget ...`` config in, a planned config out.
+
+Called by :meth:`segapp.app.SegappCLI.before_instantiate_classes`: it fingerprints the dataset,
+times the candidates, applies the rules, writes ``plan.yaml``/``plan.md``/``plan.json`` to the
+run folder and prints the summary. The app then parses ``plan.yaml`` as if the user had typed
+``segapp fit --config <run>/plan.yaml``, so a planned run and its replay are the same config.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segapp.data.splits import make_splits
+from segapp.errors import SettingError
+from segapp.plan.budget import parse_budget
+from segapp.plan.device import Device, detect_device
+from segapp.plan.fingerprint import Fingerprint, fingerprint_folder
+from segapp.plan.nets import lite0_weights
+from segapp.plan.records import Base, Plan
+from segapp.plan.report import summary
+from segapp.plan.rules import plan_base
+from segapp.plan.rules_timed import plan_run
+from segapp.plan.timing import Candidate, StepTimer, calibrate
+from segapp.plan.torch_timer import TorchStepTimer
+from segapp.plan.writer import plan_config, write_plan
+
+CALIBRATION_SHARE = 0.015
+"""Measuring may take 1.5 % of the budget, within [CALIBRATION_MIN_S, CALIBRATION_MAX_S] seconds
+(the smallest size is always measured once)."""
+CALIBRATION_MIN_S = 2.0
+CALIBRATION_MAX_S = 45.0
+BUSY_LOAD = 1.5
+"""A load average above 1.5x the cores while measuring is noted in the plan (other jobs share them)."""
+
+
+@dataclass
+class ActivePlan:
+    """A plan the app is running: the plan, its files, when the command began, and plan-only mode."""
+
+    plan: Plan
+    paths: dict[str, Path]
+    started: float
+    plan_only: bool
+
+
+def _dump(parser: Any, cfg: Any) -> dict[str, Any]:
+    return yaml.safe_load(parser.dump(cfg, skip_none=False)) or {}
+
+
+def _timer(base: Base, splits: dict, rule: Any) -> StepTimer:
+    return TorchStepTimer(splits["train"] or splits["val"], base.in_channels, rule, read_size=max(base.timing_sizes()))
+
+
+def plan_fit(parser: Any, cfg: Any, make_timer: Callable[..., StepTimer] = _timer) -> ActivePlan:
+    """Plan the ``segapp fit`` config ``cfg`` (parsed by ``parser``) to its ``budget``.
+
+    The budget clock starts with the process (its CPU time so far stands for the imports).
+
+    Raises:
+        SettingError: a bad budget, a budget too small for one epoch, ``--plan_only`` without a
+            budget, ``--budget`` with ``--ckpt_path``, or no ``data.root``.
+        DataError: a dataset that fails its pre-flight check.
+    """
+    started = time.monotonic() - time.process_time()
+    full = _dump(parser, cfg)
+    budget_s = _budget(full)
+    data = full.get("data") or {}
+    if not data.get("root"):
+        raise SettingError("data.root: expected your dataset folder, got nothing; fix: --data.root /path/to/folder")
+    fp, rep, disc = fingerprint_folder(
+        data["root"],
+        data.get("layout", "auto"),
+        data.get("mask_threshold", 127),
+        data.get("foreground_labels"),
+        mask_suffix=data.get("mask_suffix"),
+        mask_dir=data.get("mask_dir"),
+        csv_name=data.get("csv_name"),
+    )
+    keys = ("val_fraction", "test_fraction", "seed", "group_regex", "num_folds", "fold", "train_subset")
+    splits = make_splits(disc.pairs, **{k: data[k] for k in keys if k in data})
+    device = detect_device((full.get("trainer") or {}).get("accelerator"))
+
+    def timer(base: Base) -> StepTimer:
+        return make_timer(base, splits, rep.rule())
+
+    cap = (full.get("trainer") or {}).get("max_epochs")  # given with --budget: a cap on the planned epochs
+    counts = (len(splits["train"]), len(splits["val"]))
+    load = _load_average()
+    plan = make_plan(fp, device, lite0_weights(), counts, timer, budget_s, lambda: time.monotonic() - started, cap)
+    if load is not None and load > BUSY_LOAD * device.cores:
+        plan.notes.append(
+            f"the machine was busy while measuring (load average {load:.1f} on {device.cores} cores): the plan "
+            "assumes it stays so; plan again when it is quiet for a plan sized to the idle machine"
+        )
+    config = plan_config(plan, full, _dump(parser, parser.get_defaults()), str(Path(data["root"]).resolve()))
+    folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
+    paths = write_plan(plan, config, folder)
+    print(summary(plan, paths), flush=True)
+    return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
+
+
+def make_plan(
+    fp: Fingerprint,
+    device: Device,
+    weights: tuple[bool, str],
+    counts: tuple[int, int],
+    make_timer: Callable[[Base], StepTimer],
+    budget_s: float,
+    spent_s: Callable[[], float],
+    max_epochs: int | None = None,
+) -> Plan:
+    """The plan for a fingerprinted dataset: base rules, calibration within its allowance, timed rules.
+
+    Args:
+        fp: The dataset's fingerprint.
+        device: The device to plan for.
+        weights: Whether pretrained weights are available, and where or why not.
+        counts: Training and validation images.
+        make_timer: Builds the step timer for the base decisions (tests pass a fake).
+        budget_s: The budget, seconds.
+        spent_s: Seconds spent so far, asked after the calibration.
+        max_epochs: The user's cap on the epochs, if any.
+    """
+    base = plan_base(fp, device, weights, *counts)
+    allowance = min(max(CALIBRATION_SHARE * budget_s, CALIBRATION_MIN_S), CALIBRATION_MAX_S)
+    dev = "cuda" if device.kind == "cuda" else "cpu"
+    first = Candidate(base.net.key, base.smallest, base.batches[0], base.precisions[0], base.channels_last, dev)
+    costs = calibrate(make_timer(base), first, base.timing_sizes(), allowance, base.precisions, base.batches)
+    return plan_run(base, fp, device, costs, budget_s, spent_s(), max_epochs)
+
+
+def _load_average() -> float | None:
+    try:
+        return os.getloadavg()[0]
+    except OSError:  # not available on this platform
+        return None
+
+
+def _budget(full: dict[str, Any]) -> float:
+    if full.get("ckpt_path"):
+        raise SettingError(
+            f"--budget: expected a new run, got --ckpt_path {full['ckpt_path']}; fix: resume a planned run with "
+            "`segapp fit --config <run>/plan.yaml --ckpt_path last`"
+        )
+    if full.get("budget") in (None, ""):
+        raise SettingError("--plan_only: expected --budget as well, got none; fix: e.g. --budget 40m --plan_only true")
+    return parse_budget(full["budget"])

@@ -1,0 +1,64 @@
+"""``PlanProgress``: the plan's progress against the budget, one console line per epoch.
+
+    plan: epoch 5/14 · 12.3 of 40.0 min · on plan (+0.4 min)
+
+The app adds it when a run was planned with ``--budget``; a replayed ``plan.yaml`` has no plan
+to compare with and runs without it. Minutes count from the start of the command; "on plan"
+means within 3 % of the budget (at least 30 s) of the planned end of that epoch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+TOLERANCE = 0.03
+MIN_TOLERANCE_S = 30.0
+
+
+def progress_line(epoch: int, epochs: int, elapsed_s: float, planned_s: float, budget_s: float) -> str:
+    """The line for the end of ``epoch`` (1-based), ``elapsed_s`` into the run, planned ``planned_s``."""
+    delta = elapsed_s - planned_s
+    tol = max(MIN_TOLERANCE_S, TOLERANCE * budget_s)
+    status = "on plan" if abs(delta) <= tol else "behind plan" if delta > 0 else "ahead of plan"
+    line = f"plan: epoch {epoch}/{epochs} · {elapsed_s / 60:.1f} of {budget_s / 60:.1f} min · {status}"
+    line += f" ({delta / 60:+.1f} min)"
+    if epoch < epochs and delta > tol:
+        line += "; trainer.max_time may stop it before the last planned epoch"
+    return line
+
+
+class PlanProgress(Callback):
+    """Prints :func:`progress_line` after every training epoch (its validation included), rank 0 only.
+
+    Args:
+        epoch_ends: Planned seconds since ``started`` at the end of each epoch.
+        budget_s: The budget in seconds.
+        started: ``clock()`` value at the start of the command.
+        clock: The clock (tests pass a fake).
+    """
+
+    def __init__(
+        self,
+        epoch_ends: Sequence[float],
+        budget_s: float,
+        started: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.epoch_ends = list(epoch_ends)
+        self.budget_s = budget_s
+        self.started = started
+        self.clock = clock
+        self.lines: list[str] = []
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or not self.epoch_ends:
+            return
+        k = trainer.current_epoch + 1
+        planned = self.epoch_ends[min(k, len(self.epoch_ends)) - 1]
+        line = progress_line(k, len(self.epoch_ends), self.clock() - self.started, planned, self.budget_s)
+        self.lines.append(line)
+        print(line, flush=True)

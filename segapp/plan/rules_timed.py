@@ -1,0 +1,320 @@
+"""The rules that depend on the measured step times: size, progressive resizing, epochs, max_time,
+schedule, EMA, freezing, augmentation, loss (reasons and evidence: docs/planner.md)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from segapp.errors import SettingError
+from segapp.plan import sizing
+from segapp.plan.budget import format_duration, max_time_text
+from segapp.plan.device import Device
+from segapp.plan.fingerprint import Fingerprint
+from segapp.plan.records import Base, Choice, Plan
+from segapp.plan.rules import LESION_SPAN_PX
+from segapp.plan.timing import Costs
+
+EPOCH_FLOOR = {True: (6, 500), False: (12, 1500)}
+"""(epochs, optimiser steps) a size must leave before a smaller size is preferred; pretrained /
+scratch. Pretrained Kvasir runs reached 0.83-0.84 val Dice by epoch 5 (90 steps an epoch) and 0.834
+after 3 epochs at 10 minutes; the scratch net was far from converged after 8 (docs/benchmarks.md)."""
+RICH = 2
+"""Above the lesion-driven size only when the budget still leaves RICH x the floor epochs there."""
+MAX_EPOCHS = 500
+EMA_MIN_EPOCHS = 6
+FULL_FREEZE_BELOW = 100
+STANDARD_AUG_FROM = 150
+WEIGHT_DECAY = 1e-4
+
+Settings = dict[str, Any]
+
+
+def plan_run(
+    base: Base,
+    fp: Fingerprint,
+    device: Device,
+    costs: Costs,
+    budget_s: float,
+    spent_s: float,
+    max_epochs: int | None = None,
+) -> Plan:
+    """Size, schedule and epochs the measured ``costs`` allow in ``budget_s``, and what follows from them.
+
+    Args:
+        base: The pre-timing decisions (:func:`segapp.plan.rules.plan_base`).
+        fp: The dataset's fingerprint.
+        device: The device planned for.
+        costs: The measured (and extrapolated) step times.
+        budget_s: The budget, seconds.
+        spent_s: Seconds already spent (imports, fingerprint, measuring).
+        max_epochs: A cap on the epochs the user set (``trainer.max_epochs`` with ``--budget``).
+
+    Raises:
+        SettingError: when the budget does not fit one epoch at the smallest size (the minimum is named).
+    """
+    work = sizing.Work(base.n_train, base.n_val, base.n_pairs, costs.base.batch)
+    ep, steps = EPOCH_FLOOR[base.net.pretrained]
+    floor = max(ep, math.ceil(steps / work.steps))
+    cap = min(MAX_EPOCHS, max_epochs) if max_epochs and max_epochs > 0 else MAX_EPOCHS
+    sched, (why, evidence) = _size_rule(base, fp, costs, work, (budget_s, spent_s), floor, cap)
+    settings: Settings = _base_settings(base, costs, device)
+    choices = list(base.choices) + _measured_choices(base, costs, device, settings)
+    choices.append(Choice("data.image_size", sched.size, why, evidence))
+    settings["data.image_size"] = sched.size
+    choices += _schedule_choices(sched, work, settings, cap if cap < MAX_EPOCHS else None)
+    choices += _training_choices(base, fp, sched, work, settings)
+    notes = [] if sched.epochs >= floor else [f"{sched.epochs} epochs is under the floor of {floor}: more budget helps"]
+    return Plan(budget_s, spent_s, fp, device, costs, sched, base.net, settings, choices, notes)
+
+
+def _base_settings(base: Base, costs: Costs, device: Device) -> Settings:
+    net = base.net
+    return {
+        "trainer.accelerator": "gpu" if device.kind == "cuda" else "cpu",
+        "trainer.devices": 1,
+        "trainer.precision": costs.base.precision,
+        "model.net": {"class_path": net.class_path, "init_args": dict(net.init_args)},
+        "model.channels_last": base.channels_last,
+        "data.in_channels": base.in_channels,
+        "data.batch_size": costs.base.batch,
+        "data.num_workers": base.workers,
+        "data.cache": True,
+    }
+
+
+def _size_rule(
+    base: Base, fp: Fingerprint, costs: Costs, work: sizing.Work, time_s: tuple[float, float], floor: int, cap: int
+) -> tuple[sizing.Schedule, tuple[str, str]]:
+    """The largest size up to the lesion-driven one that leaves ``floor`` epochs (more when rich)."""
+    budget_s, spent_s = time_s
+    floor = min(floor, cap)
+
+    def fit(size: int) -> sizing.Schedule:
+        return sizing.fit_schedule(costs, work, size, base.smallest, budget_s, spent_s, cap)
+
+    sizes = list(range(base.smallest, base.largest + 1, sizing.SIZE_STEP))
+    smallest = fit(base.smallest)
+    if smallest.epochs < 1:
+        need = sizing.minimum_budget(costs, work, base.smallest, spent_s)
+        fix = format_duration(math.ceil(need / 60) * 60)
+        raise SettingError(
+            f"--budget {format_duration(budget_s)}: expected at least {format_duration(need)} on this machine for one "
+            f"epoch at {base.smallest} px ({work.n_train} training images, {spent_s:.0f} s of planning, "
+            f"{smallest.epoch_s[1]:.0f} s an epoch), got {format_duration(budget_s)}; fix: --budget {fix} or more"
+        )
+    span = math.sqrt(fp.lesion_p10)
+    why = f"the 10th-percentile lesion covers {fp.lesion_p10:.1%} of the frame; at {base.need} px it spans "
+    why += f"{span * base.need:.0f} px (>= {LESION_SPAN_PX} px wanted"
+    why += (
+        f", capped at {base.largest} px: the images' short side or the device's limit)"
+        if base.need == base.largest
+        else ")"
+    )
+    chosen = next((s for s in (fit(x) for x in reversed(sizes) if x <= base.need) if s.epochs >= floor), None)
+    if chosen is None:
+        chosen = smallest
+        why += f"; the budget leaves only {smallest.epochs} epochs even at {smallest.size} px (floor {floor})"
+    elif chosen.size < base.need:
+        why += f"; {base.need} px would leave {fit(base.need).epochs} epochs (floor {floor}): {chosen.size} px is the "
+        why += f"largest that leaves {chosen.epochs}"
+    else:
+        for s in (fit(x) for x in sizes if x > base.need):
+            if s.epochs < RICH * floor:
+                break
+            chosen = s
+        if chosen.size > base.need:
+            why += (
+                f"; the budget leaves >= {RICH * floor} epochs up to {chosen.size} px: the extra time buys resolution"
+            )
+    evidence = (
+        "docs/benchmarks.md run 3: 320 px instead of 256 px cut the small-polyp failures; run 2: more epochs at 256 "
+        "px plateaued (0.86-0.88 from epoch 10)"
+    )
+    return chosen, (why, evidence)
+
+
+def _per_image_ms(costs: Costs) -> str:
+    return ", ".join(
+        f"{c.precision} batch {c.batch}: {1000 * t.train_s / c.batch:.0f} ms/image"
+        for c, t in costs.tried
+        if c.size == costs.base.size
+    )
+
+
+def _measured_choices(base: Base, costs: Costs, device: Device, settings: Settings) -> list[Choice]:
+    out = []
+    b = costs.base
+    if len(base.precisions) > 1:
+        out.append(
+            Choice(
+                "trainer.precision",
+                b.precision,
+                f"this CPU has native bf16; measured at {b.size} px ({_per_image_ms(costs)}): the faster",
+                "docs/models.md 'CPU precision': bf16 ~3.5-4x faster with AMX, same Dice (docs/tricks.md 'Precision')",
+            )
+        )
+    if len(base.batches) > 1:
+        out.append(
+            Choice(
+                "data.batch_size",
+                b.batch,
+                f"measured at {b.size} px ({_per_image_ms(costs)}): the fastest per image",
+                "GPU throughput grows with the batch until the device is full",
+            )
+        )
+    lr = round(base.net.lr * math.sqrt(b.batch / 8), 6)
+    scaled = f" x sqrt({b.batch}/8)" if b.batch != 8 else ""
+    out.append(
+        Choice(
+            "model.optimizer",
+            f"AdamW lr {lr:g}",
+            f"the {base.net.key} recipe's lr {base.net.lr:g} at batch 8{scaled}, weight decay {WEIGHT_DECAY:g}",
+            "configs/experiment/kvasir_effl0_320.yaml, kvasir_scratch.yaml"
+            + ("; square-root scaling for a larger batch is a rule of thumb, not measured here" if scaled else ""),
+        )
+    )
+    settings["model.optimizer"] = {
+        "class_path": "torch.optim.AdamW",
+        "init_args": {"lr": lr, "weight_decay": WEIGHT_DECAY},
+    }
+    return out
+
+
+def _schedule_choices(sched: sizing.Schedule, work: sizing.Work, settings: Settings, cap: int | None) -> list[Choice]:
+    out = []
+    if sched.low is not None:
+        settings["data.train_size_schedule"] = {0: sched.low, sched.switch: sched.size}
+        ratio = sched.epoch_s[0] / sched.epoch_s[1]
+        out.append(
+            Choice(
+                "data.train_size_schedule",
+                f"{{0: {sched.low}, {sched.switch}: {sched.size}}}",
+                f"progressive resizing: {sched.switch} epochs at {sched.low} px (an epoch costs {ratio:.0%} of one "
+                f"at {sched.size} px), then {sched.epochs - sched.switch} at {sched.size} px; validation at the final "
+                "size",
+                "configs/experiment/kvasir_effl0_320.yaml (224 -> 320 px, 0.879 vs 0.870-0.876 at 256 px)",
+            )
+        )
+    else:
+        settings["data.train_size_schedule"] = None
+    phases = " + ".join(f"{n} x {s / 60:.1f} min at {px} px" for n, px, s in sched.phases if n)
+    settings["trainer.max_epochs"] = sched.epochs
+    out.append(
+        Choice(
+            "trainer.max_epochs",
+            sched.epochs,
+            f"what {sched.max_time_s / 60:.1f} min of training holds: {phases} (the first epoch "
+            f"+{sched.first_read_s:.0f} s reading the originals into the cache)",
+            "the measured step times below; the cosine follows trainer.max_epochs (docs/models.md)"
+            + (f"; at most {cap}, the trainer.max_epochs you set" if cap else ""),
+        )
+    )
+    settings["trainer.max_time"] = max_time_text(sched.max_time_s)
+    out.append(
+        Choice(
+            "trainer.max_time",
+            settings["trainer.max_time"],
+            "a hard stop: the budget less planning, start-up, the trust calibration after training and a 3 % margin",
+            "Lightning stops at max_time even when an epoch runs slower than measured",
+        )
+    )
+    warmup = 1 if sched.epochs >= 3 else 0
+    settings["model.scheduler"] = {
+        "class_path": "segapp.lit.schedulers.WarmupCosine",
+        "init_args": {"warmup_epochs": warmup},
+    }
+    out.append(
+        Choice(
+            "model.scheduler",
+            f"WarmupCosine, {warmup} warm-up epoch(s), cosine over the {sched.epochs} planned epochs",
+            "a schedule sized to the run: it reaches its floor at the last planned epoch",
+            "docs/tricks.md study 6: cosine gave the lowest training loss; step decay sized wrong was the worst",
+        )
+    )
+    out.append(_ema_choice(sched, work, settings))
+    return out
+
+
+def _ema_choice(sched: sizing.Schedule, work: sizing.Work, settings: Settings) -> Choice:
+    if sched.epochs < EMA_MIN_EPOCHS:
+        settings["trainer.callbacks"] = []
+        return Choice(
+            "trainer.callbacks",
+            "no EMA",
+            f"under {EMA_MIN_EPOCHS} epochs an average of the weights would still hold the first epochs' weights",
+            "docs/benchmarks.md run 3: with EMA the first epochs validated low (0.415, 0.666)",
+        )
+    decay = round(min(max(1 - 1 / (2 * work.steps), 0.9), 0.999), 4)
+    settings["trainer.callbacks"] = [
+        {"class_path": "lightning.pytorch.callbacks.EMAWeightAveraging", "init_args": {"decay": decay}}
+    ]
+    return Choice(
+        "trainer.callbacks",
+        f"EMAWeightAveraging decay {decay}",
+        f"an average of the weights over about 2 epochs ({work.steps} steps each); it is what is validated and saved",
+        "configs/experiment/kvasir_effl0_320.yaml: epoch-to-epoch swings of +-0.01 became 0.005, the last epoch best",
+    )
+
+
+def _training_choices(
+    base: Base, fp: Fingerprint, sched: sizing.Schedule, work: sizing.Work, settings: Settings
+) -> list[Choice]:
+    return [_freeze_choice(base, sched, settings), _augment_choice(sched, work, settings), _loss_choice(fp, settings)]
+
+
+def _freeze_choice(base: Base, sched: sizing.Schedule, settings: Settings) -> Choice:
+    ev = "docs/tricks.md study 7"
+    if not base.net.pretrained:
+        settings.update({"model.freeze_encoder_epochs": 0, "model.encoder_lr_mult": 1.0})
+        return Choice("model.freeze_encoder_epochs", 0, "no pretrained encoder to keep", ev)
+    if base.n_train < FULL_FREEZE_BELOW:
+        settings.update({"model.freeze_encoder_epochs": sched.epochs, "model.encoder_lr_mult": 1.0})
+        return Choice(
+            "model.freeze_encoder_epochs",
+            sched.epochs,
+            f"{base.n_train} training images (< {FULL_FREEZE_BELOW}): the encoder stays frozen (feature extraction)",
+            ev + ": at 50 images fine-tuning was no better (Kvasir 0.537 vs 0.538) or worse (synthetic 0.843 vs 0.905)",
+        )
+    frozen = 1 if sched.epochs >= 2 else 0
+    settings.update({"model.freeze_encoder_epochs": frozen, "model.encoder_lr_mult": 0.3})
+    return Choice(
+        "model.freeze_encoder_epochs",
+        f"{frozen}, then encoder at 0.3x the lr",
+        f"{base.n_train} training images: {frozen} epoch with the encoder frozen while the decoder settles, then "
+        "fine-tuning with a lower encoder lr",
+        ev + ": fine-tuned +0.03-0.04 over frozen from 200 images (Kvasir); the Kvasir recipes' 1 epoch and 0.3x",
+    )
+
+
+def _augment_choice(sched: sizing.Schedule, work: sizing.Work, settings: Settings) -> Choice:
+    standard = work.n_train >= STANDARD_AUG_FROM and sched.epochs >= EMA_MIN_EPOCHS
+    settings["data.augment"] = "standard" if standard else "light"
+    if standard:
+        return Choice(
+            "data.augment",
+            "standard",
+            f"{work.n_train} training images and {sched.epochs} epochs: flips, affine, crops, colour, blur/noise",
+            "docs/tricks.md study 5 (Kvasir: augmentation closed the train-val gap +0.26 -> +0.06); the Kvasir recipes",
+        )
+    return Choice(
+        "data.augment",
+        "light",
+        f"{work.n_train} training images / {sched.epochs} epochs: a harder augmented problem under-fits short runs",
+        "docs/tricks.md study 5: on 100 images no preset raised val Dice in 12 epochs; light + flips kept it steadiest",
+    )
+
+
+def _loss_choice(fp: Fingerprint, settings: Settings) -> Choice:
+    settings["model.loss"] = "dice_bce"
+    why = ["Dice + BCE per image, the loss of every measured recipe"]
+    if fp.empty_share >= 0.05:
+        why.append(f"{fp.empty_share:.0%} empty masks: the BCE half gives them a gradient where Dice is flat")
+    if fp.small_share > 0 or fp.lesion_p10 < 0.05:
+        why.append("small lesions: the per-image Dice half weighs a small lesion like a large one, which BCE does not")
+    return Choice(
+        "model.loss",
+        "dice_bce",
+        "; ".join(why),
+        "segapp/lit/losses.py offers dice_bce, dice, bce; focal/Tversky variants are not measured here",
+    )

@@ -1,0 +1,191 @@
+"""Step times of candidate settings on this machine, behind a small timer interface.
+
+:class:`StepTimer` is what the planner needs from a machine: seconds per training step and per
+evaluation batch of one :class:`Candidate`, warm-up excluded, and the per-image cost of reading
+and augmenting. :class:`~segapp.plan.torch_timer.TorchStepTimer` measures them with real steps
+on a real batch; tests pass a fake. :func:`calibrate` decides what to measure within a time
+allowance (a few sizes, precisions and batch sizes) and extrapolates the other sizes by pixel
+count, ``t(size) = t(measured) * (size / measured) ** (2 * k)`` with ``k`` fitted from two
+measured sizes (else :data:`DEFAULT_EXPONENT`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import Protocol
+
+from segapp.errors import SettingError
+
+DEFAULT_EXPONENT = 1.3
+"""Step time ~ pixels ** k when only one size could be measured: bench/step_bench.py gave 2.49x the
+time for 2.04x the pixels (224 -> 320 px) for both Kvasir nets on 2 AVX2 cores, k = 1.27-1.28."""
+WARMUP_STEPS = 1
+TIMED_STEPS = 3
+VAL_STEPS = 2
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One setting to time: net, input size, batch, precision, memory format, device."""
+
+    net: str
+    size: int
+    batch: int
+    precision: str
+    channels_last: bool
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class StepTime:
+    """Measured on one candidate.
+
+    Attributes:
+        train_s: Seconds per training step (forward, loss, backward, optimiser step), warm-up excluded.
+        val_s: Seconds per evaluation batch (forward only, no gradients).
+        spent_s: Wall seconds the measurement took (net build, warm-up and timed steps).
+    """
+
+    train_s: float
+    val_s: float
+    spent_s: float
+
+
+@dataclass(frozen=True)
+class LoadTime:
+    """Per-image data costs: ``read_s`` decoding and resizing an original (the first epoch, which
+    fills the resized cache) and ``item_s`` augmenting and normalising a resized image (every epoch)."""
+
+    read_s: float
+    item_s: float
+
+
+class StepTimer(Protocol):
+    """What the planner asks of a machine (real: :class:`~segapp.plan.torch_timer.TorchStepTimer`)."""
+
+    def measure(self, cand: Candidate, max_s: float) -> StepTime:
+        """Time a few training steps and evaluation batches of ``cand``, warm-up excluded; fewer
+        timed steps (at least one) when the warm-up shows that more would take over ``max_s``."""
+        ...
+
+    def load_time(self, size: int) -> LoadTime:
+        """Per-image reading and augmentation cost at ``size``."""
+        ...
+
+
+@dataclass
+class Costs:
+    """Measured step times and the extrapolation to sizes not measured.
+
+    Attributes:
+        base: The chosen candidate (its precision and batch; ``size`` is the smallest measured).
+        times: Measured step times by input size (of ``base``'s other settings).
+        tried: Every measurement, for the plan's record: ``(candidate, step time)``.
+        exponent: ``k`` in ``t ~ pixels ** k``.
+        exponent_source: ``fitted from N and M px`` or ``assumed``.
+        load: Per-image data costs.
+        spent_s: Seconds the calibration took.
+    """
+
+    base: Candidate
+    times: dict[int, StepTime]
+    tried: list[tuple[Candidate, StepTime]] = field(default_factory=list)
+    exponent: float = DEFAULT_EXPONENT
+    exponent_source: str = "assumed"
+    load: LoadTime = LoadTime(0.0, 0.0)
+    spent_s: float = 0.0
+
+    def _scaled(self, size: int, attr: str) -> float:
+        ref = min(self.times, key=lambda s: abs(math.log(size / s)))
+        return getattr(self.times[ref], attr) * (size / ref) ** (2 * self.exponent)
+
+    def train_step(self, size: int) -> float:
+        """Seconds per training step at ``size`` (measured, or extrapolated from the nearest size)."""
+        return self._scaled(size, "train_s")
+
+    def val_step(self, size: int) -> float:
+        """Seconds per evaluation batch at ``size``."""
+        return self._scaled(size, "val_s")
+
+    def measured(self, size: int) -> bool:
+        return size in self.times
+
+
+def _cost_of(t: StepTime) -> float:
+    """The least that measuring a candidate with these step times costs: the warm-up, one timed
+    step and two evaluation batches (the timer adds timed steps only while its allowance lasts)."""
+    return (WARMUP_STEPS + 1) * t.train_s + 2 * t.val_s
+
+
+def _per_image(item: tuple[Candidate, StepTime]) -> float:
+    return item[1].train_s / item[0].batch
+
+
+def calibrate(
+    timer: StepTimer,
+    base: Candidate,
+    sizes: list[int],
+    allowance_s: float,
+    precisions: list[str] | None = None,
+    batches: list[int] | None = None,
+) -> Costs:
+    """Measure what fits in ``allowance_s`` seconds, smallest first.
+
+    1. Every precision x batch combination at the smallest size (the cheapest measurement); the
+       fastest per image wins (a candidate that fails, e.g. out of GPU memory, times as infinite).
+    2. Then the largest of ``sizes`` whose predicted measuring cost fits what is left, so the
+       exponent ``k`` is fitted over the widest range; sizes not measured are extrapolated.
+
+    Args:
+        timer: The machine (or a fake).
+        base: Net, channels-last and device; its precision and batch are the defaults.
+        sizes: Candidate input sizes; the smallest is always measured.
+        allowance_s: Seconds the calibration may take (checked before each measurement).
+        precisions: Precisions to compare (default: ``base.precision``).
+        batches: Batch sizes to compare (default: ``base.batch``).
+    """
+    small, rest = min(sizes), sorted(set(sizes) - {min(sizes)}, reverse=True)
+    tried: list[tuple[Candidate, StepTime]] = []
+    for prec in precisions or [base.precision]:
+        for batch in batches or [base.batch]:
+            cand = replace(base, size=small, precision=prec, batch=batch)
+            left = allowance_s - sum(t.spent_s for _, t in tried)
+            tried.append((cand, timer.measure(cand, left)))
+    ok = [t for t in tried if math.isfinite(t[1].train_s)]
+    if not ok:
+        raise SettingError(
+            f"planning: expected one trainable setting, got none: every tried batch size ({batches or [base.batch]}) "
+            f"at {small} px failed (out of memory?); fix: free the device, or plan for the CPU with "
+            "--trainer.accelerator cpu"
+        )
+    best, first = min(ok, key=_per_image)
+    base = replace(base, size=small, precision=best.precision, batch=best.batch)
+    costs = Costs(base=base, times={small: first}, tried=tried)
+    spent = sum(t.spent_s for _, t in tried)
+    for size in rest:
+        if spent + _cost_of(_predicted(costs, size)) > allowance_s:
+            continue
+        got = timer.measure(replace(base, size=size), allowance_s - spent)
+        tried.append((replace(base, size=size), got))
+        spent += got.spent_s
+        if math.isfinite(got.train_s):
+            costs.times[size] = got
+            _fit_exponent(costs, small, size)
+        break
+    costs.load = timer.load_time(small)
+    costs.spent_s = spent
+    return costs
+
+
+def _predicted(costs: Costs, size: int) -> StepTime:
+    return StepTime(costs.train_step(size), costs.val_step(size), 0.0)
+
+
+def _fit_exponent(costs: Costs, a: int, b: int) -> None:
+    """``k`` from two measured sizes, kept within [0.8, 1.6] (noise on a shared machine)."""
+    ta, tb = costs.times[a].train_s, costs.times[b].train_s
+    if ta > 0 and tb > 0 and a != b:
+        k = math.log(tb / ta) / math.log((b / a) ** 2)
+        costs.exponent = min(max(k, 0.8), 1.6)
+        costs.exponent_source = f"fitted from {a} and {b} px"

@@ -1,0 +1,130 @@
+"""A plan on disk and on the console: ``plan.yaml`` (a normal config), ``plan.md``, ``plan.json``.
+
+``plan.yaml`` is the user's own config (every value that differs from the parser's defaults)
+with the planned settings written over it, so ``segapp fit --config <run>/plan.yaml`` runs the
+same training without planning again, and it reads like the hand-written recipes in
+``configs/experiment/``. ``plan.md`` says why each setting was chosen and ``plan.json`` holds
+the same for programs (fingerprint, measurements, predicted timeline).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from segapp.io import atomic_write
+from segapp.plan.budget import format_duration
+from segapp.plan.records import Plan
+from segapp.plan.report import plan_markdown, plan_record
+
+PLAN_KEYS = ("budget", "plan_only")  # the planning arguments: never in a plan.yaml
+SECTION_ORDER = ("seed_everything", "trainer", "model", "data")
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style, except lists of plain values in one line (``decoder_channels: [128, 64]``)."""
+
+
+def _list(dumper: yaml.SafeDumper, data: list) -> yaml.Node:
+    flow = all(isinstance(v, (int, float, str, bool)) or v is None for v in data)
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=flow)
+
+
+_Dumper.add_representer(list, _list)
+
+
+def to_yaml(config: dict[str, Any]) -> str:
+    """The config as YAML, sections in the recipes' order (seed, trainer, model, data, the rest)."""
+    order = [k for k in SECTION_ORDER if k in config] + [k for k in config if k not in SECTION_ORDER]
+    return yaml.dump({k: config[k] for k in order}, Dumper=_Dumper, sort_keys=False, default_flow_style=False)
+
+
+def nested(dotted: dict[str, Any]) -> dict[str, Any]:
+    """``{"data.image_size": 320}`` -> ``{"data": {"image_size": 320}}``."""
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        *parents, last = key.split(".")
+        node = out
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = value
+    return out
+
+
+def compact(full: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``full`` that differ from ``defaults`` (recursively; a ``class_path`` block whole)."""
+    out: dict[str, Any] = {}
+    for key, value in full.items():
+        default = defaults.get(key, object())
+        if isinstance(value, dict) and isinstance(default, dict) and "class_path" not in value:
+            sub = compact(value, default)
+            if sub:
+                out[key] = sub
+        elif value != default:
+            out[key] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and "class_path" not in value:
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _callbacks(user: Any, planned: list[dict]) -> list[dict] | None:
+    """The user's callbacks without another weight average, then the planned ones."""
+    kept = [c for c in user or [] if not str(c.get("class_path", "")).endswith("WeightAveraging")]
+    return [*kept, *planned] or None
+
+
+def plan_config(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any], root: str) -> dict[str, Any]:
+    """The config a plan trains: the user's non-default settings with the planned ones on top.
+
+    Args:
+        plan: The plan.
+        user_full: The user's parsed config, dumped (every key).
+        defaults: The parser's defaults, dumped the same way.
+        root: ``data.root`` as written into the plan (absolute, so the plan runs from any folder).
+    """
+    settings = dict(plan.settings)
+    callbacks = settings.pop("trainer.callbacks", [])
+    cfg = _merge(compact(user_full, defaults), nested(settings))
+    for key in PLAN_KEYS:
+        cfg.pop(key, None)
+    cfg.setdefault("data", {})["root"] = root
+    cbs = _callbacks(user_full.get("trainer", {}).get("callbacks"), callbacks)
+    if cbs:
+        cfg.setdefault("trainer", {})["callbacks"] = cbs
+    else:
+        cfg.get("trainer", {}).pop("callbacks", None)
+    return cfg
+
+
+def _header(plan: Plan, folder: Path) -> str:
+    return (
+        f"# segapp plan: {format_duration(plan.budget_s)} on {plan.device.describe()} for {plan.fingerprint.root}\n"
+        f"# A normal segapp config: `segapp fit --config {folder / 'plan.yaml'}` trains it again without planning.\n"
+        "# Why each setting: plan.md beside this file. Copy and edit freely.\n"
+    )
+
+
+def write_plan(plan: Plan, config: dict[str, Any], folder: Path) -> dict[str, Path]:
+    """Write ``plan.yaml``, ``plan.md`` and ``plan.json`` into ``folder`` (atomically)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {k: folder / f"plan.{k}" for k in ("yaml", "md", "json")}
+    texts = {
+        "yaml": _header(plan, folder) + to_yaml(config),
+        "md": plan_markdown(plan, paths["yaml"]),
+        "json": json.dumps(plan_record(plan), indent=1, default=str),
+    }
+    for key, path in paths.items():
+        with atomic_write(path) as tmp:
+            tmp.write_text(texts[key])
+    return paths

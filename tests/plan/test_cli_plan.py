@@ -1,0 +1,57 @@
+"""``segapp fit --budget``: refusals as one line, and a real planned run whose plan.yaml replays."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from segapp.app import bare_argv, cli
+from segapp.cli.main import main
+from segapp.data.synth import generate
+from tests.conftest import REPO
+
+AUTO = str(REPO / "configs" / "auto.yaml")
+
+
+def _error(capsys, args: list[str]) -> str:
+    with pytest.raises(SystemExit) as e, bare_argv():
+        main(args)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and err.startswith("segapp: error: ")
+    return err
+
+
+def test_refusals_are_one_line(tmp_path, capsys):
+    root = str(generate(tmp_path / "d", n=8, size=32, seed=0))
+    base = ["fit", "--config", AUTO, "--data.root", root, "--trainer.default_root_dir", str(tmp_path / "run")]
+    assert "--budget: expected a duration like 40m" in _error(capsys, [*base, "--budget", "40 minutes"])
+    assert "--plan_only: expected --budget" in _error(capsys, [*base, "--plan_only", "true"])
+    assert "data.root: expected your dataset folder" in _error(capsys, [*base, "--data.root", "", "--budget", "5m"])
+    resume = _error(capsys, [*base, "--budget", "5m", "--ckpt_path", "last"])
+    assert "--budget: expected a new run, got --ckpt_path last" in resume and "plan.yaml --ckpt_path last" in resume
+    val = ["validate", *base[1:], "--budget", "5m"]
+    assert "--budget: expected with segapp fit, got segapp validate" in _error(capsys, val)
+    assert not (tmp_path / "run" / "plan.yaml").exists()
+
+
+@pytest.mark.slow
+def test_a_planned_run_trains_and_its_plan_yaml_replays(tmp_path, capsys):
+    root = generate(tmp_path / "d", n=24, size=64, seed=0)
+    run = tmp_path / "run"
+    small = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]
+    with bare_argv():
+        app = cli(
+            ["fit", "--config", AUTO, "--data.root", str(root), "--budget", "3m", "--trainer.max_epochs", "1"]
+            + ["--trainer.default_root_dir", str(run), "--trainer.enable_progress_bar", "false", *small]
+        )
+    assert app.trainer.state.finished and app.trainer.current_epoch == 1
+    out = capsys.readouterr().out
+    assert "segapp plan · 3m on" in out and "plan: epoch 1/1 ·" in out
+    plan = yaml.safe_load((run / "plan.yaml").read_text())
+    assert plan["trainer"]["max_epochs"] == 1 and plan["data"]["image_size"] == 64
+    assert plan["trainer"]["limit_train_batches"] == 2  # the user's settings are kept
+    with bare_argv():
+        replay = cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1"])
+    assert replay.trainer.state.finished and (run / "checkpoints" / "last.ckpt").is_file()
+    assert "plan: epoch" not in capsys.readouterr().out  # no plan is active in a replay

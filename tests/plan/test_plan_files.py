@@ -1,0 +1,80 @@
+"""The written plan: a normal segapp config that parses and replays; plan.md and plan.json beside it."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from segapp.app import SegappArgumentParser, _ParseOnly, bare_argv, parse_only
+from segapp.data import LesionDataModule
+from segapp.lit import SegmentationModule
+from segapp.plan.apply import plan_fit
+from segapp.plan.writer import compact, nested
+from tests.conftest import REPO
+from tests.plan.conftest import FakeTimer, lesion_folder
+
+
+def _parsed(args: list[str]) -> _ParseOnly:
+    with bare_argv():
+        return _ParseOnly(
+            SegmentationModule,
+            LesionDataModule,
+            auto_configure_optimizers=False,
+            args=args,
+            run=False,
+            parser_class=SegappArgumentParser,
+        )
+
+
+def _plan(tmp_path, *extra: str, budget: str = "20m"):
+    root = lesion_folder(tmp_path / "data", [0.04, 0.09, 0.16, 0.0] * 6, size=100)
+    run = tmp_path / "run"
+    args = ["--config", str(REPO / "configs/auto.yaml"), "--data.root", str(root), "--budget", budget]
+    app = _parsed([*args, "--trainer.default_root_dir", str(run), *extra])
+    return plan_fit(app.parser, app.config, make_timer=lambda base, splits, rule: FakeTimer()), root, run
+
+
+def test_the_plan_is_a_normal_config_that_parses_and_holds_the_plan(tmp_path, capsys):
+    active, root, run = _plan(tmp_path, "--data.val_fraction", "0.25", "--trainer.gradient_clip_val", "0.5")
+    paths = active.paths
+    assert set(paths) == {"yaml", "md", "json"} and all(p.parent == run and p.is_file() for p in paths.values())
+    assert parse_only(["--config", str(paths["yaml"])]) is None
+    cfg = yaml.safe_load(paths["yaml"].read_text())
+    assert "budget" not in cfg and "plan_only" not in cfg
+    s = active.plan.settings
+    assert cfg["data"]["image_size"] == s["data.image_size"] and cfg["trainer"]["max_epochs"] == s["trainer.max_epochs"]
+    assert cfg["data"]["root"] == str(root.resolve()) and cfg["model"]["net"] == s["model.net"]
+    assert cfg["data"]["val_fraction"] == 0.25 and cfg["trainer"]["gradient_clip_val"] == 0.5  # the user's, kept
+    parsed = _parsed(["--config", str(paths["yaml"])]).config
+    assert parsed["data.image_size"] == s["data.image_size"] and parsed["trainer.max_time"] == s["trainer.max_time"]
+    assert parsed["model.net.init_args.in_channels"] == s["data.in_channels"]  # the link still applies
+    out = capsys.readouterr().out
+    assert out.startswith("segapp plan · 20m on CPU") and "replay: segapp fit --config" in out
+    record = json.loads(paths["json"].read_text())
+    assert (
+        record["schedule"]["epochs"] == s["trainer.max_epochs"]
+        and len(record["epoch_ends_s"]) == record["schedule"]["epochs"]
+    )
+    md = paths["md"].read_text()
+    assert "| `data.image_size` |" in md and "docs/benchmarks.md" in md and "## Measured on this machine" in md
+
+
+def test_the_users_callbacks_stay_and_ema_is_not_doubled(tmp_path):
+    ema = "lightning.pytorch.callbacks.EMAWeightAveraging"
+    active, _, _ = _plan(
+        tmp_path, "--trainer.callbacks+=LearningRateMonitor", "--trainer.callbacks+=" + ema, budget="3h"
+    )
+    cbs = yaml.safe_load(active.paths["yaml"].read_text())["trainer"]["callbacks"]
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in cbs]
+    assert names.count("EMAWeightAveraging") == 1 and "LearningRateMonitor" in names
+
+
+def test_compact_keeps_what_differs_from_the_defaults():
+    full = {"a": 1, "b": {"c": 2, "d": 3}, "n": {"class_path": "x", "init_args": {"k": 1}}}
+    defaults = {"a": 1, "b": {"c": 2, "d": 0}, "n": {"class_path": "x", "init_args": {"k": 0}}}
+    assert compact(full, defaults) == {"b": {"d": 3}, "n": {"class_path": "x", "init_args": {"k": 1}}}
+    assert nested({"data.image_size": 3, "data.augment": "light", "seed": 1}) == {
+        "data": {"image_size": 3, "augment": "light"},
+        "seed": 1,
+    }

@@ -1,0 +1,32 @@
+"""The per-epoch progress line against the budget."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from segapp.plan.progress import PlanProgress, progress_line
+
+
+def test_progress_line_says_on_behind_or_ahead_of_plan():
+    assert (
+        progress_line(5, 14, 12.3 * 60, 11.9 * 60, 2400) == "plan: epoch 5/14 · 12.3 of 40.0 min · on plan (+0.4 min)"
+    )
+    behind = progress_line(5, 14, 20 * 60, 12 * 60, 2400)
+    assert "behind plan (+8.0 min)" in behind and "max_time may stop it" in behind
+    assert "ahead of plan (-5.0 min)" in progress_line(5, 14, 7 * 60, 12 * 60, 2400)
+    assert "max_time" not in progress_line(14, 14, 45 * 60, 38 * 60, 2400)  # the last epoch: nothing left to stop
+
+
+def test_the_callback_prints_one_line_per_epoch_from_the_plan(capsys):
+    clock = iter([100.0 + 60, 100.0 + 200])
+    cb = PlanProgress([70.0, 130.0], budget_s=300, started=100.0, clock=lambda: next(clock))
+    for epoch in (0, 1):
+        trainer = SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=epoch)
+        cb.on_train_epoch_end(trainer, None)
+    out = capsys.readouterr().out.splitlines()
+    assert out == cb.lines and len(out) == 2
+    assert out[0].startswith("plan: epoch 1/2 · 1.0 of 5.0 min · on plan")
+    assert out[1].startswith("plan: epoch 2/2 · 3.3 of 5.0 min · behind plan (+1.2 min)")
+    quiet = PlanProgress([1.0], 10, 0.0, clock=lambda: 1.0)
+    quiet.on_train_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=False, current_epoch=0), None)
+    assert quiet.lines == []

