@@ -1,0 +1,93 @@
+"""bench/auto_compare.py: resumable steps, the report's statistics and small-lesion view, the fixed synthetic sets."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "bench"))
+try:
+    import auto_compare
+    import auto_compare_report as report
+finally:
+    sys.path.remove(str(ROOT / "bench"))
+
+COLUMNS = ["image", "dice", "case", "height", "width", "gt_pixels"]
+
+
+def _metrics(folder: Path, dice: dict[str, float], gt_pixels: dict[str, int]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "metrics.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(COLUMNS)
+        for k, d in dice.items():
+            w.writerow([k, d, "both", 100, 100, gt_pixels[k]])
+
+
+@pytest.fixture
+def scored(tmp_path):
+    """Two scored arms on 6 images: auto better by 0.1 everywhere; two images with a lesion under 2 %."""
+    gt = {"a": 100, "b": 150, "c": 5000, "d": 3000, "e": 0, "f": 4000}  # of 10 000 px: a, b are small
+    ref = {"a": 0.2, "b": 0.3, "c": 0.8, "d": 0.7, "e": 0.9, "f": 0.6}
+    _metrics(tmp_path / "eval" / "reference", ref, gt)
+    _metrics(tmp_path / "eval" / "auto", {k: v + 0.1 for k, v in ref.items()}, gt)
+    steps = tmp_path / "steps"
+    steps.mkdir()
+    (steps / "train_auto.json").write_text(json.dumps({"rc": 0, "wall_s": 630.0}))
+    (steps / "train_reference.json").write_text(json.dumps({"rc": 0, "wall_s": 660.0}))
+    return tmp_path
+
+
+def test_report_pairs_auto_minus_reference_and_the_small_lesions(scored):
+    rep = report.write(scored, 10, "toy")
+    assert rep["small_lesion_images"] == 2 and rep["test_images"] == 6
+    auto = next(m for m in rep["models"] if m["model"] == "auto")
+    assert auto["dice"]["mean"] == pytest.approx(0.683333, abs=1e-5)
+    assert auto["dice_small"]["n"] == 2 and auto["dice_small"]["mean"] == pytest.approx(0.35)
+    assert auto["training"]["wall_over_budget"] == pytest.approx(1.05)
+    (pair,) = rep["paired"]
+    assert (pair["first"], pair["second"]) == ("auto", "reference")
+    assert pair["all"]["mean_diff"] == pytest.approx(0.1) and pair["all"]["first_better"] == 6
+    assert pair["all"]["mean_diff_ci"][0] == pytest.approx(0.1)  # every image +0.1: a CI of one point
+    assert pair["small"]["n_paired"] == 2
+    md = (scored / "compare.md").read_text()
+    assert "| auto - reference | 0.100 [0.100, 0.100] | 6 | 6/0/0 |" in md
+    assert md.count(rep["cpu"]["label"]) == 2  # the CPU on every model row
+    assert "amx_bf16" in rep["cpu"]["label"]
+
+
+def test_a_finished_step_is_skipped_and_a_failed_one_rerun(tmp_path):
+    counter = tmp_path / "count"
+    code = f"import pathlib; p = pathlib.Path({str(counter)!r}); p.write_text(p.read_text() + 'x')"
+    cmd = [sys.executable, "-c", code]
+    counter.write_text("")
+    first = auto_compare.run_step(tmp_path, "s", cmd)
+    again = auto_compare.run_step(tmp_path, "s", cmd)
+    assert first["rc"] == 0 and again["skipped"] and counter.read_text() == "x"
+    stale = tmp_path / "partial"
+    stale.mkdir()
+    failing = [sys.executable, "-c", "raise SystemExit(3)"]
+    assert auto_compare.run_step(tmp_path, "f", failing, (stale,))["rc"] == 3 and not stale.exists()
+    assert auto_compare.run_step(tmp_path, "f", cmd)["rc"] == 0 and counter.read_text() == "xx"
+
+
+def test_budgets_become_the_commands_limits(tmp_path):
+    args = auto_compare.parse_args(["--dataset", "ultrasound", "--budget", "10", "--out", str(tmp_path)])
+    data = auto_compare.Data("u", "/p", "paired", "/t")
+    assert "600s" in auto_compare.auto_cmd(args, data)
+    assert auto_compare.max_time(600) == "00:00:10:00" and auto_compare.max_time(2 * 3600 + 5) == "00:02:00:05"
+    ref = auto_compare.reference_cmd(args, data)
+    assert ref[ref.index("--minutes") + 1] == "10" and "--no-split" in ref
+    assert auto_compare.arms(args) == ["auto", "reference"]  # no recipe given
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["ultrasound", "dermoscopy_large"])
+def test_the_committed_synthetic_test_sets_are_reproduced(tmp_path, name):
+    data = auto_compare.make_synthetic(name, tmp_path)
+    assert len(list((Path(data.test) / "images").glob("*.png"))) == 200
