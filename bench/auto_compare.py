@@ -5,6 +5,11 @@
     .venv/bin/python bench/auto_compare.py --dataset ultrasound --budget 10 --out runs/auto_compare/ultrasound_10m
     .venv/bin/python bench/auto_compare.py --dataset kvasir --budget 40 --out runs/auto_compare/kvasir_40m \\
         --recipe configs/quickstart.yaml --recipe configs/experiment/kvasir_effl0_320.yaml
+    .venv/bin/python bench/auto_compare.py --dataset kvasir --budget 10 --out runs/auto_compare/kvasir_10m \\
+        --recipe configs/quickstart.yaml --recipe configs/experiment/kvasir_effl0.yaml \\
+        --recipe-args="--trainer.max_epochs 3"      # the 10-minute hand recipe of docs/benchmarks.md
+
+(write ``--recipe-args=...`` with ``=``: its value starts with ``--``.)
 
 ``--dataset``: ``kvasir`` (the 800-pair pool and the 100 test images of bench/splits/kvasir_test.txt,
 built by bench/trust_data.py from ``--kvasir``), a synthetic set of bench/splits/synthetic.json

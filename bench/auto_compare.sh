@@ -4,15 +4,17 @@
 # Usage:  bench/auto_compare.sh DATASET BUDGET_MIN OUT [more bench/auto_compare.py options]
 #   DATASET  kvasir | ultrasound | dermoscopy_large | dermoscopy (bench/splits/synthetic.json) | a pool folder/CSV
 #            (then also --test DIR)
-# Examples (run one at a time; each takes about 2.5 x BUDGET plus data, prediction and scoring):
+# Examples (one at a time; each takes about BUDGET x arms (2, 3 with --recipe) + ~10 % + data, prediction, scoring):
 #   nohup bench/auto_compare.sh kvasir 10 runs/auto_compare/kvasir_10m > runs/auto_compare/kvasir_10m.log 2>&1 &
 #   nohup bench/auto_compare.sh ultrasound 10 runs/auto_compare/ultrasound_10m > runs/auto_compare/ultrasound_10m.log 2>&1 &
 #   bench/auto_compare.sh kvasir 40 runs/auto_compare/kvasir_40m \
 #       --recipe configs/quickstart.yaml --recipe configs/experiment/kvasir_effl0_320.yaml
+#   bench/auto_compare.sh kvasir 10 runs/auto_compare/kvasir_10m --recipe configs/quickstart.yaml \
+#       --recipe configs/experiment/kvasir_effl0.yaml --recipe-args="--trainer.max_epochs 3"
 # Rerun the same line after a kill: finished steps are skipped. Results: OUT/compare.md, OUT/compare.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,12p' "$0"; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,14p' "$0"; exit 2; }
 DATASET="$1" BUDGET="$2" OUT="$3"
 shift 3
 PY="$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )"
