@@ -1,17 +1,19 @@
 """``segapp-export --checkpoint X.ckpt [Y.ckpt ...|CV_DIR] --format onnx|torchscript --out FILE``.
 
 A self-describing model; several checkpoints (or a ``segapp-cv`` folder) become one ONNX graph
-of the ensemble with the trust outputs (see docs/inference.md).
+of the ensemble with the trust outputs (see docs/inference.md). ``--quantize int8 --calibration
+DIR`` writes an int8 ONNX model instead, only where its masks stay within Dice 0.995 of fp32's.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from typing import get_args
 
 from segapp.cli.errors import run_console
 from segapp.cli.parsing import console_parser
-from segapp.inference.export import ExportFormat
+from segapp.inference.export import ExportFormat, Quantize
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +27,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=get_args(ExportFormat), default="onnx", help="export format (default onnx)")
     p.add_argument("--out", required=True, help="file to write (.onnx or .pt); FILE.json is written beside it")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    p.add_argument(
+        "--quantize",
+        choices=get_args(Quantize),
+        default=None,
+        help="int8: ONNX Runtime static quantisation, written only if its masks hold (mean Dice vs fp32 >= 0.995)",
+    )
+    p.add_argument(
+        "--calibration",
+        metavar="DIR",
+        default=None,
+        help="with --quantize: training images (DIR/images if present); every 4th picked one checks, never calibrates",
+    )
+    p.add_argument(
+        "--calibration-count",
+        type=int,
+        default=64,
+        metavar="N",
+        help="with --quantize: calibration images spread over DIR (default 64; N/3 more are held out to check)",
+    )
     return p
 
 
@@ -34,10 +55,23 @@ def main(argv: list[str] | None = None) -> None:
 
     out = run_console(
         "segapp-export",
-        lambda: export_model(args.checkpoint, args.out, fmt=args.format, opset=args.opset),
+        lambda: export_model(
+            args.checkpoint,
+            args.out,
+            fmt=args.format,
+            opset=args.opset,
+            quantize=args.quantize,
+            calibration=args.calibration,
+            calibration_count=args.calibration_count,
+        ),
         also=(ValueError,),
     )
-    print(f"wrote {out} and {out.name}.json ({args.format}); run it with `segapp-predict --model {out}`")
+    if args.quantize:
+        from segapp.inference.quantize import summary
+
+        print(summary(json.loads(out.with_name(out.name + ".json").read_text())["quantization"]))
+    kind = f"{args.format} {args.quantize}" if args.quantize else args.format
+    print(f"wrote {out} and {out.name}.json ({kind}); run it with `segapp-predict --model {out}`")
 
 
 if __name__ == "__main__":

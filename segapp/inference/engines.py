@@ -187,7 +187,8 @@ class OnnxEngine:
     Args:
         path: The ``.onnx`` file.
         device: ``auto``/``cuda`` use the CUDA provider when ONNX Runtime has it, else CPU.
-        precision: Only ``fp32`` runs here; another explicit choice warns and runs fp32.
+        precision: Only ``fp32`` runs here; another explicit choice warns and runs fp32 (an int8
+            export runs int8 and says so: ``precision`` is ``int8``).
         threads: Intra-op threads (``None``: ONNX Runtime's default, one per core).
         spin: Let idle intra-op threads spin between operators (faster alone, slower beside the
             writer thread of :func:`~segapp.inference.folder.predict_folder`; docs/benchmarks.md).
@@ -226,8 +227,9 @@ class OnnxEngine:
             raise CheckpointError(f"cannot load {path} with ONNX Runtime: {e}") from e
         if precision in ("bf16", "fp16"):
             warnings.warn(f"the ONNX engine runs fp32; --precision {precision} is ignored", stacklevel=2)
-        self.precision = "fp32"
         self.meta = read_onnx_meta(path, self.session)
+        self.quantization = self.meta.get("quantization")  # an int8 export's calibration and check
+        self.precision = "int8" if self.quantization else "fp32"
         self.spec = PreprocessSpec.from_dict(self.meta["preprocess"])
         self.threshold = float(self.meta.get("threshold", 0.5))
         self.trust = self.meta.get("trust")
@@ -254,6 +256,7 @@ class OnnxEngine:
             "precision": self.precision,
             "members": self.members,
             "onnxruntime": ort.__version__,
+            **({"quantization": self.quantization} if self.quantization else {}),
             **getattr(self, "selection", {}),
         }
 

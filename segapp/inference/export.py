@@ -24,6 +24,7 @@ from segapp.inference.ensemble import Members, load_members, rules_of
 from segapp.io import atomic_write
 
 ExportFormat = Literal["onnx", "torchscript"]
+Quantize = Literal["int8"]
 META_KEYS = ("schema_version", "net", "preprocess", "threshold", "data_fingerprint", "versions")
 
 
@@ -92,8 +93,48 @@ def _export_torchscript(net: Any, example: Any, out: Path, block: dict[str, Any]
         torch.jit.save(traced, str(tmp), _extra_files={"segapp.json": json.dumps(block)})
 
 
+def check_quantize(fmt: str, quantize: str | None, calibration: str | Path | None) -> None:
+    """Refuse int8 for TorchScript or without calibration images (before any checkpoint is read).
+
+    Raises:
+        SettingError: naming what was given and the fix.
+    """
+    if quantize is None:
+        if calibration is not None:
+            raise SettingError(
+                f"--calibration {calibration} is only used with --quantize int8; fix: add --quantize int8 or drop it"
+            )
+        return
+    check_choice("quantize", quantize, get_args(Quantize))
+    if fmt != "onnx":
+        raise SettingError(f"--quantize {quantize} quantises an ONNX model, got --format {fmt}; fix: --format onnx")
+    if calibration is None:
+        raise SettingError(
+            f"--quantize {quantize} needs calibration images, got no --calibration; fix: add "
+            "--calibration DIR with training images (say data/train/images), or drop --quantize for fp32"
+        )
+
+
+def _export_int8(net: Any, example: Any, out: Path, opset: int, block: dict[str, Any], images: Any) -> dict[str, Any]:
+    """Export fp32 to a temporary file, then write the int8 model that holds the masks to ``out``."""
+    import tempfile
+
+    from segapp.inference.quantize import quantize_onnx
+
+    with tempfile.TemporaryDirectory(prefix="segapp-export-") as tmp:
+        fp32 = Path(tmp) / "model.fp32.onnx"
+        _export_onnx(net, example, fp32, opset, block)
+        return quantize_onnx(fp32, out, block, images)
+
+
 def export_model(
-    checkpoint: str | Path | list[str | Path], out: str | Path, fmt: ExportFormat = "onnx", opset: int = 17
+    checkpoint: str | Path | list[str | Path],
+    out: str | Path,
+    fmt: ExportFormat = "onnx",
+    opset: int = 17,
+    quantize: Quantize | None = None,
+    calibration: str | Path | None = None,
+    calibration_count: int = 64,
 ) -> Path:
     """Export ``checkpoint`` (one, several, or a cv folder) to ``out`` and write ``out.json`` beside it.
 
@@ -103,24 +144,42 @@ def export_model(
         out: The exported file (``.onnx`` or ``.pt``).
         fmt: ``onnx`` or ``torchscript`` (the net of one checkpoint: its logits only).
         opset: ONNX opset version.
+        quantize: ``int8``: ONNX Runtime static quantisation, kept only where it holds the masks
+            (see :mod:`segapp.inference.quantize`); None: fp32.
+        calibration: With ``quantize``: a folder of training images (``DIR/images`` when it has one).
+        calibration_count: How many of them calibrate (a third more are held out to check).
 
     Returns:
         The path written.
 
     Raises:
-        SettingError: for an unknown format (a ValueError), or TorchScript of several members.
+        SettingError: for an unknown format (a ValueError), TorchScript of several members, or
+            ``quantize`` without ``calibration`` or with TorchScript.
         CheckpointError: for an unreadable checkpoint or members that do not fit together.
+        QuantizeError: a calibration folder without enough readable images, or int8 masks too far
+            from fp32's (nothing is written then).
     """
     import torch
 
     from segapp.nets.trust import TrustNet
 
     check_choice("format", fmt, get_args(ExportFormat))
+    check_quantize(fmt, quantize, calibration)
+    if quantize is not None:
+        from segapp.inference.quantize import check_calibration
+
+        check_calibration(calibration, calibration_count)  # refused before the checkpoints load
     paths = list(checkpoint) if isinstance(checkpoint, list | tuple) else [checkpoint]
     members, out = load_members(paths), Path(out)
     block = ensemble_meta(members, fmt)
     example = torch.zeros(1, members.spec.in_channels, *members.spec.size)
-    if fmt == "onnx":
+    if quantize is not None:
+        from segapp.inference.quantize import load_calibration
+
+        images = load_calibration(calibration, members.spec, calibration_count)
+        net = TrustNet(members.nets, members.stats, members.inputs).eval()
+        block = {**block, "quantization": _export_int8(net, example, out, opset, block, images)}
+    elif fmt == "onnx":
         _export_onnx(TrustNet(members.nets, members.stats, members.inputs).eval(), example, out, opset, block)
     elif len(members.nets) > 1:
         raise SettingError(
