@@ -42,8 +42,10 @@ submit() {
 
 shard() {
   local rc=0
+  # --workers/--batch-size auto size themselves to the task's CPUs (its affinity mask): with as
+  # many decoding workers as cores, decode fights the forward pass (docs/benchmarks.md)
   "$PREDICT" --model "$MODEL" --input "$INPUT" --output "$OUTPUT" \
-    --shard auto --resume --no-progress --workers "${SLURM_CPUS_PER_TASK:-2}" || rc=$?
+    --shard auto --resume --no-progress || rc=$?
   # 1: some inputs failed (error rows in the CSV); 3: every input of this shard failed: both mean
   # the shard is done, so the task counts as COMPLETED; anything else is a shard that did not finish
   case "$rc" in
