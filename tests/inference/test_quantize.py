@@ -43,6 +43,7 @@ def int8_model(tiny_ckpt, synth_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("int8") / "tiny.int8.onnx"
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(quantize, "MIN_MEAN_DICE", TINY_BOUND)
+        mp.setattr(quantize, "MIN_CHECK_IMAGES", 2)  # 8 check images: a tiny test set
         export_model([tiny_ckpt, tiny_ckpt], out, quantize="int8", calibration=synth_root, calibration_count=24)
     return out
 
@@ -112,7 +113,8 @@ def test_a_tiny_ensemble_quantises_and_runs_in_the_onnx_engine(int8_model, tiny_
     assert q["format"] == "int8-static-qdq" and q["scope"] in quantize.SCOPES
     assert Path(q["calibration_dir"]).name == "images"  # DIR/images: the masks beside them are never read
     assert q["calibration_images"] == 24 and q["check_images"] == 8
-    assert q["min_mean_dice"] == TINY_BOUND <= q["mean_dice_vs_fp32"] <= 1 and 0 <= q["min_dice_vs_fp32"] <= 1
+    assert q["min_mean_dice"] == TINY_BOUND <= q["mean_dice_lower_95"] <= q["mean_dice_vs_fp32"] <= 1
+    assert 0 <= q["min_dice_vs_fp32"] <= 1
     assert 0 <= q["max_ood_diff"] <= quantize.MAX_OOD_DIFF and meta["members"] == 2
     engine = OnnxEngine(int8_model)
     assert engine.precision == "int8" and engine.describe()["quantization"] == q
@@ -150,3 +152,11 @@ def test_int8_that_changes_the_masks_is_refused_and_leaves_no_file(
     assert "int8 would change the masks: mean Dice vs fp32" in err and ">= 1.01" in err
     assert "every layer int8" in err and "fix: use the fp32 export" in err
     assert _leftovers(out.parent) == [] and "wrote" not in stdout
+
+
+def test_a_mean_over_too_few_or_too_spread_check_images_does_not_hold():
+    few = quantize.Comparison(0.999, 0.99, 0.1, None, lower_dice=0.998, n=quantize.MIN_CHECK_IMAGES - 1)
+    assert not few.holds()
+    spread = quantize.Comparison(0.9959, 0.73, 0.3, None, lower_dice=0.9921, n=64)  # a mean over the bound
+    assert not spread.holds() and spread.mean_dice >= quantize.MIN_MEAN_DICE
+    assert quantize.Comparison(0.998, 0.99, 0.1, 0.01, lower_dice=0.9965, n=40).holds()
