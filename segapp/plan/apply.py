@@ -29,7 +29,7 @@ from segapp.plan.rules import plan_base
 from segapp.plan.rules_timed import plan_run
 from segapp.plan.timing import Candidate, StepTimer, calibrate
 from segapp.plan.torch_timer import TorchStepTimer
-from segapp.plan.writer import plan_config, write_plan
+from segapp.plan.writer import plan_config, replaced, write_plan
 
 CALIBRATION_SHARE = 0.015
 """Measuring may take 1.5 % of the budget, within [CALIBRATION_MIN_S, CALIBRATION_MAX_S] seconds
@@ -99,7 +99,9 @@ def plan_fit(parser: Any, cfg: Any, make_timer: Callable[..., StepTimer] = _time
             f"the machine was busy while measuring (load average {load:.1f} on {device.cores} cores): the plan "
             "assumes it stays so; plan again when it is quiet for a plan sized to the idle machine"
         )
-    config = plan_config(plan, full, _dump(parser, parser.get_defaults()), str(Path(data["root"]).resolve()))
+    defaults = _dump(parser, parser.get_defaults())
+    plan.notes.extend(replaced(plan, full, defaults))
+    config = plan_config(plan, full, defaults, str(Path(data["root"]).resolve()))
     folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
     paths = write_plan(plan, config, folder)
     print(summary(plan, paths), flush=True)

@@ -68,6 +68,35 @@ def compact(full: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _flat(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"data": {"image_size": 320}}`` -> ``{"data.image_size": 320}`` (a ``class_path`` block whole)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and "class_path" not in value:
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def replaced(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any]) -> list[str]:
+    """Notes for the settings the user gave (config or command line) that the plan writes over.
+
+    A planned run must not drop a user's ``--data.image_size 512`` silently: the note says what
+    was replaced and how to keep it (edit ``plan.yaml`` and train it without ``--budget``).
+    """
+    user = _flat(compact(user_full, defaults))
+    notes = []
+    for key, value in plan.settings.items():
+        given = user.get(key)
+        if key in user and given != value and given not in ("auto", None):
+            notes.append(
+                f"your {key}={given!r} was replaced by the plan's {value!r}; to keep yours, set it in "
+                "plan.yaml and run `segapp fit --config plan.yaml` (no --budget)"
+            )
+    return notes
+
+
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():

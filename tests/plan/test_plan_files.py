@@ -78,3 +78,13 @@ def test_compact_keeps_what_differs_from_the_defaults():
         "data": {"image_size": 3, "augment": "light"},
         "seed": 1,
     }
+
+
+def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys):
+    active, _, _ = _plan(tmp_path, "--data.image_size", "999")
+    assert active.plan.settings["data.image_size"] != 999
+    (note,) = [n for n in active.plan.notes if "was replaced" in n]
+    assert note.startswith("your data.image_size=999 was replaced by the plan's") and "plan.yaml" in note
+    assert "your data.image_size=999" in capsys.readouterr().out
+    plain, _, _ = _plan(tmp_path / "again")
+    assert not [n for n in plain.plan.notes if "was replaced" in n]  # configs/auto.yaml alone: nothing to name
