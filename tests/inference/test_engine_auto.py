@@ -80,3 +80,19 @@ def test_cli_records_the_chosen_engine(tiny_ckpt, holdout_root, tmp_path, cache)
     assert run["sizing"]["workers"] == 0 and run["sizing"]["batch_size"] == 1  # --workers given, batch auto
     assert run["options"]["batch_size"] == 1 and "ONNX Runtime on the CPU: batch 1" in run["sizing"]["reason"]
     assert run["model_sha256"] == __import__("hashlib").sha256(tiny_ckpt.read_bytes()).hexdigest()
+
+
+def test_a_changed_checkpoint_gets_its_own_export(tiny_ckpt, tmp_path, cache):
+    import torch
+
+    first = create_engine(checkpoint=tiny_ckpt, precision="fp32", engine="onnx")
+    changed = tmp_path / "changed.ckpt"
+    state = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    name = next(k for k, t in state["state_dict"].items() if t.is_floating_point() and t.numel() > 1)
+    state["state_dict"][name] += 0.5  # a retrained checkpoint: other weights, same settings
+    torch.save(state, changed)
+    second = create_engine(checkpoint=changed, precision="fp32", engine="onnx")
+    assert second.describe()["export"] == "exported"
+    assert second.describe()["export_path"] != first.describe()["export_path"] and len(list(cache.glob("*.onnx"))) == 2
+    x = np.random.default_rng(0).random((1, 3, *first.spec.size), dtype=np.float32)
+    assert not np.allclose(first.run(x).logits, second.run(x).logits)  # the new weights, not the cached old ones
