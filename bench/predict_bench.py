@@ -280,8 +280,8 @@ def speed(a: argparse.Namespace) -> dict:
 def markdown(result: dict) -> str:
     """The docs table of one checkpoint."""
     lines = [
-        f"| variant | engine, precision | s ({result['images']} images) | images/s | vs naive | vs unoptimised | peak RSS MiB | "
-        "masks identical to unoptimised | mean / min Dice vs unoptimised |",
+        f"| variant | engine, precision | s ({result['images']} images) | images/s | vs naive | vs unoptimised | "
+        "peak RSS MiB | masks identical to unoptimised | mean / min Dice vs unoptimised |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, t in result["table"].items():
