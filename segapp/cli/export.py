@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--calibration-count",
         type=int,
-        default=64,
+        default=96,
         metavar="N",
-        help="with --quantize: calibration images spread over DIR (default 64; N/3 more are held out to check)",
+        help="with --quantize: calibration images spread over DIR (default 96; N/3 more, >= 30, check it)",
     )
     return p
 

@@ -134,7 +134,7 @@ def export_model(
     opset: int = 17,
     quantize: Quantize | None = None,
     calibration: str | Path | None = None,
-    calibration_count: int = 64,
+    calibration_count: int = 96,
 ) -> Path:
     """Export ``checkpoint`` (one, several, or a cv folder) to ``out`` and write ``out.json`` beside it.
 
