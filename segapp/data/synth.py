@@ -82,12 +82,17 @@ def _draw_hairs(rng: np.random.Generator, img: np.ndarray, bend_scale: float = 1
     img[:] = img * (1 - layer[..., None]) + dark * layer[..., None]
 
 
+def _skin(rng: np.random.Generator, s: int) -> np.ndarray:
+    """Skin-coloured background with low-frequency texture, ``s x s x 3`` float32 in [0, 1]."""
+    skin = np.array([0.85, 0.65, 0.55]) * rng.uniform(0.75, 1.05) + rng.uniform(-0.06, 0.06, 3)
+    tex = _smooth_noise(rng, s, 8)[..., None] * 0.06 + _smooth_noise(rng, s, 32)[..., None] * 0.04
+    return np.clip(skin[None, None, :] + tex, 0, 1).astype(np.float32)
+
+
 def make_sample(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, np.ndarray]:
     """One image (H x W x 3 uint8) and its mask (H x W bool)."""
     s = cfg.size
-    skin = np.array([0.85, 0.65, 0.55]) * rng.uniform(0.75, 1.05) + rng.uniform(-0.06, 0.06, 3)
-    tex = _smooth_noise(rng, s, 8)[..., None] * 0.06 + _smooth_noise(rng, s, 32)[..., None] * 0.04
-    img = np.clip(skin[None, None, :] + tex, 0, 1).astype(np.float32)
+    img = _skin(rng, s)
     mask = np.zeros((s, s), bool)
     if rng.random() >= cfg.empty_fraction:
         mask = _lesion_mask(rng, s)
@@ -133,9 +138,7 @@ def _large_lesion_alpha(rng: np.random.Generator, mask: np.ndarray) -> np.ndarra
 def make_large_sample(rng: np.random.Generator, cfg: SynthConfig = SynthConfig()) -> tuple[np.ndarray, np.ndarray]:
     """One ``dermoscopy_large`` image (H x W x 3 uint8) and its mask (H x W bool)."""
     s = cfg.size
-    skin = np.array([0.85, 0.65, 0.55]) * rng.uniform(0.75, 1.05) + rng.uniform(-0.06, 0.06, 3)
-    tex = _smooth_noise(rng, s, 8)[..., None] * 0.06 + _smooth_noise(rng, s, 32)[..., None] * 0.04
-    img = np.clip(skin[None, None, :] + tex, 0, 1).astype(np.float32)
+    img = _skin(rng, s)
     mask = np.zeros((s, s), bool)
     if rng.random() >= cfg.empty_fraction:
         mask = _large_lesion_mask(rng, s, rng.uniform(0.2, 0.6))
