@@ -40,7 +40,7 @@ from segapp.lit.callbacks import RunSummary  # noqa: E402
 from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from segapp.lit.report_callback import EvalReport  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
-from segapp.plan.apply import ActivePlan, plan_fit  # noqa: E402
+from segapp.plan.apply import ActivePlan, command_start, plan_fit  # noqa: E402
 from segapp.plan.progress import PlanProgress  # noqa: E402
 
 
@@ -105,6 +105,10 @@ class SegappCLI(LightningCLI):
         )
         parser.add_argument("--plan_only", type=bool, default=False, help="With --budget: plan, print, do not train")
 
+    def __init__(self, *args, **kwargs) -> None:
+        self.started = command_start()  # the --budget clock: this command, not what its process did before
+        super().__init__(*args, **kwargs)
+
     def before_instantiate_classes(self) -> None:
         """With ``--budget``: plan the run, then train ``<run>/plan.yaml`` parsed as if given with ``--config``."""
         self.active_plan: ActivePlan | None = None
@@ -117,7 +121,7 @@ class SegappCLI(LightningCLI):
                 f"--budget: expected with segapp fit, got segapp {sub}; fix: plan with `segapp fit --budget 40m ...`"
             )
         parser = self._parser(sub)
-        self.active_plan = plan_fit(parser, cfg)
+        self.active_plan = plan_fit(parser, cfg, started=self.started)
         self.config[sub] = parser.parse_args(["--config", str(self.active_plan.paths["yaml"])])
         if self.active_plan.plan_only:
             self.subcommand = None  # nothing is built or run

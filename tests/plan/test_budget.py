@@ -45,3 +45,15 @@ def test_max_time_text_is_lightnings_format():
     assert max_time_text(2330.7) == "00:00:38:50"
     assert max_time_text(90061) == "01:01:01:01"
     assert max_time_text(-3) == "00:00:00:01"
+
+
+def test_the_budget_clock_counts_imports_of_a_fresh_process_but_not_earlier_work(monkeypatch):
+    import time
+
+    from segapp.plan import apply
+
+    monkeypatch.setattr(time, "monotonic", lambda: 1000.0)
+    monkeypatch.setattr(time, "process_time", lambda: 4.0)  # a fresh `segapp fit`: 4 s of imports
+    assert apply.command_start() == 996.0
+    monkeypatch.setattr(time, "process_time", lambda: 322.0)  # pytest or segapp-cv after other work
+    assert apply.command_start() == 1000.0
