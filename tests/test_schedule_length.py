@@ -92,7 +92,7 @@ def test_bad_schedule_settings_are_setting_errors(kw):
         _sched(**kw)
 
 
-def _fake_trainer(max_epochs, remaining=None, epoch=0):
+def _fake_trainer(max_epochs, remaining=None, epoch=0, datamodule=None):
     timer = Timer(duration=timedelta(seconds=1000)) if remaining is not None else None
     if timer is not None:
         timer.time_remaining = lambda *a, **k: remaining
@@ -105,6 +105,8 @@ def _fake_trainer(max_epochs, remaining=None, epoch=0):
         current_epoch=epoch,
         is_global_zero=True,
         strategy=SimpleNamespace(broadcast=lambda x, src=0: x),
+        datamodule=datamodule,
+        should_stop=False,
     )
 
 
@@ -118,6 +120,36 @@ def test_max_time_shortens_the_cosine_after_a_slow_epoch():
     # a one-off slow epoch (a cache being built) does not shorten the cosine for good
     follower.epoch_end(_fake_trainer(20, remaining=700, epoch=2), sched, info, epoch_seconds=20.0)
     assert sched.max_epochs == 20 and info["lr_schedule"]["source"] == "trainer.max_epochs=20"
+
+
+def test_the_run_stops_when_the_next_epoch_does_not_fit_in_max_time(capsys):
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    t = _fake_trainer(20, remaining=350, epoch=5)
+    follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 9 and not t.should_stop  # 3 more epochs fit
+    t = _fake_trainer(20, remaining=90, epoch=8)
+    follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 9 and t.should_stop
+    assert "stopping after epoch 8: the next epoch (~100 s) does not fit in the 90 s left" in capsys.readouterr().out
+
+
+def test_the_epoch_limit_ends_the_run_without_a_time_stop():
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(5, remaining=900), sched, info)
+    t = _fake_trainer(5, remaining=50, epoch=4)  # the last epoch of max_epochs: Lightning stops by itself
+    follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 5 and not t.should_stop
+
+
+def test_the_projection_counts_a_larger_training_size_as_dearer():
+    dm = SimpleNamespace(train_size=lambda e: (160, 160) if e < 3 else (256, 256))
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(50, remaining=2000, datamodule=dm), sched, info)
+    follower.epoch_end(_fake_trainer(50, remaining=1000, epoch=1, datamodule=dm), sched, info, epoch_seconds=100.0)
+    # epoch 2 at 160 px (100 s), then 256 px epochs at 2.56x (256 s): 100 + 3 x 256 = 868 <= 1000
+    assert sched.max_epochs == 2 + 1 + 3
+    assert project_time(ScheduleLength(50, "x"), 2, 1000, 100.0).epochs == 12  # without the sizes
 
 
 def test_no_limit_at_all_is_refused():

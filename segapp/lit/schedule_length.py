@@ -5,10 +5,13 @@ the run is projected to stop first:
 
 - ``trainer.max_epochs`` -> that many epochs;
 - ``trainer.max_steps`` -> ``ceil(max_steps / optimizer steps per epoch)``;
-- ``trainer.max_time`` -> epochs done + ``floor(time left / duration of the last epoch)``,
-  re-projected after every epoch from the latest epoch (so a slower epoch, e.g. after
-  progressive resizing switches to a larger size, shortens the cosine before the time runs out,
-  and a one-off slow first epoch, e.g. while a cache is built, does not shorten it for good).
+- ``trainer.max_time`` -> epochs done + the whole epochs that fit in the time left at the
+  duration of the last epoch (scaled by the pixels of each coming epoch's training size under
+  ``data.train_size_schedule``), re-projected after every epoch from the latest epoch (so a slower
+  epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
+  a cache is built, does not shorten it for good). When the projection says the next epoch does
+  not fit, the run stops there, at the cosine's floor, instead of starting an epoch that
+  ``max_time`` would cut short (its weights half an epoch past the floor and the time wasted).
 
 The length never grows past the epoch and step limits, and the resolved value, its source and
 every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
@@ -17,9 +20,13 @@ every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from segapp.errors import SettingError
+
+MAX_PROJECTED = 100_000
+"""Bound on a projection without an epoch or step limit (a guard against a near-zero epoch time)."""
 
 
 @dataclass
@@ -53,7 +60,11 @@ def from_limits(max_epochs: int | None, max_steps: int | None, steps_per_epoch: 
 
 
 def project_time(
-    limits: ScheduleLength, epochs_done: int, seconds_left: float, last_epoch_seconds: float
+    limits: ScheduleLength,
+    epochs_done: int,
+    seconds_left: float,
+    last_epoch_seconds: float,
+    cost: Callable[[int], float] | None = None,
 ) -> ScheduleLength:
     """The length when ``trainer.max_time`` may end the run before ``limits`` does.
 
@@ -62,10 +73,17 @@ def project_time(
         epochs_done: Epochs completed in the whole run (including any resumed ones).
         seconds_left: Time left of ``trainer.max_time``.
         last_epoch_seconds: Wall time of the epoch just finished (training plus validation).
+        cost: Cost of (0-based) epoch ``e`` relative to the epoch just finished (default 1): a
+            larger training size under progressive resizing costs more.
     """
     if last_epoch_seconds <= 0:
         return limits
-    n = epochs_done + max(0, math.floor(seconds_left / last_epoch_seconds))
+    cost = cost or (lambda e: 1.0)
+    n, left = epochs_done, seconds_left
+    cap = limits.epochs if limits.epochs is not None else epochs_done + MAX_PROJECTED
+    while n < cap and (need := last_epoch_seconds * cost(n)) <= left:
+        left -= need
+        n += 1
     if limits.epochs is not None and n >= limits.epochs:
         return limits
     src = (
@@ -73,6 +91,20 @@ def project_time(
         f"{last_epoch_seconds:.0f} s per epoch"
     )
     return ScheduleLength(n, src)
+
+
+def pixel_cost(trainer, done: int) -> Callable[[int], float] | None:
+    """Epoch cost relative to epoch ``done - 1`` from the datamodule's training sizes (pixels), if any.
+
+    Pixels overstate a larger size's cost (validation does not change; steps grow ~pixels^0.9),
+    so the projection errs short: the run ends a little early rather than being cut mid-epoch.
+    """
+    dm = getattr(trainer, "datamodule", None)
+    size = getattr(dm, "train_size", None)
+    if not callable(size) or done < 1:
+        return None
+    last = size(done - 1)
+    return lambda e: (size(e)[0] * size(e)[1]) / (last[0] * last[1])
 
 
 def _say(trainer, text: str) -> None:
@@ -141,17 +173,29 @@ class ScheduleFollower:
         self._record(trainer, sched, run_info, "start")
 
     def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
-        """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``."""
+        """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``.
+
+        When the time left holds no further epoch, the run stops after this one (the cosine's
+        floor), rather than starting an epoch ``max_time`` would cut short.
+        """
         timer = _timer(trainer)
         if not sched.follows_trainer or timer is None or self.length is None:
             return
-        new = project_time(self.limits, trainer.current_epoch + 1, timer.time_remaining(), epoch_seconds)
+        done = trainer.current_epoch + 1
+        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, pixel_cost(trainer, done))
         epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
-        if epochs is None or epochs == self.length.epochs:
-            return
-        self.length = ScheduleLength(epochs, new.source)
-        sched.set_length(epochs)
-        self._record(trainer, sched, run_info, f"after epoch {trainer.current_epoch}")
+        if epochs is not None and epochs != self.length.epochs:
+            self.length = ScheduleLength(epochs, new.source)
+            sched.set_length(epochs)
+            self._record(trainer, sched, run_info, f"after epoch {trainer.current_epoch}")
+        limit = self.limits.epochs if self.limits is not None else None
+        if epochs is not None and done >= epochs and (limit is None or done < limit):
+            trainer.should_stop = True
+            _say(
+                trainer,
+                f"stopping after epoch {trainer.current_epoch}: the next epoch (~{epoch_seconds:.0f} s) does not fit "
+                f"in the {timer.time_remaining():.0f} s left of trainer.max_time; the cosine ended here",
+            )
 
     def _record(self, trainer, sched, run_info: dict, when: str) -> None:
         entry = {"when": when, "epochs": sched.max_epochs, "source": self.length.source}

@@ -24,11 +24,21 @@ def progress_line(epoch: int, epochs: int, elapsed_s: float, planned_s: float, b
     delta = elapsed_s - planned_s
     tol = max(MIN_TOLERANCE_S, TOLERANCE * budget_s)
     status = "on plan" if abs(delta) <= tol else "behind plan" if delta > 0 else "ahead of plan"
-    line = f"plan: epoch {epoch}/{epochs} · {elapsed_s / 60:.1f} of {budget_s / 60:.1f} min · {status}"
+    count = f"{epoch}/{epochs}" if epoch <= epochs else f"{epoch} ({epochs} planned; the epochs ran faster)"
+    line = f"plan: epoch {count} · {elapsed_s / 60:.1f} of {budget_s / 60:.1f} min · {status}"
     line += f" ({delta / 60:+.1f} min)"
     if epoch < epochs and delta > tol:
-        line += "; trainer.max_time may stop it before the last planned epoch"
+        line += "; the run will end before the last planned epoch (the cosine is shortened to fit)"
     return line
+
+
+def planned_end(epoch_ends: Sequence[float], epoch: int) -> float:
+    """Planned end of ``epoch`` (1-based); past the plan, the last planned epoch's length is repeated."""
+    n = len(epoch_ends)
+    if epoch <= n:
+        return epoch_ends[epoch - 1]
+    last = epoch_ends[-1] - (epoch_ends[-2] if n > 1 else 0.0)
+    return epoch_ends[-1] + (epoch - n) * last
 
 
 class PlanProgress(Callback):
@@ -58,7 +68,7 @@ class PlanProgress(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or not self.epoch_ends:
             return
         k = trainer.current_epoch + 1
-        planned = self.epoch_ends[min(k, len(self.epoch_ends)) - 1]
+        planned = planned_end(self.epoch_ends, k)
         line = progress_line(k, len(self.epoch_ends), self.clock() - self.started, planned, self.budget_s)
         self.lines.append(line)
         print(line, flush=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from segapp.plan.progress import PlanProgress, progress_line
+from segapp.plan.progress import PlanProgress, planned_end, progress_line
 
 
 def test_progress_line_says_on_behind_or_ahead_of_plan():
@@ -12,9 +12,9 @@ def test_progress_line_says_on_behind_or_ahead_of_plan():
         progress_line(5, 14, 12.3 * 60, 11.9 * 60, 2400) == "plan: epoch 5/14 · 12.3 of 40.0 min · on plan (+0.4 min)"
     )
     behind = progress_line(5, 14, 20 * 60, 12 * 60, 2400)
-    assert "behind plan (+8.0 min)" in behind and "max_time may stop it" in behind
+    assert "behind plan (+8.0 min)" in behind and "end before the last planned epoch" in behind
     assert "ahead of plan (-5.0 min)" in progress_line(5, 14, 7 * 60, 12 * 60, 2400)
-    assert "max_time" not in progress_line(14, 14, 45 * 60, 38 * 60, 2400)  # the last epoch: nothing left to stop
+    assert "end before" not in progress_line(14, 14, 45 * 60, 38 * 60, 2400)  # the last epoch: nothing left to stop
 
 
 def test_the_callback_prints_one_line_per_epoch_from_the_plan(capsys):
@@ -30,3 +30,10 @@ def test_the_callback_prints_one_line_per_epoch_from_the_plan(capsys):
     quiet = PlanProgress([1.0], 10, 0.0, clock=lambda: 1.0)
     quiet.on_train_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=False, current_epoch=0), None)
     assert quiet.lines == []
+
+
+def test_epochs_past_the_plan_are_counted_at_the_last_planned_epochs_length():
+    ends = [100.0, 160.0, 220.0]
+    assert planned_end(ends, 2) == 160.0 and planned_end(ends, 5) == 340.0
+    line = progress_line(5, 3, 330.0, planned_end(ends, 5), 600)
+    assert line.startswith("plan: epoch 5 (3 planned; the epochs ran faster)") and "on plan" in line

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from segapp.errors import SettingError
 from segapp.plan.apply import make_plan
 from segapp.plan.device import Device
 from segapp.plan.fingerprint import fingerprint_folder
+from segapp.plan.rules_timed import epoch_room
 from tests.plan.conftest import CPU, FakeTimer, fingerprint, lesion_folder
 
 WEIGHTS = (True, "test weights")
@@ -71,7 +74,7 @@ def test_pretrained_net_is_planned_with_freeze_then_fine_tune():
 
 def test_few_images_keep_the_encoder_frozen_and_light_augmentation():
     p = plan(fingerprint(pairs=60), 1800)
-    assert p.settings["model.freeze_encoder_epochs"] == p.schedule.epochs
+    assert p.settings["model.freeze_encoder_epochs"] == p.settings["trainer.max_epochs"] > p.schedule.epochs
     assert p.settings["data.augment"] == "light"
     assert plan(fingerprint(pairs=600), 3600).settings["data.augment"] == "standard"
 
@@ -89,7 +92,10 @@ def test_progressive_resizing_ema_and_schedule_on_a_long_run():
     ema = p.settings["trainer.callbacks"][0]
     assert ema["class_path"].endswith("EMAWeightAveraging") and 0.9 <= ema["init_args"]["decay"] <= 0.999
     assert p.settings["model.scheduler"]["init_args"]["warmup_epochs"] == 1
-    assert p.settings["trainer.max_epochs"] == s.epochs >= 6
+    assert (
+        s.epochs >= 6
+        and p.settings["trainer.max_epochs"] == epoch_room(s.epochs, None) == math.ceil(1.5 * s.epochs) + 1
+    )
 
 
 def test_a_short_run_has_no_ema_and_no_progressive_resizing():
