@@ -183,6 +183,24 @@ def test_step_limit_ends_the_run_first(synth_root, tmp_path):
     assert lrs[2] == pytest.approx(LR * _factor(2, 3), rel=1e-5)
 
 
+def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tmp_path, capsys, monkeypatch):
+    from segapp.app import cli
+
+    calls = []  # plenty of time after epoch 0, none after epoch 1
+
+    def remaining(self, stage="train"):
+        calls.append(stage)
+        return 1e6 if len(calls) == 1 else 0.0
+
+    monkeypatch.setattr(Timer, "time_remaining", remaining)
+    run = tmp_path / "run"
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "10", "--trainer.max_time", "00:01:00:00"))
+    assert "lr schedule: stopping after epoch 1: the next epoch" in capsys.readouterr().out
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 2
+    assert _epoch_lrs(run)[1] == pytest.approx(LR, rel=1e-5)  # epoch 1: the top of the cosine (warm-up done)
+
+
 def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, capsys):
     from segapp.app import cli
 
