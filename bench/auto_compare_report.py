@@ -12,6 +12,7 @@ The statistics are segapp.eval.stats' (``describe``: percentile bootstrap CI of 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import math
 import os
@@ -76,6 +77,17 @@ def training_fit(step: Mapping | None, budget_s: float) -> dict:
     return {"budget_s": budget_s, "wall_s": wall, "wall_over_budget": round(wall / budget_s, 3), "rc": step["rc"]}
 
 
+def epochs_trained(run: Path) -> int | None:
+    """Epochs the run trained (the largest ``epoch`` in its ``metrics.csv`` files, plus one)."""
+    epochs = [
+        int(float(r["epoch"]))
+        for f in run.glob("logs/version_*/metrics.csv")
+        for r in csv.DictReader(f.read_text().splitlines())
+        if r.get("epoch")
+    ]
+    return max(epochs) + 1 if epochs else None
+
+
 def plan_summary(out: Path) -> dict | None:
     """What the planner chose (net, size, epochs, predicted time), from ``OUT/auto/plan.json``."""
     plan = read_json(out / "auto" / "plan.json")
@@ -91,6 +103,7 @@ def plan_summary(out: Path) -> dict | None:
         "precision": settings.get("trainer.precision"),
         "max_epochs": settings.get("trainer.max_epochs"),
         "epochs_planned": sched.get("epochs") if isinstance(sched, Mapping) else None,
+        "epochs_trained": epochs_trained(out / "auto"),
         "predicted_total_s": plan.get("predicted_total_s"),
         "device": plan.get("device"),
     }
@@ -188,7 +201,8 @@ def _plan_line(p: Mapping) -> str:
     predicted = "-" if p.get("predicted_total_s") is None else f"{p['predicted_total_s'] / 60:.1f} min"
     return (
         f"Auto plan: {p['net']}, {p['image_size']} px (train size schedule {p['train_size_schedule']}), "
-        f"{p['in_channels']} input channel(s), {p['precision']}, {p['max_epochs']} epochs; predicted {predicted} "
+        f"{p['in_channels']} input channel(s), {p['precision']}, {p.get('epochs_trained')} epochs trained "
+        f"({p.get('epochs_planned')} planned, at most {p['max_epochs']}); predicted {predicted} "
         "(auto/plan.md has every reason)."
     )
 
