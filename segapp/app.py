@@ -226,6 +226,20 @@ def bare_argv() -> Iterator[None]:
         sys.argv = argv
 
 
+def parsed_app(args: list[str], **parser_kwargs) -> _ParseOnly:
+    """The app with ``args`` parsed as ``segapp fit`` parses them, nothing instantiated."""
+    with bare_argv():
+        return _ParseOnly(
+            SegmentationModule,
+            LesionDataModule,
+            auto_configure_optimizers=False,
+            args=args,
+            run=False,
+            parser_class=SegappArgumentParser,
+            parser_kwargs=parser_kwargs,
+        )
+
+
 def parse_only(args: list[str]) -> str | None:
     """Parse ``args`` (``--config ... --key=value``; a leading ``fit`` is dropped) like ``segapp fit``,
     without instantiating anything (a GPU trainer config parses on a CPU-only machine).
@@ -239,16 +253,8 @@ def parse_only(args: list[str]) -> str | None:
     level = quiet.level
     quiet.setLevel(logging.WARNING)  # "Seed set to N" once per parse is noise here
     try:
-        with contextlib.redirect_stderr(io.StringIO()) as err, bare_argv():
-            _ParseOnly(
-                SegmentationModule,
-                LesionDataModule,
-                auto_configure_optimizers=False,
-                args=args,
-                run=False,
-                parser_class=SegappArgumentParser,
-                parser_kwargs={"exit_on_error": False},
-            )
+        with contextlib.redirect_stderr(io.StringIO()) as err:
+            parsed_app(args, exit_on_error=False)
     except SystemExit:
         return err.getvalue().strip() or "the parser exited without a message"
     except Exception as e:  # jsonargparse's ArgumentError and errors from config files

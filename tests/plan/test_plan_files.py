@@ -6,9 +6,7 @@ import json
 
 import yaml
 
-from segapp.app import SegappArgumentParser, _ParseOnly, bare_argv, parse_only
-from segapp.data import LesionDataModule
-from segapp.lit import SegmentationModule
+from segapp.app import parse_only, parsed_app
 from segapp.plan.apply import plan_fit
 from segapp.plan.rules_timed import epoch_room
 from segapp.plan.writer import compact, nested
@@ -16,23 +14,11 @@ from tests.conftest import REPO
 from tests.plan.conftest import FakeTimer, lesion_folder
 
 
-def _parsed(args: list[str]) -> _ParseOnly:
-    with bare_argv():
-        return _ParseOnly(
-            SegmentationModule,
-            LesionDataModule,
-            auto_configure_optimizers=False,
-            args=args,
-            run=False,
-            parser_class=SegappArgumentParser,
-        )
-
-
 def _plan(tmp_path, *extra: str, budget: str = "20m"):
     root = lesion_folder(tmp_path / "data", [0.04, 0.09, 0.16, 0.0] * 6, size=100)
     run = tmp_path / "run"
     args = ["--config", str(REPO / "configs/auto.yaml"), "--data.root", str(root), "--budget", budget]
-    app = _parsed([*args, "--trainer.default_root_dir", str(run), *extra])
+    app = parsed_app([*args, "--trainer.default_root_dir", str(run), *extra])
     return plan_fit(app.parser, app.config, make_timer=lambda base, splits, rule: FakeTimer()), root, run
 
 
@@ -47,7 +33,7 @@ def test_the_plan_is_a_normal_config_that_parses_and_holds_the_plan(tmp_path, ca
     assert cfg["data"]["image_size"] == s["data.image_size"] and cfg["trainer"]["max_epochs"] == s["trainer.max_epochs"]
     assert cfg["data"]["root"] == str(root.resolve()) and cfg["model"]["net"] == s["model.net"]
     assert cfg["data"]["val_fraction"] == 0.25 and cfg["trainer"]["gradient_clip_val"] == 0.5  # the user's, kept
-    parsed = _parsed(["--config", str(paths["yaml"])]).config
+    parsed = parsed_app(["--config", str(paths["yaml"])]).config
     assert parsed["data.image_size"] == s["data.image_size"] and parsed["trainer.max_time"] == s["trainer.max_time"]
     assert parsed["model.net.init_args.in_channels"] == s["data.in_channels"]  # the link still applies
     out = capsys.readouterr().out
