@@ -54,8 +54,31 @@ def test_dice_bce_loss_known_values():
     assert loss(perfect, tgt).item() == pytest.approx(0.0, abs=1e-6)
 
 
+def test_dice_focal_loss_known_value_and_perfect_prediction():
+    loss = create_loss("dice_focal")
+    tgt = torch.zeros(1, 1, 2, 2)
+    tgt[0, 0, 0] = 1
+    logits = torch.zeros(1, 1, 2, 2)  # p = 0.5: focal = mean((1 - 0.5)^2 * log 2)
+    dice = 1 - (2 * 1.0 + 1e-5) / (2.0 + 2.0 + 1e-5)
+    assert loss(logits, tgt).item() == pytest.approx(dice + 0.25 * np.log(2), abs=1e-5)
+    perfect = torch.where(tgt > 0, 20.0, -20.0)
+    assert loss(perfect, tgt).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_tversky_costs_a_missed_lesion_pixel_more_than_a_false_one():
+    loss = create_loss("tversky")
+    tgt = torch.zeros(1, 1, 4, 4)
+    tgt[0, 0, :2, :2] = 1  # a 4-pixel lesion
+    missed = torch.where(tgt > 0, 20.0, -20.0)
+    missed[0, 0, 0, 0] = -20.0  # one lesion pixel missed
+    extra = torch.where(tgt > 0, 20.0, -20.0)
+    extra[0, 0, 3, 3] = 20.0  # one false pixel
+    fn, fp = loss(missed, tgt).item(), loss(extra, tgt).item()
+    assert fn == pytest.approx(1 - 3 / (3 + 0.7), abs=1e-4) and fp == pytest.approx(1 - 4 / (4 + 0.3), abs=1e-4)
+
+
 def test_unknown_loss_lists_valid_names():
-    with pytest.raises(ValueError, match="model.loss: expected one of dice_bce, dice, bce"):
+    with pytest.raises(ValueError, match="model.loss: expected one of dice_bce, dice, bce, dice_focal, tversky"):
         create_loss("focal")
 
 

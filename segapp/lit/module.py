@@ -35,7 +35,8 @@ class SegmentationModule(L.LightningModule):
 
     Args:
         net: A registered segapp net (``class_path`` + ``init_args`` in YAML).
-        loss: ``dice_bce`` (MONAI DiceCELoss, sigmoid), ``dice`` or ``bce``.
+        loss: ``dice_bce`` (MONAI DiceCELoss, sigmoid), ``dice``, ``bce``, ``dice_focal`` or
+            ``tversky`` (:func:`segapp.lit.losses.create_loss`).
         optimizer: Optimiser factory (LightningCLI ``OptimizerCallable``).
         scheduler: Optional LR scheduler factory; ``ReduceLROnPlateau`` watches ``monitor``.
         monitor: Metric for the plateau scheduler (and the checkpoint callback by default).
