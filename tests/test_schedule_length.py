@@ -134,6 +134,21 @@ def test_the_run_stops_when_the_next_epoch_does_not_fit_in_max_time(capsys):
     assert "stopping after epoch 8: the next epoch (~100 s) does not fit in the 90 s left" in capsys.readouterr().out
 
 
+def test_a_one_off_slow_epoch_does_not_end_the_run():
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    t = _fake_trainer(20, remaining=250, epoch=0)  # a 360 s first epoch (the cache); later ones are faster
+    follower.epoch_end(t, sched, info, epoch_seconds=360.0)
+    assert not t.should_stop and sched.max_epochs == 2  # the cosine ends after epoch 1; epoch 1 still runs
+    follower.epoch_end(_fake_trainer(20, remaining=210, epoch=1), sched, info, epoch_seconds=40.0)
+    t = _fake_trainer(20, remaining=90, epoch=2)  # a stall: 120 s; the fastest epoch (40 s) still fits
+    follower.epoch_end(t, sched, info, epoch_seconds=120.0)
+    assert not t.should_stop and sched.max_epochs == 3
+    t = _fake_trainer(20, remaining=30, epoch=3)  # now not even the fastest fits
+    follower.epoch_end(t, sched, info, epoch_seconds=40.0)
+    assert t.should_stop
+
+
 def test_the_epoch_limit_ends_the_run_without_a_time_stop():
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(5, remaining=900), sched, info)

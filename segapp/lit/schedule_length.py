@@ -9,9 +9,10 @@ the run is projected to stop first:
   duration of the last epoch (scaled by the pixels of each coming epoch's training size under
   ``data.train_size_schedule``), re-projected after every epoch from the latest epoch (so a slower
   epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
-  a cache is built, does not shorten it for good). When the projection says the next epoch does
-  not fit, the run stops there, at the cosine's floor, instead of starting an epoch that
-  ``max_time`` would cut short (its weights half an epoch past the floor and the time wasted).
+  a cache is built, does not shorten it for good). When not even the fastest epoch so far fits
+  in the time left (from the second timed epoch on), the run stops there, at the cosine's floor,
+  instead of starting an epoch that ``max_time`` would cut short (its weights half an epoch past
+  the floor and the time wasted).
 
 The length never grows past the epoch and step limits, and the resolved value, its source and
 every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
@@ -137,6 +138,8 @@ class ScheduleFollower:
         self.length: ScheduleLength | None = None
         self.limits: ScheduleLength | None = None
         self.history: list[dict] = []
+        self.fastest_s: float | None = None  # the fastest epoch so far: the stop test's estimate
+        self.seen = 0  # epochs timed in this process
 
     def start(self, trainer, sched, run_info: dict) -> None:
         """Resolve the length from the epoch/step limits (or honour an explicit one) and record it."""
@@ -175,26 +178,37 @@ class ScheduleFollower:
     def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
         """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``.
 
-        When the time left holds no further epoch, the run stops after this one (the cosine's
-        floor), rather than starting an epoch ``max_time`` would cut short.
+        When the time left holds no further epoch, not even at the fastest epoch's pace, the run
+        stops after this one (the cosine's floor), rather than starting an epoch ``max_time`` would
+        cut short; never after the first timed epoch (it builds the cache).
         """
         timer = _timer(trainer)
         if not sched.follows_trainer or timer is None or self.length is None:
             return
         done = trainer.current_epoch + 1
-        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, pixel_cost(trainer, done))
+        cost = pixel_cost(trainer, done)
+        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost)
+        self.fastest_s = epoch_seconds if self.fastest_s is None else min(self.fastest_s, epoch_seconds)
+        self.seen += 1
         epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
         if epochs is not None and epochs != self.length.epochs:
             self.length = ScheduleLength(epochs, new.source)
             sched.set_length(epochs)
             self._record(trainer, sched, run_info, f"after epoch {trainer.current_epoch}")
         limit = self.limits.epochs if self.limits is not None else None
-        if epochs is not None and done >= epochs and (limit is None or done < limit):
+        if epochs is None or done < epochs or (limit is not None and done >= limit) or self.seen < 2:
+            return
+        # A one-off slow epoch (the first, building a cache; a stall) must not end the run: stop only
+        # after two timed epochs, and when even the fastest so far, at the next epoch's size, would
+        # not fit (else the run goes on at the cosine's floor, as max_time allows).
+        next_s = self.fastest_s * (cost(done) if cost else 1.0)
+        left = timer.time_remaining()
+        if trainer.strategy.broadcast(next_s > left, src=0):  # every rank gets here; rank 0 decides
             trainer.should_stop = True
             _say(
                 trainer,
-                f"stopping after epoch {trainer.current_epoch}: the next epoch (~{epoch_seconds:.0f} s) does not fit "
-                f"in the {timer.time_remaining():.0f} s left of trainer.max_time; the cosine ended here",
+                f"stopping after epoch {trainer.current_epoch}: the next epoch (~{next_s:.0f} s) does not fit "
+                f"in the {left:.0f} s left of trainer.max_time; the cosine ended here",
             )
 
     def _record(self, trainer, sched, run_info: dict, when: str) -> None:
