@@ -149,6 +149,25 @@ def test_a_one_off_slow_epoch_does_not_end_the_run():
     assert t.should_stop
 
 
+def test_a_cheap_small_size_epoch_is_not_taken_for_the_pace_of_a_large_one(capsys):
+    """Progressive resizing (256 px, then 384 px from epoch 7): the fast 256 px epochs must not make a
+    384 px epoch look like it fits. Before the fix the stop test took the fastest epoch's seconds (a
+    102 s one at 256 px) for the next 384 px epoch (~230-265 s): the run went on and max_time cut it
+    mid-epoch (a Kvasir Lite1 run, 2026-11-29: 48 of 80 steps of its last epoch)."""
+    dm = SimpleNamespace(train_size=lambda e: (256, 256) if e < 7 else (384, 384))
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(22, remaining=2236, datamodule=dm), sched, info)
+    left, epochs = 2236.0, [102.0] + [118.0] * 6 + [254.0] * 5  # as that run measured them
+    for epoch, seconds in enumerate(epochs):
+        left -= seconds
+        t = _fake_trainer(22, remaining=left, epoch=epoch, datamodule=dm)
+        follower.epoch_end(t, sched, info, epoch_seconds=seconds)
+        assert t.should_stop == (epoch == 11), epoch  # a 13th epoch, at 384 px, does not fit
+    assert sched.max_epochs == 12 and left == pytest.approx(156.0)
+    assert left > 102.0  # the old rule's "next epoch" (the 256 px epoch's seconds) would have gone on
+    assert "stopping after epoch 11: the next epoch (~230 s) does not fit in the 156 s left" in capsys.readouterr().out
+
+
 def test_the_epoch_limit_ends_the_run_without_a_time_stop():
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(5, remaining=900), sched, info)

@@ -9,10 +9,11 @@ the run is projected to stop first:
   duration of the last epoch (scaled by the pixels of each coming epoch's training size under
   ``data.train_size_schedule``), re-projected after every epoch from the latest epoch (so a slower
   epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
-  a cache is built, does not shorten it for good). When not even the fastest epoch so far fits
-  in the time left (from the second timed epoch on), the run stops there, at the cosine's floor,
-  instead of starting an epoch that ``max_time`` would cut short (its weights half an epoch past
-  the floor and the time wasted).
+  a cache is built, does not shorten it for good). When not even the fastest pace so far
+  (seconds per training pixel, so a small progressive-resizing epoch is not mistaken for a cheap
+  large one) fits the next epoch in the time left (from the second timed epoch on), the run stops
+  there, at the cosine's floor, instead of starting an epoch that ``max_time`` would cut short
+  (its weights half an epoch past the floor and the time wasted).
 
 The length never grows past the epoch and step limits, and the resolved value, its source and
 every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
@@ -94,18 +95,26 @@ def project_time(
     return ScheduleLength(n, src)
 
 
+def train_pixels(trainer, epoch: int) -> float:
+    """Pixels of one training image in (0-based) ``epoch`` under ``data.train_size_schedule``; 1.0 without sizes."""
+    size = getattr(getattr(trainer, "datamodule", None), "train_size", None)
+    if not callable(size):
+        return 1.0
+    h, w = size(epoch)
+    return float(h * w)
+
+
 def pixel_cost(trainer, done: int) -> Callable[[int], float] | None:
     """Epoch cost relative to epoch ``done - 1`` from the datamodule's training sizes (pixels), if any.
 
     Pixels overstate a larger size's cost (validation does not change; steps grow ~pixels^0.9),
     so the projection errs short: the run ends a little early rather than being cut mid-epoch.
     """
-    dm = getattr(trainer, "datamodule", None)
-    size = getattr(dm, "train_size", None)
+    size = getattr(getattr(trainer, "datamodule", None), "train_size", None)
     if not callable(size) or done < 1:
         return None
-    last = size(done - 1)
-    return lambda e: (size(e)[0] * size(e)[1]) / (last[0] * last[1])
+    last = train_pixels(trainer, done - 1)
+    return lambda e: train_pixels(trainer, e) / last
 
 
 def _say(trainer, text: str) -> None:
@@ -138,7 +147,7 @@ class ScheduleFollower:
         self.length: ScheduleLength | None = None
         self.limits: ScheduleLength | None = None
         self.history: list[dict] = []
-        self.fastest_s: float | None = None  # the fastest epoch so far: the stop test's estimate
+        self.fastest_rate: float | None = None  # the fastest epoch so far, seconds per training pixel
         self.seen = 0  # epochs timed in this process
 
     def start(self, trainer, sched, run_info: dict) -> None:
@@ -188,7 +197,9 @@ class ScheduleFollower:
         done = trainer.current_epoch + 1
         cost = pixel_cost(trainer, done)
         new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost)
-        self.fastest_s = epoch_seconds if self.fastest_s is None else min(self.fastest_s, epoch_seconds)
+        # the pace, not the seconds: an epoch at a smaller progressive-resizing size is not "the fastest"
+        rate = epoch_seconds / train_pixels(trainer, done - 1)
+        self.fastest_rate = rate if self.fastest_rate is None else min(self.fastest_rate, rate)
         self.seen += 1
         epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
         if epochs is not None and epochs != self.length.epochs:
@@ -201,7 +212,7 @@ class ScheduleFollower:
         # A one-off slow epoch (the first, building a cache; a stall) must not end the run: stop only
         # after two timed epochs, and when even the fastest so far, at the next epoch's size, would
         # not fit (else the run goes on at the cosine's floor, as max_time allows).
-        next_s = self.fastest_s * (cost(done) if cost else 1.0)
+        next_s = self.fastest_rate * train_pixels(trainer, done)
         left = timer.time_remaining()
         if trainer.strategy.broadcast(next_s > left, src=0):  # every rank gets here; rank 0 decides
             trainer.should_stop = True
