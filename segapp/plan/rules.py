@@ -79,8 +79,8 @@ def _net_rule(weights: tuple[bool, str], choices: list[Choice]) -> NetChoice:
                 f"{net.title}: {why}; pretrained is far ahead of scratch at every training-set size and converges "
                 "faster",
                 "docs/tricks.md study 7 (Kvasir, 720 images: 0.775 vs 0.521; frozen on 50 images beats scratch on "
-                "720); docs/benchmarks.md 10-minute budget: 0.834 vs 0.434; Lite1 instead of Lite0 in the 40-minute "
-                "Kvasir plan: 0.874 vs 0.882 (one epoch fewer), so not the larger encoder",
+                "720); docs/benchmarks.md 10-minute budget: 0.834 vs 0.434; Lite1 / Lite2 instead of Lite0 in the "
+                "40-minute Kvasir plan: 0.874 / 0.889 vs 0.882, level (one epoch fewer each), so not a larger encoder",
             )
         )
         return net
