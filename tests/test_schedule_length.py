@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import time
 from datetime import timedelta
 from types import SimpleNamespace
 
@@ -125,13 +126,45 @@ def test_max_time_shortens_the_cosine_after_a_slow_epoch():
 def test_the_run_stops_when_the_next_epoch_does_not_fit_in_max_time(capsys):
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(20, remaining=900), sched, info)
-    t = _fake_trainer(20, remaining=350, epoch=5)
+    t = _fake_trainer(20, remaining=320, epoch=5)
     follower.epoch_end(t, sched, info, epoch_seconds=100.0)
-    assert sched.max_epochs == 9 and not t.should_stop  # 3 more epochs fit
-    t = _fake_trainer(20, remaining=90, epoch=8)
+    assert sched.max_epochs == 9 and not t.should_stop  # 3 more epochs fit; 20 s is too little for a 4th
+    t = _fake_trainer(20, remaining=20, epoch=8)
     follower.epoch_end(t, sched, info, epoch_seconds=100.0)
     assert sched.max_epochs == 9 and t.should_stop
-    assert "stopping after epoch 8: the next epoch (~100 s) does not fit in the 90 s left" in capsys.readouterr().out
+    assert "stopping after epoch 8: the next epoch (~100 s) does not fit in the 20 s left" in capsys.readouterr().out
+
+
+def test_the_time_after_the_last_whole_epoch_holds_a_partial_one():
+    limits = ScheduleLength(50, "trainer.max_epochs=50")
+    # 7 whole 100 s epochs, then 50 s: 30 s of training after a 20 s validation = 3/8 of the next
+    part = project_time(limits, 3, seconds_left=750, last_epoch_seconds=100, tail_seconds=20)
+    assert part.epochs == 11 and part.partial == pytest.approx(0.375) and "partial (~38% of its steps)" in part.source
+    none = project_time(limits, 3, 740, 100, tail_seconds=20)  # 20 s of training = 1/4: no partial epoch
+    assert none.epochs == 10 and none.partial is None and "partial" not in none.source
+    near = project_time(ScheduleLength(11, "trainer.max_epochs=11"), 3, 750, 100, tail_seconds=20)
+    assert near.epochs == 11 and near.partial is not None  # the epoch limit's last epoch is the partial one
+
+
+def test_the_partial_last_epoch_stops_in_time_for_its_validation(capsys):
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    follower._last_batch_end = time.monotonic() - 20.0  # validation and checkpoint took 20 s
+    follower.epoch_end(_fake_trainer(20, remaining=250, epoch=5), sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 9 and info["lr_schedule"]["partial_share"] == pytest.approx(0.375, abs=0.01)
+    for epoch, left in ((6, 200.0), (7, 160.0), (8, 40.0)):  # before the last epoch: never stopped mid-way
+        t = _fake_trainer(20, remaining=left, epoch=epoch)
+        follower.batch_end(t, sched, info, batch_idx=3)
+        assert not t.should_stop
+    t = _fake_trainer(20, remaining=30.0, epoch=8)  # the last epoch, 30 s left: more than 1.25 x 20 s + 3 s
+    follower.batch_end(t, sched, info, batch_idx=2)
+    assert not t.should_stop
+    t.callbacks[0].time_remaining = lambda *a, **k: 27.0  # 27 s: no more than the validation needs
+    follower.batch_end(t, sched, info, batch_idx=3)
+    assert t.should_stop and info["lr_schedule"]["stopped_mid_epoch"] == {"epoch": 8, "batches": 4, "of": 10}
+    assert "epoch 8 ends after 4 of 10 batches" in capsys.readouterr().out
+    follower.epoch_end(t, sched, info, epoch_seconds=50.0)  # the stopped epoch's end changes nothing
+    assert sched.max_epochs == 9 and info["lr_schedule"]["stopped_mid_epoch"]["batches"] == 4
 
 
 def test_a_one_off_slow_epoch_does_not_end_the_run():
@@ -143,8 +176,8 @@ def test_a_one_off_slow_epoch_does_not_end_the_run():
     follower.epoch_end(_fake_trainer(20, remaining=210, epoch=1), sched, info, epoch_seconds=40.0)
     t = _fake_trainer(20, remaining=90, epoch=2)  # a stall: 120 s; the fastest epoch (40 s) still fits
     follower.epoch_end(t, sched, info, epoch_seconds=120.0)
-    assert not t.should_stop and sched.max_epochs == 3
-    t = _fake_trainer(20, remaining=30, epoch=3)  # now not even the fastest fits
+    assert not t.should_stop and sched.max_epochs == 4  # 90 s at the stall's pace: a partial 4th epoch
+    t = _fake_trainer(20, remaining=10, epoch=3)  # now not even a partial epoch at the fastest pace fits
     follower.epoch_end(t, sched, info, epoch_seconds=40.0)
     assert t.should_stop
 
@@ -156,16 +189,16 @@ def test_a_cheap_small_size_epoch_is_not_taken_for_the_pace_of_a_large_one(capsy
     mid-epoch (a Kvasir Lite1 run, 2026-11-29: 48 of 80 steps of its last epoch)."""
     dm = SimpleNamespace(train_size=lambda e: (256, 256) if e < 7 else (384, 384))
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
-    follower.start(_fake_trainer(22, remaining=2236, datamodule=dm), sched, info)
-    left, epochs = 2236.0, [102.0] + [118.0] * 6 + [254.0] * 5  # as that run measured them
+    follower.start(_fake_trainer(22, remaining=2140, datamodule=dm), sched, info)
+    left, epochs = 2140.0, [102.0] + [118.0] * 6 + [254.0] * 5  # as that run measured them
     for epoch, seconds in enumerate(epochs):
         left -= seconds
         t = _fake_trainer(22, remaining=left, epoch=epoch, datamodule=dm)
         follower.epoch_end(t, sched, info, epoch_seconds=seconds)
-        assert t.should_stop == (epoch == 11), epoch  # a 13th epoch, at 384 px, does not fit
-    assert sched.max_epochs == 12 and left == pytest.approx(156.0)
-    assert left > 102.0  # the old rule's "next epoch" (the 256 px epoch's seconds) would have gone on
-    assert "stopping after epoch 11: the next epoch (~230 s) does not fit in the 156 s left" in capsys.readouterr().out
+        assert t.should_stop == (epoch == 11), epoch  # 60 s is a quarter of a 384 px epoch: too little
+    assert sched.max_epochs == 12 and left == pytest.approx(60.0)
+    assert left / 102.0 > 0.5  # the old rule's "next epoch" (the 256 px epoch's seconds) would have gone on
+    assert "stopping after epoch 11: the next epoch (~230 s) does not fit in the 60 s left" in capsys.readouterr().out
 
 
 def test_the_epoch_limit_ends_the_run_without_a_time_stop():
@@ -181,8 +214,9 @@ def test_the_projection_counts_a_larger_training_size_as_dearer():
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(50, remaining=2000, datamodule=dm), sched, info)
     follower.epoch_end(_fake_trainer(50, remaining=1000, epoch=1, datamodule=dm), sched, info, epoch_seconds=100.0)
-    # epoch 2 at 160 px (100 s), then 256 px epochs at 2.56x (256 s): 100 + 3 x 256 = 868 <= 1000
-    assert sched.max_epochs == 2 + 1 + 3
+    # epoch 2 at 160 px (100 s), then 256 px epochs at 2.56x (256 s): 100 + 3 x 256 = 868 <= 1000,
+    # and the 132 s left hold half of a 4th 256 px epoch
+    assert sched.max_epochs == 2 + 1 + 3 + 1 and info["lr_schedule"]["partial_share"] == pytest.approx(0.516)
     assert project_time(ScheduleLength(50, "x"), 2, 1000, 100.0).epochs == 12  # without the sizes
 
 
@@ -233,6 +267,27 @@ def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tm
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 2
     assert _epoch_lrs(run)[1] == pytest.approx(LR, rel=1e-5)  # epoch 1: the top of the cosine (warm-up done)
+
+
+def test_a_real_run_ends_its_last_epoch_mid_way_and_still_validates_it(synth_root, tmp_path, capsys, monkeypatch):
+    from segapp.app import cli
+
+    calls = []  # plenty of time after epoch 0; in the last epoch's first batch only the validation's
+
+    def remaining(self, stage="train"):
+        calls.append(stage)
+        return 1e6 if len(calls) == 1 else 0.0
+
+    monkeypatch.setattr(Timer, "time_remaining", remaining)
+    run = tmp_path / "run"
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "2", "--trainer.max_time", "00:01:00:00"))
+    assert "lr schedule: epoch 1 ends after 1 of 2 batches" in capsys.readouterr().out
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["epoch"] == 1 and ckpt["global_step"] == 3  # 2 steps, then 1 of 2
+    assert ckpt["segapp"]["run"]["lr_schedule"]["stopped_mid_epoch"] == {"epoch": 1, "batches": 1, "of": 2}
+    latest = max((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
+    rows = list(csv.DictReader((latest / "metrics.csv").read_text().splitlines()))
+    assert {int(r["epoch"]) for r in rows if r.get("val/dice")} == {0, 1}  # the partial epoch was validated
 
 
 def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, capsys):

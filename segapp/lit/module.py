@@ -173,6 +173,12 @@ class SegmentationModule(L.LightningModule):
         if sched is not None:
             self._schedule.epoch_end(self.trainer, sched, self.run_info, time.monotonic() - self._epoch_t0)
 
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        """With ``trainer.max_time``, end the last (partial) epoch in time for its validation."""
+        sched = self._warmup_cosine()
+        if sched is not None:
+            self._schedule.batch_end(self.trainer, sched, self.run_info, batch_idx)
+
     def on_train_epoch_start(self) -> None:
         """Freeze the encoder for the first ``freeze_encoder_epochs`` epochs, then unfreeze (logged)."""
         self._epoch_t0 = time.monotonic()

@@ -9,11 +9,15 @@ the run is projected to stop first:
   duration of the last epoch (scaled by the pixels of each coming epoch's training size under
   ``data.train_size_schedule``), re-projected after every epoch from the latest epoch (so a slower
   epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
-  a cache is built, does not shorten it for good). When not even the fastest pace so far
-  (seconds per training pixel, so a small progressive-resizing epoch is not mistaken for a cheap
-  large one) fits the next epoch in the time left (from the second timed epoch on), the run stops
-  there, at the cosine's floor, instead of starting an epoch that ``max_time`` would cut short
-  (its weights half an epoch past the floor and the time wasted).
+  a cache is built, does not shorten it for good). The time after the last whole epoch is not
+  wasted: when at least :data:`MIN_PARTIAL` of the next epoch's training fits (its validation
+  counted whole), that epoch joins the cosine as its last, *partial* epoch, and the run stops it
+  mid-epoch when the time left is what its validation takes (the last epoch's tail, with a
+  margin), so the validation and the checkpoint end inside ``max_time`` and the budget is used to
+  within about one validation. When less than that fits, even at the fastest pace so far (seconds
+  per training pixel, so a small progressive-resizing epoch is not mistaken for a cheap large
+  one; from the second timed epoch on), the run stops after the epoch just done, at the cosine's
+  floor, instead of starting an epoch that ``max_time`` would cut past the floor.
 
 The length never grows past the epoch and step limits, and the resolved value, its source and
 every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and checkpoints).
@@ -22,6 +26,7 @@ every change are recorded in ``run_info["lr_schedule"]`` (``run_info.json`` and 
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -30,6 +35,15 @@ from segapp.errors import SettingError
 MAX_PROJECTED = 100_000
 """Bound on a projection without an epoch or step limit (a guard against a near-zero epoch time)."""
 
+MIN_PARTIAL = 0.3
+"""The least share of an epoch's training worth a partial last epoch (it costs a whole validation)."""
+
+TAIL_MARGIN = 1.25
+"""A partial epoch stops when the time left is this many times the last epoch's tail (its validation
+and checkpoint, after the last training step), plus :data:`TAIL_PAD_S`."""
+
+TAIL_PAD_S = 3.0
+
 
 @dataclass
 class ScheduleLength:
@@ -37,6 +51,7 @@ class ScheduleLength:
 
     epochs: int | None
     source: str
+    partial: float | None = None  # the share of the last epoch's training that fits, when under 1
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -67,8 +82,12 @@ def project_time(
     seconds_left: float,
     last_epoch_seconds: float,
     cost: Callable[[int], float] | None = None,
+    tail_seconds: float = 0.0,
 ) -> ScheduleLength:
     """The length when ``trainer.max_time`` may end the run before ``limits`` does.
+
+    Whole epochs first; then, when at least :data:`MIN_PARTIAL` of the next epoch's training fits
+    in what is left after its validation (``tail_seconds``), that epoch too, as a partial one.
 
     Args:
         limits: The length from the epoch/step limits (:func:`from_limits`); never exceeded.
@@ -77,6 +96,7 @@ def project_time(
         last_epoch_seconds: Wall time of the epoch just finished (training plus validation).
         cost: Cost of (0-based) epoch ``e`` relative to the epoch just finished (default 1): a
             larger training size under progressive resizing costs more.
+        tail_seconds: The part of an epoch after its last training step (validation, checkpoint).
     """
     if last_epoch_seconds <= 0:
         return limits
@@ -86,13 +106,28 @@ def project_time(
     while n < cap and (need := last_epoch_seconds * cost(n)) <= left:
         left -= need
         n += 1
-    if limits.epochs is not None and n >= limits.epochs:
+    partial = None
+    if n < cap:
+        share = partial_share(left, last_epoch_seconds * cost(n), tail_seconds)
+        if share >= MIN_PARTIAL:
+            n, partial = n + 1, round(share, 3)
+    if limits.epochs is not None and n >= limits.epochs and partial is None:
         return limits
     src = (
         f"trainer.max_time: {epochs_done} epochs done, {seconds_left:.0f} s left at "
         f"{last_epoch_seconds:.0f} s per epoch"
     )
-    return ScheduleLength(n, src)
+    if partial is not None:
+        src += f", the last epoch partial (~{partial:.0%} of its steps)"
+    return ScheduleLength(n, src, partial)
+
+
+def partial_share(seconds_left: float, epoch_seconds: float, tail_seconds: float) -> float:
+    """The share of an epoch's training that ``seconds_left`` holds once its tail is set aside."""
+    train = epoch_seconds - tail_seconds
+    if train <= 0:
+        return 0.0
+    return max(0.0, min(1.0, (seconds_left - tail_seconds) / train))
 
 
 def train_pixels(trainer, epoch: int) -> float:
@@ -140,7 +175,8 @@ class ScheduleFollower:
     """Keeps a trainer-following :class:`~segapp.lit.schedulers.WarmupCosine` as long as the run.
 
     ``SegmentationModule`` calls :meth:`start` in ``on_train_start`` (after a checkpoint's
-    scheduler state is restored) and :meth:`epoch_end` after every training epoch.
+    scheduler state is restored), :meth:`batch_end` after every training batch and
+    :meth:`epoch_end` after every training epoch (its validation included).
     """
 
     def __init__(self) -> None:
@@ -149,6 +185,9 @@ class ScheduleFollower:
         self.history: list[dict] = []
         self.fastest_rate: float | None = None  # the fastest epoch so far, seconds per training pixel
         self.seen = 0  # epochs timed in this process
+        self.tail: float | None = None  # seconds after the last training step of the last epoch
+        self.stopped: dict | None = None  # where batch_end ended the last, partial epoch
+        self._last_batch_end: float | None = None
 
     def start(self, trainer, sched, run_info: dict) -> None:
         """Resolve the length from the epoch/step limits (or honour an explicit one) and record it."""
@@ -187,23 +226,27 @@ class ScheduleFollower:
     def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
         """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``.
 
-        When the time left holds no further epoch, not even at the fastest epoch's pace, the run
-        stops after this one (the cosine's floor), rather than starting an epoch ``max_time`` would
-        cut short; never after the first timed epoch (it builds the cache).
+        When the time left holds less than :data:`MIN_PARTIAL` of a further epoch, not even at the
+        fastest epoch's pace, the run stops after this one (the cosine's floor), rather than
+        starting an epoch ``max_time`` would cut short; never after the first timed epoch (it
+        builds the cache).
         """
         timer = _timer(trainer)
-        if not sched.follows_trainer or timer is None or self.length is None:
+        if self._last_batch_end is not None:
+            self.tail = max(0.0, time.monotonic() - self._last_batch_end)
+        if not sched.follows_trainer or timer is None or self.length is None or self.stopped is not None:
             return
         done = trainer.current_epoch + 1
         cost = pixel_cost(trainer, done)
-        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost)
+        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, self.tail or 0.0)
         # the pace, not the seconds: an epoch at a smaller progressive-resizing size is not "the fastest"
         rate = epoch_seconds / train_pixels(trainer, done - 1)
         self.fastest_rate = rate if self.fastest_rate is None else min(self.fastest_rate, rate)
         self.seen += 1
         epochs = trainer.strategy.broadcast(new.epochs, src=0)  # one length on every rank
-        if epochs is not None and epochs != self.length.epochs:
-            self.length = ScheduleLength(epochs, new.source)
+        changed = (new.partial is None) != (self.length.partial is None)
+        if epochs is not None and (epochs != self.length.epochs or changed):
+            self.length = ScheduleLength(epochs, new.source, new.partial)
             sched.set_length(epochs)
             self._record(trainer, sched, run_info, f"after epoch {trainer.current_epoch}")
         limit = self.limits.epochs if self.limits is not None else None
@@ -211,10 +254,12 @@ class ScheduleFollower:
             return
         # A one-off slow epoch (the first, building a cache; a stall) must not end the run: stop only
         # after two timed epochs, and when even the fastest so far, at the next epoch's size, would
-        # not fit (else the run goes on at the cosine's floor, as max_time allows).
+        # not fit a partial epoch (else the run goes on at the cosine's floor, stopped in time by
+        # batch_end).
         next_s = self.fastest_rate * train_pixels(trainer, done)
         left = timer.time_remaining()
-        if trainer.strategy.broadcast(next_s > left, src=0):  # every rank gets here; rank 0 decides
+        short = partial_share(left, next_s, self.tail or 0.0) < MIN_PARTIAL
+        if trainer.strategy.broadcast(short, src=0):  # every rank gets here; rank 0 decides
             trainer.should_stop = True
             _say(
                 trainer,
@@ -222,11 +267,40 @@ class ScheduleFollower:
                 f"in the {left:.0f} s left of trainer.max_time; the cosine ended here",
             )
 
+    def batch_end(self, trainer, sched, run_info: dict, batch_idx: int) -> None:
+        """Stop the last (partial) epoch when the time left is what its validation takes.
+
+        Only in the cosine's last epoch (or past it) of a run with ``trainer.max_time`` and a
+        measured tail, so the validation and checkpoint that follow end inside ``max_time``
+        (Lightning validates when a run is stopped mid-epoch).
+        """
+        self._last_batch_end = time.monotonic()
+        timer = _timer(trainer)
+        if timer is None or self.tail is None or self.length is None or self.length.epochs is None:
+            return
+        if not sched.follows_trainer or self.stopped is not None or trainer.current_epoch + 1 < self.length.epochs:
+            return
+        left = timer.time_remaining()
+        need = TAIL_MARGIN * self.tail + TAIL_PAD_S
+        if not trainer.strategy.broadcast(left <= need, src=0):
+            return
+        trainer.should_stop = True
+        batches = trainer.num_training_batches
+        self.stopped = {"epoch": trainer.current_epoch, "batches": batch_idx + 1, "of": batches}
+        run_info.setdefault("lr_schedule", {})["stopped_mid_epoch"] = self.stopped
+        _say(
+            trainer,
+            f"epoch {trainer.current_epoch} ends after {batch_idx + 1} of {batches} batches: the {left:.0f} s "
+            f"left of trainer.max_time are for its validation (~{self.tail:.0f} s); the cosine ends here",
+        )
+
     def _record(self, trainer, sched, run_info: dict, when: str) -> None:
         entry = {"when": when, "epochs": sched.max_epochs, "source": self.length.source}
         self.history.append(entry)
         run_info["lr_schedule"] = {
             "epochs": sched.max_epochs,
+            "partial_share": self.length.partial,
+            "stopped_mid_epoch": self.stopped,
             "warmup_epochs": sched.warmup_epochs,
             "follows_trainer": sched.follows_trainer,
             "source": self.length.source,

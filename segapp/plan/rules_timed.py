@@ -209,8 +209,8 @@ def _schedule_choices(sched: sizing.Schedule, work: sizing.Work, settings: Setti
             room,
             f"{sched.epochs} planned: what {sched.max_time_s / 60:.1f} min of training holds: {phases} (the first "
             f"epoch +{sched.first_read_s:.0f} s reading the originals into the cache); up to {room} when the epochs "
-            "run faster than measured: after every epoch the cosine is re-projected to the whole epochs "
-            "trainer.max_time still holds, and the run stops when the next one would not fit",
+            "run faster than measured: after every epoch the cosine is re-projected to the epochs "
+            "trainer.max_time still holds, the last one cut short in time for its validation",
             "the measured step times below; segapp/lit/schedule_length.py (the cosine follows trainer.max_time); "
             "bench/auto_compare.sh: a fixed epoch count ended Kvasir runs at 0.78x the budget"
             + (f"; at most {cap}, the trainer.max_epochs you set" if cap else ""),
