@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, get_args
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_info
@@ -16,6 +17,13 @@ from segapp.data.dataset import LesionDataset
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, LayoutName, Pair, discover
 from segapp.data.maskrule import dataset_mask_rule
+from segapp.data.sampling import (
+    SamplingName,
+    bin_shares,
+    lesion_fractions,
+    lesion_size_sampler,
+    size_balanced_weights,
+)
 from segapp.data.splits import data_fingerprint, make_splits
 from segapp.data.stats import NormalizeMode, Stats, cached_channel_stats, explicit_stats, imagenet_stats
 from segapp.data.transforms import AugmentPreset, build_augment
@@ -69,6 +77,7 @@ def _check_settings(hp: Any) -> None:
     check_range("data.batch_size", hp.batch_size, 1)
     check_range("data.num_workers", hp.num_workers, 0)
     check_range("data.mask_threshold", hp.mask_threshold, 0.0, 255.0)
+    check_choice("data.sampling", hp.sampling, get_args(SamplingName))
     if hp.train_subset is not None:
         check_range("data.train_subset", hp.train_subset, 1)
 
@@ -100,6 +109,9 @@ class LesionDataModule(L.LightningDataModule):
         num_workers: DataLoader worker processes.
         augment: Augmentation preset for training: none, light, standard, strong.
         augment_params: Overrides of preset knobs (see :data:`segapp.data.transforms.PRESETS`).
+        sampling: How each training epoch draws its images: ``uniform`` (each once, shuffled) or
+            ``lesion_size`` (half uniform, half even over lesion-size bins, with replacement, so
+            rare small lesions are seen more often; see :mod:`segapp.data.sampling`).
         normalize: ``auto`` (the net's pretrained statistics, else ``dataset``), ``imagenet``,
             ``dataset`` (mean/std of the training split, cached), ``none``, or ``{mean, std}``.
         mask_threshold: Threshold on the 0-255 scale for grey masks (0-255 PNG/JPEG). The mask
@@ -133,6 +145,7 @@ class LesionDataModule(L.LightningDataModule):
         num_workers: int = 2,
         augment: AugmentPreset = "light",
         augment_params: dict[str, Any] | None = None,
+        sampling: SamplingName = "uniform",
         normalize: NormalizeMode | dict[str, list[float]] = "auto",
         mask_threshold: float = 127,
         foreground_labels: list[int] | None = None,
@@ -159,6 +172,7 @@ class LesionDataModule(L.LightningDataModule):
         self.spec: PreprocessSpec | None = None
         self.fingerprint: str | None = None
         self.mask_rule: MaskRule | None = None
+        self._fractions: np.ndarray | None = None
 
     def discover(self) -> Discovery:
         """Find the pairs on disk (raises :class:`DataError` with a one-line fix)."""
@@ -291,14 +305,25 @@ class LesionDataModule(L.LightningDataModule):
             ds, num_replicas=trainer.world_size, rank=trainer.global_rank, shuffle=False
         )
 
+    def _train_sampler(self) -> Sampler | None:
+        """``data.sampling: lesion_size``: a size-balanced sampler (lesion shares read once per fit)."""
+        if self.hparams.sampling == "uniform":
+            return None
+        if self._fractions is None:
+            self._fractions = lesion_fractions(self.splits["train"], self.mask_rule)
+            shares = bin_shares(self._fractions, size_balanced_weights(self._fractions))
+            text = ", ".join(f"{k} {img:.0%} of images -> {draw:.0%} of draws" for k, (img, draw) in shares.items())
+            rank_zero_info(f"data.sampling lesion_size: lesion share of the frame {text}")
+        return lesion_size_sampler(self._fractions, int(torch.randint(0, 2**31 - 1, (1,)).item()))
+
     def _loader(self, split: str, train: bool) -> DataLoader:
         ds = self.dataset(split, train)
         nw = self.hparams.num_workers
-        sampler = None if train else self._eval_sampler(ds)
+        sampler = self._train_sampler() if train else self._eval_sampler(ds)
         return DataLoader(
             ds,
             batch_size=self.hparams.batch_size,
-            shuffle=train,
+            shuffle=train and sampler is None,
             sampler=sampler,
             drop_last=train and len(ds) > self.hparams.batch_size,
             num_workers=nw,
