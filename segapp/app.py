@@ -25,7 +25,7 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 # TensorBoard creates logs/version_N first and the CSV logger shares it on purpose.
 warnings.filterwarnings("ignore", message="Experiment logs directory .* exists and is not empty")
 
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint  # noqa: E402
+from lightning.pytorch.callbacks import LearningRateMonitor  # noqa: E402
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa: E402
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.plugins.io import CheckpointIO  # noqa: E402
@@ -36,7 +36,7 @@ from segapp.errors import SettingError  # noqa: E402
 from segapp.io.archive import checkpoint_problem  # noqa: E402
 from segapp.lit import SegmentationModule  # noqa: E402
 from segapp.lit.calibrate import TrustCalibration  # noqa: E402
-from segapp.lit.callbacks import RunSummary  # noqa: E402
+from segapp.lit.callbacks import BestAndLastCheckpoint, RunSummary  # noqa: E402
 from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from segapp.lit.report_callback import EvalReport  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
@@ -82,7 +82,7 @@ class SegappCLI(LightningCLI):
     """LightningCLI with a fixed run-folder layout, a best/last checkpoint and TB + CSV loggers."""
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(BestAndLastCheckpoint, "checkpoint")
         parser.set_defaults(
             {
                 "trainer.default_root_dir": "runs/default",

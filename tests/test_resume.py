@@ -77,3 +77,20 @@ def test_killed_run_resumes_step_and_lr_and_ends_at_max_epochs(synth_root, tmp_p
     lr_rows = sorted((int(r["step"]), float(r["lr-AdamW"])) for r in rows if r.get("lr-AdamW"))
     assert lr_rows[0][0] == killed_at["global_step"]  # logged at the start of the first resumed epoch
     assert lr_rows[0][1] == pytest.approx(LR * _cosine_factor(killed_at["epoch"] + 1), rel=1e-5)
+
+
+def test_last_ckpt_is_the_last_epoch_when_validation_stopped_improving(synth_root, tmp_path):
+    """Lightning 2.6 wrote last.ckpt only beside a new best.ckpt, so after epochs that did not improve
+    ``--ckpt_path last`` rewound the run to the best epoch (found 2026-11-30)."""
+    from segapp.app import cli
+    from tests.conftest import tiny_fit_args
+
+    run = tmp_path / "run"
+    frozen_net = ("--model.optimizer.init_args.lr", "0.0", "--model.net.init_args.norm", "none")  # nothing changes
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "3", *frozen_net))
+    best, last = (
+        torch.load(run / "checkpoints" / f, map_location="cpu", weights_only=True) for f in ("best.ckpt", "last.ckpt")
+    )
+    assert best["epoch"] == 0  # lr 0, no batch norm: the same val/dice every epoch, none is better
+    assert last["epoch"] == 2 and last["global_step"] == 3 * 2  # the end of the run, 2 steps per epoch
+    assert not [p.name for p in (run / "checkpoints").iterdir() if p.name not in ("best.ckpt", "last.ckpt")]

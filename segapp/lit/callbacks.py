@@ -57,3 +57,32 @@ class RunSummary(Callback):
         if log_dir:
             lines.append(f"  logs and config: {log_dir}")
         print("\n".join(lines), flush=True)
+
+
+class BestAndLastCheckpoint(ModelCheckpoint):
+    """``ModelCheckpoint`` whose ``last.ckpt`` is the end of the latest epoch, as README promises.
+
+    Lightning 2.6 writes ``last.ckpt`` only in a step where a top-k checkpoint was also saved
+    ("Only save last checkpoint if a checkpoint was actually saved in this step"). With
+    ``monitor: val/dice`` and ``save_top_k: 1`` that made ``last.ckpt`` the *best* epoch: after an
+    epoch that did not improve, ``--ckpt_path last`` silently rewound the run to the best epoch,
+    and "the last weights" were the best ones. Here ``last.ckpt`` is written after every
+    validation (or training epoch end, when that is where checkpoints are saved) that saved
+    nothing else.
+    """
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_validation_end(trainer, pl_module)
+        if not self._should_save_on_train_epoch_end(trainer):
+            self._save_last_too(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        super().on_train_epoch_end(trainer, pl_module)
+        if self._should_save_on_train_epoch_end(trainer):
+            self._save_last_too(trainer)
+
+    def _save_last_too(self, trainer: L.Trainer) -> None:
+        # skipped when this step saved already (a new best, with last.ckpt beside it), in sanity checks,
+        # fast_dev_run and outside fit: the conditions ModelCheckpoint itself uses
+        if self.save_last and not self._should_skip_saving_checkpoint(trainer):
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
