@@ -273,12 +273,7 @@ def _ema_choice(sched: sizing.Schedule, work: sizing.Work, settings: Settings) -
 def _training_choices(
     base: Base, fp: Fingerprint, sched: sizing.Schedule, work: sizing.Work, settings: Settings
 ) -> list[Choice]:
-    return [
-        _freeze_choice(base, sched, settings),
-        _augment_choice(sched, work, settings),
-        _loss_choice(fp, settings),
-        _sampling_choice(fp, settings),
-    ]
+    return [_freeze_choice(base, sched, settings), _augment_choice(sched, work, settings), _loss_choice(fp, settings)]
 
 
 def _freeze_choice(base: Base, sched: sizing.Schedule, settings: Settings) -> Choice:
@@ -338,22 +333,4 @@ def _loss_choice(fp: Fingerprint, settings: Settings) -> Choice:
         "docs/benchmarks.md 'Auto-configuration': on the ultrasound-like set Dice + focal scored 0.019 [0.002, "
         "0.039] lower (small lesions -0.016 [-0.040, 0.006]) and Tversky 0.020 [0.005, 0.038] lower (small "
         "lesions -0.020 [-0.042, 0.000])",
-    )
-
-
-def _sampling_choice(fp: Fingerprint, settings: Settings) -> Choice:
-    settings["data.sampling"] = "uniform"
-    why = "every training image once per epoch"
-    if fp.small_share > 0 or fp.lesion_p10 < 0.05:
-        why += (
-            "; small lesions: data.sampling lesion_size (rare lesion sizes drawn more often) is offered, "
-            "and measured level, so not chosen"
-        )
-    return Choice(
-        "data.sampling",
-        "uniform",
-        why,
-        "docs/benchmarks.md 'Auto-configuration': on the ultrasound-like set (59 % of lesions 0.5-2 % of the "
-        "frame) lesion_size sampling scored 0.926 as uniform did (-0.000 [-0.016, 0.018]; small lesions "
-        "0.922 vs 0.921)",
     )

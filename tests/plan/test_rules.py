@@ -157,13 +157,6 @@ def test_loss_reasons_follow_empty_masks_and_small_lesions():
     assert "empty" not in choice(plan(fingerprint(lesion_p10=0.3), 1800), "model.loss").reason
 
 
-def test_sampling_stays_uniform_and_says_why_for_small_lesions():
-    small = choice(plan(fingerprint(small_share=0.2, lesion_p10=0.01), 1800), "data.sampling")
-    assert small.value == "uniform" and "lesion_size" in small.reason and "measured level" in small.reason
-    large = choice(plan(fingerprint(lesion_p10=0.3), 1800), "data.sampling")
-    assert large.value == "uniform" and "lesion_size" not in large.reason
-
-
 def test_missing_lite0_package_is_reported_with_the_install_line(monkeypatch):
     import importlib.util
 
