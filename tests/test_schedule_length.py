@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Timer
+from lightning.pytorch.callbacks import Callback, Timer
 
 from segapp.errors import SettingError
 from segapp.lit.schedule_length import ScheduleFollower, ScheduleLength, from_limits, project_time
@@ -93,22 +93,23 @@ def test_bad_schedule_settings_are_setting_errors(kw):
         _sched(**kw)
 
 
-def _fake_trainer(max_epochs, remaining=None, epoch=0, datamodule=None):
+def _fake_trainer(max_epochs, remaining=None, epoch=0, datamodule=None, **kw):
     timer = Timer(duration=timedelta(seconds=1000)) if remaining is not None else None
     if timer is not None:
         timer.time_remaining = lambda *a, **k: remaining
-    return SimpleNamespace(
-        max_epochs=max_epochs,
-        max_steps=-1,
-        num_training_batches=10,
-        accumulate_grad_batches=1,
-        callbacks=[timer] if timer else [],
-        current_epoch=epoch,
-        is_global_zero=True,
-        strategy=SimpleNamespace(broadcast=lambda x, src=0: x),
-        datamodule=datamodule,
-        should_stop=False,
-    )
+    fields = {
+        "max_epochs": max_epochs,
+        "max_steps": -1,
+        "num_training_batches": 10,
+        "accumulate_grad_batches": 1,
+        "callbacks": [timer] if timer else [],
+        "current_epoch": epoch,
+        "is_global_zero": True,
+        "strategy": SimpleNamespace(broadcast=lambda x, src=0: x),
+        "datamodule": datamodule,
+        "should_stop": False,
+    }
+    return SimpleNamespace(**{**fields, **kw})
 
 
 def test_max_time_shortens_the_cosine_after_a_slow_epoch():
@@ -137,22 +138,24 @@ def test_the_run_stops_when_the_next_epoch_does_not_fit_in_max_time(capsys):
 
 def test_the_time_after_the_last_whole_epoch_holds_a_partial_one():
     limits = ScheduleLength(50, "trainer.max_epochs=50")
-    # 7 whole 100 s epochs, then 50 s: 30 s of training after a 20 s validation = 3/8 of the next
-    part = project_time(limits, 3, seconds_left=750, last_epoch_seconds=100, tail_seconds=20)
+    # 7 whole 100 s epochs, then 58 s: less the 28 s kept for a 20 s tail (x1.25 + 3 s), 30 s of
+    # training = 3/8 of the next epoch's 80 s
+    part = project_time(limits, 3, seconds_left=758, last_epoch_seconds=100, tail_seconds=20)
     assert part.epochs == 11 and part.partial == pytest.approx(0.375) and "partial (~38% of its steps)" in part.source
-    none = project_time(limits, 3, 740, 100, tail_seconds=20)  # 20 s of training = 1/4: no partial epoch
+    none = project_time(limits, 3, 748, 100, tail_seconds=20)  # 20 s of training = 1/4: no partial epoch
     assert none.epochs == 10 and none.partial is None and "partial" not in none.source
-    near = project_time(ScheduleLength(11, "trainer.max_epochs=11"), 3, 750, 100, tail_seconds=20)
+    near = project_time(ScheduleLength(11, "trainer.max_epochs=11"), 3, 758, 100, tail_seconds=20)
     assert near.epochs == 11 and near.partial is not None  # the epoch limit's last epoch is the partial one
+    assert project_time(limits, 3, 758, 100, tail_seconds=None).epochs == 10  # no validation to stop for
 
 
 def test_the_partial_last_epoch_stops_in_time_for_its_validation(capsys):
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(20, remaining=900), sched, info)
     follower._last_batch_end = time.monotonic() - 20.0  # validation and checkpoint took 20 s
-    follower.epoch_end(_fake_trainer(20, remaining=250, epoch=5), sched, info, epoch_seconds=100.0)
+    follower.epoch_end(_fake_trainer(20, remaining=258, epoch=5), sched, info, epoch_seconds=100.0)
     assert sched.max_epochs == 9 and info["lr_schedule"]["partial_share"] == pytest.approx(0.375, abs=0.01)
-    for epoch, left in ((6, 200.0), (7, 160.0), (8, 40.0)):  # before the last epoch: never stopped mid-way
+    for epoch, left in ((6, 200.0), (7, 10.0)):  # before the cosine's last epoch: never stopped mid-way
         t = _fake_trainer(20, remaining=left, epoch=epoch)
         follower.batch_end(t, sched, info, batch_idx=3)
         assert not t.should_stop
@@ -165,6 +168,31 @@ def test_the_partial_last_epoch_stops_in_time_for_its_validation(capsys):
     assert "epoch 8 ends after 4 of 10 batches" in capsys.readouterr().out
     follower.epoch_end(t, sched, info, epoch_seconds=50.0)  # the stopped epoch's end changes nothing
     assert sched.max_epochs == 9 and info["lr_schedule"]["stopped_mid_epoch"]["batches"] == 4
+
+
+def _at_the_last_epoch(**kw):
+    """A follower in the cosine's last epoch (9 of 9) with a 20 s tail, and a trainer with 27 s left."""
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(9, remaining=900, **kw), sched, info)
+    follower.tail = 20.0
+    return sched, info, follower, _fake_trainer(9, remaining=27.0, epoch=8, **kw)
+
+
+def test_a_partial_epoch_ends_on_a_whole_accumulated_step():
+    sched, info, follower, t = _at_the_last_epoch(accumulate_grad_batches=2)
+    follower.batch_end(t, sched, info, batch_idx=2)  # 3 batches: half an optimizer step
+    assert not t.should_stop
+    follower.batch_end(t, sched, info, batch_idx=3)
+    assert t.should_stop and info["lr_schedule"]["stopped_mid_epoch"]["batches"] == 4
+
+
+def test_no_mid_epoch_stop_without_validation_every_epoch_or_before_min_epochs():
+    sched, info, follower, t = _at_the_last_epoch(check_val_every_n_epoch=2)
+    follower.batch_end(t, sched, info, batch_idx=3)  # nothing to end in time for: max_time decides
+    assert not t.should_stop and not follower.partial_ok
+    sched, info, follower, t = _at_the_last_epoch(fit_loop=SimpleNamespace(_can_stop_early=False))
+    follower.batch_end(t, sched, info, batch_idx=3)
+    assert not t.should_stop and follower.stopped is None  # trainer.min_epochs not met: Lightning goes on
 
 
 def test_a_one_off_slow_epoch_does_not_end_the_run():
@@ -186,7 +214,10 @@ def test_a_cheap_small_size_epoch_is_not_taken_for_the_pace_of_a_large_one(capsy
     """Progressive resizing (256 px, then 384 px from epoch 7): the fast 256 px epochs must not make a
     384 px epoch look like it fits. Before the fix the stop test took the fastest epoch's seconds (a
     102 s one at 256 px) for the next 384 px epoch (~230-265 s): the run went on and max_time cut it
-    mid-epoch (a Kvasir Lite1 run, 2026-11-29: 48 of 80 steps of its last epoch)."""
+    mid-epoch (a Kvasir Lite1 run, 2026-11-29: 48 of 80 steps of its last epoch). The epoch times
+    are that run's; the budget is 96 s shorter than its, so that the time left after epoch 11 (60 s)
+    holds a quarter of a 384 px epoch, too little for a partial one, but more than half of a 256 px
+    one."""
     dm = SimpleNamespace(train_size=lambda e: (256, 256) if e < 7 else (384, 384))
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(22, remaining=2140, datamodule=dm), sched, info)
@@ -216,7 +247,7 @@ def test_the_projection_counts_a_larger_training_size_as_dearer():
     follower.epoch_end(_fake_trainer(50, remaining=1000, epoch=1, datamodule=dm), sched, info, epoch_seconds=100.0)
     # epoch 2 at 160 px (100 s), then 256 px epochs at 2.56x (256 s): 100 + 3 x 256 = 868 <= 1000,
     # and the 132 s left hold half of a 4th 256 px epoch
-    assert sched.max_epochs == 2 + 1 + 3 + 1 and info["lr_schedule"]["partial_share"] == pytest.approx(0.516)
+    assert sched.max_epochs == 2 + 1 + 3 + 1 and info["lr_schedule"]["partial_share"] == pytest.approx(0.504)
     assert project_time(ScheduleLength(50, "x"), 2, 1000, 100.0).epochs == 12  # without the sizes
 
 
@@ -285,9 +316,49 @@ def test_a_real_run_ends_its_last_epoch_mid_way_and_still_validates_it(synth_roo
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 3  # 2 steps, then 1 of 2
     assert ckpt["segapp"]["run"]["lr_schedule"]["stopped_mid_epoch"] == {"epoch": 1, "batches": 1, "of": 2}
+    # validated, so Lightning counts the epoch as done: a resume starts the next epoch, not the rest of this one
+    assert ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 2
     latest = max((run / "logs").glob("version_*"), key=lambda p: int(p.name.split("_")[1]))
     rows = list(csv.DictReader((latest / "metrics.csv").read_text().splitlines()))
     assert {int(r["epoch"]) for r in rows if r.get("val/dice")} == {0, 1}  # the partial epoch was validated
+
+
+class StopMidEpoch(Callback):
+    """Raises in the first batch of epoch 1: with ``checkpoint.save_on_exception`` a mid-epoch checkpoint."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 0:
+            raise RuntimeError("stopped mid-epoch by the test")
+
+
+def test_a_mid_epoch_resume_keeps_the_encoder_frozen(synth_root, tmp_path):
+    """Lightning skips on_train_epoch_start when it resumes mid-epoch, which left the encoder training
+    through the rest of an epoch meant to be frozen (found 2026-11-30)."""
+    from segapp.app import cli
+
+    run, resumed, frozen = tmp_path / "run", tmp_path / "resumed", ("--model.freeze_encoder_epochs", "2")
+    crash = ("--checkpoint.save_on_exception", "true", "--trainer.callbacks+=tests.test_schedule_length.StopMidEpoch")
+    with pytest.raises(RuntimeError, match="stopped mid-epoch"):
+        cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "2", *frozen, *crash))
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 3 and ckpt["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"] == 1
+    cli(
+        tiny_fit_args(
+            synth_root,
+            resumed,
+            "--trainer.max_epochs",
+            "2",
+            *frozen,
+            "--ckpt_path",
+            str(run / "checkpoints" / "last.ckpt"),
+        )
+    )
+    after = torch.load(resumed / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert after["global_step"] == 4  # the rest of epoch 1 was trained
+    enc = [k for k in ckpt["state_dict"] if k.startswith("net.down.")]  # the scratch U-Net's encoder
+    assert enc and all(torch.equal(ckpt["state_dict"][k], after["state_dict"][k]) for k in enc)
+    dec = [k for k in ckpt["state_dict"] if k.startswith("net.up") and k.endswith("weight")]
+    assert dec and any(not torch.equal(ckpt["state_dict"][k], after["state_dict"][k]) for k in dec)
 
 
 def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, capsys):

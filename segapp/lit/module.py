@@ -85,7 +85,7 @@ class SegmentationModule(L.LightningModule):
         self.run_info: dict[str, Any] = {}
         self.temperature: float = 1.0  # from a loaded checkpoint's trust block (reported probabilities only)
         self._schedule = ScheduleFollower()
-        self._epoch_t0 = time.monotonic()
+        self._epoch_t0: float | None = None  # set at each epoch start (not on a mid-epoch resume)
         check_range("model.freeze_encoder_epochs", freeze_encoder_epochs, 0)
         check_range("model.threshold", threshold, 0.0, 1.0, lo_open=True, hi_open=True)
         if freeze_encoder_epochs > 0 or encoder_lr_mult != 1.0:
@@ -166,12 +166,18 @@ class SegmentationModule(L.LightningModule):
         sched = self._warmup_cosine()
         if sched is not None:
             self._schedule.start(self.trainer, sched, self.run_info)
+        if getattr(self.trainer.fit_loop, "restarted_mid_epoch", False):
+            # Lightning skips on_train_epoch_start when it resumes mid-epoch (a checkpoint written by a
+            # stop inside an epoch): set the encoder's freeze state for this epoch here
+            self._set_encoder_frozen()
 
     def on_train_epoch_end(self) -> None:
         """With ``trainer.max_time``, re-project the cosine's length from this epoch's duration."""
         sched = self._warmup_cosine()
+        seconds = None if self._epoch_t0 is None else time.monotonic() - self._epoch_t0
+        self._epoch_t0 = None
         if sched is not None:
-            self._schedule.epoch_end(self.trainer, sched, self.run_info, time.monotonic() - self._epoch_t0)
+            self._schedule.epoch_end(self.trainer, sched, self.run_info, seconds)
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         """With ``trainer.max_time``, end the last (partial) epoch in time for its validation."""
@@ -189,12 +195,20 @@ class SegmentationModule(L.LightningModule):
                 self.log(f"train/lr_{name}", lr, on_step=False, on_epoch=True)
         if n <= 0:
             return
-        frozen = self.current_epoch < n
-        enc = finetune.require_encoder(self.net, "freeze_encoder_epochs")
-        finetune.set_encoder_frozen(enc, frozen, self.training, keep_grads=self.trainer.world_size > 1)
+        frozen = self._set_encoder_frozen()
         if self.current_epoch == n:
             rank_zero_info(f"epoch {n}: encoder unfrozen for fine-tuning; learning rates {lrs}")
         self.log("train/encoder_frozen", float(frozen), on_step=False, on_epoch=True)
+
+    def _set_encoder_frozen(self) -> bool:
+        """Freeze the encoder in the first ``freeze_encoder_epochs`` epochs, else unfreeze; the state set."""
+        n = self.hparams.freeze_encoder_epochs
+        if n <= 0:
+            return False
+        frozen = self.current_epoch < n
+        enc = finetune.require_encoder(self.net, "freeze_encoder_epochs")
+        finetune.set_encoder_frozen(enc, frozen, self.training, keep_grads=self.trainer.world_size > 1)
+        return frozen
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         if self.current_epoch < self.hparams.freeze_encoder_epochs:

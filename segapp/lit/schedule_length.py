@@ -14,7 +14,8 @@ the run is projected to stop first:
   counted whole), that epoch joins the cosine as its last, *partial* epoch, and the run stops it
   mid-epoch when the time left is what its validation takes (the last epoch's tail, with a
   margin), so the validation and the checkpoint end inside ``max_time`` and the budget is used to
-  within about one validation. When less than that fits, even at the fastest pace so far (seconds
+  within about one validation (only in runs that validate every epoch: else whole epochs). When
+  less than that fits, even at the fastest pace so far (seconds
   per training pixel, so a small progressive-resizing epoch is not mistaken for a cheap large
   one; from the second timed epoch on), the run stops after the epoch just done, at the cosine's
   floor, instead of starting an epoch that ``max_time`` would cut past the floor.
@@ -82,12 +83,13 @@ def project_time(
     seconds_left: float,
     last_epoch_seconds: float,
     cost: Callable[[int], float] | None = None,
-    tail_seconds: float = 0.0,
+    tail_seconds: float | None = 0.0,
 ) -> ScheduleLength:
     """The length when ``trainer.max_time`` may end the run before ``limits`` does.
 
     Whole epochs first; then, when at least :data:`MIN_PARTIAL` of the next epoch's training fits
-    in what is left after its validation (``tail_seconds``), that epoch too, as a partial one.
+    in what is left once the time for its validation is set aside (:func:`reserve`), that epoch
+    too, as a partial one.
 
     Args:
         limits: The length from the epoch/step limits (:func:`from_limits`); never exceeded.
@@ -96,7 +98,8 @@ def project_time(
         last_epoch_seconds: Wall time of the epoch just finished (training plus validation).
         cost: Cost of (0-based) epoch ``e`` relative to the epoch just finished (default 1): a
             larger training size under progressive resizing costs more.
-        tail_seconds: The part of an epoch after its last training step (validation, checkpoint).
+        tail_seconds: The part of an epoch after its last training step (validation, checkpoint);
+            ``None``: no partial epoch (a run that does not validate every epoch).
     """
     if last_epoch_seconds <= 0:
         return limits
@@ -107,7 +110,7 @@ def project_time(
         left -= need
         n += 1
     partial = None
-    if n < cap:
+    if n < cap and tail_seconds is not None:
         share = partial_share(left, last_epoch_seconds * cost(n), tail_seconds)
         if share >= MIN_PARTIAL:
             n, partial = n + 1, round(share, 3)
@@ -122,12 +125,17 @@ def project_time(
     return ScheduleLength(n, src, partial)
 
 
+def reserve(tail_seconds: float) -> float:
+    """The time a partial epoch keeps for its tail: where :meth:`ScheduleFollower.batch_end` stops it."""
+    return TAIL_MARGIN * tail_seconds + TAIL_PAD_S
+
+
 def partial_share(seconds_left: float, epoch_seconds: float, tail_seconds: float) -> float:
-    """The share of an epoch's training that ``seconds_left`` holds once its tail is set aside."""
+    """The share of an epoch's training that ``seconds_left`` holds once :func:`reserve` is set aside."""
     train = epoch_seconds - tail_seconds
     if train <= 0:
         return 0.0
-    return max(0.0, min(1.0, (seconds_left - tail_seconds) / train))
+    return max(0.0, min(1.0, (seconds_left - reserve(tail_seconds)) / train))
 
 
 def train_pixels(trainer, epoch: int) -> float:
@@ -165,6 +173,12 @@ def _steps_per_epoch(trainer) -> int | None:
     return max(1, math.ceil(batches / max(1, trainer.accumulate_grad_batches)))
 
 
+def _validates_every_epoch(trainer) -> bool:
+    """True when every epoch ends with a validation (what a partial epoch is stopped in time for)."""
+    every = getattr(trainer, "check_val_every_n_epoch", 1)
+    return bool(getattr(trainer, "enable_validation", True)) and every == 1
+
+
 def _timer(trainer):
     from lightning.pytorch.callbacks import Timer
 
@@ -187,12 +201,14 @@ class ScheduleFollower:
         self.seen = 0  # epochs timed in this process
         self.tail: float | None = None  # seconds after the last training step of the last epoch
         self.stopped: dict | None = None  # where batch_end ended the last, partial epoch
+        self.partial_ok = True  # validation every epoch: a partial epoch can end in time for it
         self._last_batch_end: float | None = None
 
     def start(self, trainer, sched, run_info: dict) -> None:
         """Resolve the length from the epoch/step limits (or honour an explicit one) and record it."""
         limits = from_limits(trainer.max_epochs, trainer.max_steps, _steps_per_epoch(trainer))
         self.limits = limits
+        self.partial_ok = _validates_every_epoch(trainer)
         if not sched.follows_trainer:
             self.length = ScheduleLength(sched.max_epochs, "model.scheduler.init_args.max_epochs (explicit)")
             if limits.epochs is not None and limits.epochs != sched.max_epochs:
@@ -223,22 +239,28 @@ class ScheduleFollower:
                 )
         self._record(trainer, sched, run_info, "start")
 
-    def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float) -> None:
+    def epoch_end(self, trainer, sched, run_info: dict, epoch_seconds: float | None) -> None:
         """Re-project the length from ``trainer.max_time`` (if set) after an epoch of ``epoch_seconds``.
 
-        When the time left holds less than :data:`MIN_PARTIAL` of a further epoch, not even at the
-        fastest epoch's pace, the run stops after this one (the cosine's floor), rather than
+        ``epoch_seconds`` is ``None`` for an epoch resumed mid-way (not a whole epoch's time). When
+        the time left holds less than :data:`MIN_PARTIAL` of a further epoch (less than a whole one
+        in a run that does not validate every epoch), not even at the fastest epoch's pace, the
+        run stops after this one (the cosine's floor), rather than
         starting an epoch ``max_time`` would cut short; never after the first timed epoch (it
         builds the cache).
         """
         timer = _timer(trainer)
         if self._last_batch_end is not None:
             self.tail = max(0.0, time.monotonic() - self._last_batch_end)
+            self._last_batch_end = None
         if not sched.follows_trainer or timer is None or self.length is None or self.stopped is not None:
+            return
+        if epoch_seconds is None:  # resumed mid-epoch: not a whole epoch's time
             return
         done = trainer.current_epoch + 1
         cost = pixel_cost(trainer, done)
-        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, self.tail or 0.0)
+        tail = (self.tail or 0.0) if self.partial_ok else None
+        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, tail)
         # the pace, not the seconds: an epoch at a smaller progressive-resizing size is not "the fastest"
         rate = epoch_seconds / train_pixels(trainer, done - 1)
         self.fastest_rate = rate if self.fastest_rate is None else min(self.fastest_rate, rate)
@@ -258,7 +280,7 @@ class ScheduleFollower:
         # batch_end).
         next_s = self.fastest_rate * train_pixels(trainer, done)
         left = timer.time_remaining()
-        short = partial_share(left, next_s, self.tail or 0.0) < MIN_PARTIAL
+        short = partial_share(left, next_s, tail) < MIN_PARTIAL if tail is not None else next_s > left
         if trainer.strategy.broadcast(short, src=0):  # every rank gets here; rank 0 decides
             trainer.should_stop = True
             _say(
@@ -280,10 +302,14 @@ class ScheduleFollower:
             return
         if not sched.follows_trainer or self.stopped is not None or trainer.current_epoch + 1 < self.length.epochs:
             return
+        if not self.partial_ok or (batch_idx + 1) % max(1, trainer.accumulate_grad_batches):
+            return  # no validation to end in time for, or mid-way through an accumulated step
         left = timer.time_remaining()
-        need = TAIL_MARGIN * self.tail + TAIL_PAD_S
+        need = reserve(self.tail)
         if not trainer.strategy.broadcast(left <= need, src=0):
             return
+        if not getattr(getattr(trainer, "fit_loop", None), "_can_stop_early", True):
+            return  # trainer.min_epochs / min_steps not met: Lightning would not stop
         trainer.should_stop = True
         batches = trainer.num_training_batches
         self.stopped = {"epoch": trainer.current_epoch, "batches": batch_idx + 1, "of": batches}
