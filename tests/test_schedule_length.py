@@ -282,10 +282,11 @@ def test_step_limit_ends_the_run_first(synth_root, tmp_path):
     assert lrs[2] == pytest.approx(LR * _factor(2, 3), rel=1e-5)
 
 
-def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tmp_path, capsys, monkeypatch):
+def _fit_with_time_only_at_first(synth_root, tmp_path, monkeypatch, max_epochs: int):
+    """A tiny fit with ``trainer.max_time`` whose clock has plenty of time at its first question, none later."""
     from segapp.app import cli
 
-    calls = []  # plenty of time after epoch 0, none after epoch 1
+    calls = []
 
     def remaining(self, stage="train"):
         calls.append(stage)
@@ -293,7 +294,13 @@ def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tm
 
     monkeypatch.setattr(Timer, "time_remaining", remaining)
     run = tmp_path / "run"
-    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "10", "--trainer.max_time", "00:01:00:00"))
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", str(max_epochs), "--trainer.max_time", "00:01:00:00"))
+    return run
+
+
+def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tmp_path, capsys, monkeypatch):
+
+    run = _fit_with_time_only_at_first(synth_root, tmp_path, monkeypatch, max_epochs=10)  # none after epoch 1
     assert "lr schedule: stopping after epoch 1: the next epoch" in capsys.readouterr().out
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 2
@@ -301,17 +308,8 @@ def test_a_real_run_stops_after_the_last_epoch_that_fits_max_time(synth_root, tm
 
 
 def test_a_real_run_ends_its_last_epoch_mid_way_and_still_validates_it(synth_root, tmp_path, capsys, monkeypatch):
-    from segapp.app import cli
 
-    calls = []  # plenty of time after epoch 0; in the last epoch's first batch only the validation's
-
-    def remaining(self, stage="train"):
-        calls.append(stage)
-        return 1e6 if len(calls) == 1 else 0.0
-
-    monkeypatch.setattr(Timer, "time_remaining", remaining)
-    run = tmp_path / "run"
-    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "2", "--trainer.max_time", "00:01:00:00"))
+    run = _fit_with_time_only_at_first(synth_root, tmp_path, monkeypatch, max_epochs=2)
     assert "lr schedule: epoch 1 ends after 1 of 2 batches" in capsys.readouterr().out
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and ckpt["global_step"] == 3  # 2 steps, then 1 of 2
