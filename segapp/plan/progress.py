@@ -32,6 +32,14 @@ def progress_line(epoch: int, epochs: int, elapsed_s: float, planned_s: float, b
     return line
 
 
+def partial_line(epoch: int, elapsed_s: float, budget_s: float, stopped: dict) -> str:
+    """The line for a last epoch stopped mid-way in time for its validation (no plan to compare with)."""
+    return (
+        f"plan: epoch {epoch}, the last, partial ({stopped['batches']} of {stopped['of']} batches: the time was up) "
+        f"· {elapsed_s / 60:.1f} of {budget_s / 60:.1f} min"
+    )
+
+
 def planned_end(epoch_ends: Sequence[float], epoch: int) -> float:
     """Planned end of ``epoch`` (1-based); past the plan, the last planned epoch's length is repeated."""
     n = len(epoch_ends)
@@ -68,7 +76,11 @@ class PlanProgress(Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or not self.epoch_ends:
             return
         k = trainer.current_epoch + 1
-        planned = planned_end(self.epoch_ends, k)
-        line = progress_line(k, len(self.epoch_ends), self.clock() - self.started, planned, self.budget_s)
+        elapsed = self.clock() - self.started
+        stopped = (getattr(pl_module, "run_info", None) or {}).get("lr_schedule", {}).get("stopped_mid_epoch")
+        if stopped and stopped.get("epoch") == trainer.current_epoch:  # a partial epoch: its "plan" is meaningless
+            line = partial_line(k, elapsed, self.budget_s, stopped)
+        else:
+            line = progress_line(k, len(self.epoch_ends), elapsed, planned_end(self.epoch_ends, k), self.budget_s)
         self.lines.append(line)
         print(line, flush=True)

@@ -37,3 +37,16 @@ def test_epochs_past_the_plan_are_counted_at_the_last_planned_epochs_length():
     assert planned_end(ends, 2) == 160.0 and planned_end(ends, 5) == 340.0
     line = progress_line(5, 3, 330.0, planned_end(ends, 5), 600)
     assert line.startswith("plan: epoch 5 (3 planned; the epochs ran faster)") and "on plan" in line
+
+
+def test_a_partial_last_epoch_says_so_instead_of_ahead_of_plan(capsys):
+    """The 40-minute Kvasir run's 16th epoch, stopped at 33 of 80 batches, printed "ahead of plan
+    (-2.9 min)" against a whole epoch's planned end."""
+    cb = PlanProgress([60.0 * k for k in range(1, 16)], budget_s=2400, started=0.0, clock=lambda: 37.6 * 60)
+    stopped = {"epoch": 15, "batches": 33, "of": 80}
+    module = SimpleNamespace(run_info={"lr_schedule": {"stopped_mid_epoch": stopped}})
+    cb.on_train_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=15), module)
+    out = capsys.readouterr().out.strip()
+    assert out == "plan: epoch 16, the last, partial (33 of 80 batches: the time was up) · 37.6 of 40.0 min"
+    cb.on_train_epoch_end(SimpleNamespace(sanity_checking=False, is_global_zero=True, current_epoch=14), module)
+    assert "plan: epoch 15/15" in capsys.readouterr().out  # an epoch that was not stopped: the usual line
