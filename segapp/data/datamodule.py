@@ -110,8 +110,9 @@ class LesionDataModule(L.LightningDataModule):
         augment: Augmentation preset for training: none, light, standard, strong.
         augment_params: Overrides of preset knobs (see :data:`segapp.data.transforms.PRESETS`).
         sampling: How each training epoch draws its images: ``uniform`` (each once, shuffled) or
-            ``lesion_size`` (half uniform, half even over lesion-size bins, with replacement, so
-            rare small lesions are seen more often; see :mod:`segapp.data.sampling`).
+            ``lesion_size`` (empty masks keep their share; the lesion images' draws half uniform,
+            half even over lesion-size bins, with replacement, so rare sizes are seen more often;
+            see :mod:`segapp.data.sampling`).
         normalize: ``auto`` (the net's pretrained statistics, else ``dataset``), ``imagenet``,
             ``dataset`` (mean/std of the training split, cached), ``none``, or ``{mean, std}``.
         mask_threshold: Threshold on the 0-255 scale for grey masks (0-255 PNG/JPEG). The mask

@@ -167,8 +167,8 @@ class SegmentationModule(L.LightningModule):
         if sched is not None:
             self._schedule.start(self.trainer, sched, self.run_info)
         if getattr(self.trainer.fit_loop, "restarted_mid_epoch", False):
-            # Lightning skips on_train_epoch_start when it resumes mid-epoch (a checkpoint written by a
-            # stop inside an epoch): set the encoder's freeze state for this epoch here
+            # Lightning skips on_train_epoch_start when it resumes mid-epoch (a checkpoint saved on an
+            # exception or every_n_train_steps): set the encoder's freeze state for this epoch here
             self._set_encoder_frozen()
 
     def on_train_epoch_end(self) -> None:

@@ -12,7 +12,7 @@ from torch.utils.data import WeightedRandomSampler
 from segapp.data import LesionDataModule
 from segapp.data.sampling import lesion_fractions, size_balanced_weights, size_bins
 from segapp.errors import SettingError
-from segapp.io import MaskRule
+from segapp.io import MaskRule, ReadError
 from tests.data.conftest import disk, rgb, save
 
 
@@ -76,3 +76,14 @@ def test_the_training_loader_draws_small_lesions_more_often(tmp_path, capsys):
 def test_an_unknown_sampling_is_refused_with_the_choices(tmp_path):
     with pytest.raises(SettingError, match=r"data.sampling.*lesion_size"):
         LesionDataModule(root=str(tmp_path), sampling="balanced")
+
+
+def test_only_empty_masks_draw_uniformly_and_an_unreadable_mask_is_named(tmp_path):
+    assert np.allclose(size_balanced_weights(np.zeros(5)), 0.2)  # no lesion sizes to balance: uniform
+    root = _sized_root(tmp_path / "d", n_small=1, n_large=3)
+    bad = root / "masks" / "img02.png"
+    bad.write_bytes(b"not a png")
+    dm = LesionDataModule(root=str(root), image_size=32, num_workers=0, val_fraction=0.0, check=False)
+    dm.setup()
+    with pytest.raises(ReadError, match="img02.png"):
+        lesion_fractions(dm.splits["train"], MaskRule())
