@@ -190,6 +190,10 @@ class SegappCLI(LightningCLI):
         self.trainer.callbacks.append(RunSummary())
         if not any(isinstance(c, TrustCalibration) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(TrustCalibration())
+        from segapp.lit.choose_inference import InferenceChoice  # max_images=0 (added by the user) switches it off
+
+        if not any(isinstance(c, InferenceChoice) for c in self.trainer.callbacks):
+            self.trainer.callbacks.append(InferenceChoice())
         from segapp.lit.preview import ValidationPreview  # k=0 (added by the user) switches it off
 
         if not any(isinstance(c, ValidationPreview) for c in self.trainer.callbacks):

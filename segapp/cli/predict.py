@@ -60,10 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)"
     )
     p.add_argument("--threshold", type=float, default=None, help="probability threshold (default: the model's)")
-    p.add_argument("--tta", choices=get_args(Tta), default="none", help="average over flips (default none)")
+    p.add_argument(
+        "--tta",
+        choices=get_args(Tta),
+        default=None,
+        help="average over flips (default: the model's choice on its validation split, else none)",
+    )
     p.add_argument("--mode", choices=get_args(Mode), default="resize", help=HELP["mode"])
     p.add_argument("--overlap", type=float, default=0.25, help="window overlap for --mode tile (default 0.25)")
-    p.add_argument("--keep-largest", action="store_true", help="keep only the largest connected component")
+    p.add_argument(
+        "--keep-largest",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="keep only the largest connected component (default: the model's choice, else no)",
+    )
     p.add_argument("--min-size", type=int, default=0, help="remove components smaller than this many pixels")
     p.add_argument(
         "--batch-size",
@@ -231,6 +241,18 @@ def _note(line: str) -> None:
     print(f"segapp-predict: note: {line}", file=sys.stderr, flush=True)
 
 
+def _model_choice_line(predictor) -> str:
+    """Which options the model's choice changed from the defaults, and how to override them ("" for none)."""
+    changed = [k for k in predictor.from_model if getattr(predictor, k) not in ("none", False)]
+    got = ", ".join(f"--{k.replace('_', '-')} {str(getattr(predictor, k)).lower()}" for k in changed)
+    if not got:
+        return ""
+    return (
+        f"{got}: the model's choice on its validation split (checkpoint 'inference' block); "
+        "pass --tta none / --no-keep-largest to override"
+    )
+
+
 def _model_sha256(engine, model_path: str) -> str:
     """SHA-256 of the model file; of the members' hashes, in order, for a checkpoint ensemble."""
     import hashlib
@@ -260,6 +282,8 @@ def _run(args: argparse.Namespace, model_path: str) -> FolderSummary:
     sizing = choose(engine.describe(), args.workers, args.batch_size)
     args.workers, args.batch_size = sizing.workers, sizing.batch_size
     predictor = Predictor(engine, **_options(args, PREDICTOR_OPTIONS))
+    if line := _model_choice_line(predictor):
+        _note(line)
     progress = not args.no_progress and sys.stderr.isatty()
     options = FolderOptions(
         progress=progress, review=not args.no_review, shard=args.shard, **_options(args, FOLDER_OPTIONS)

@@ -25,7 +25,7 @@ from segapp.io import atomic_write
 
 ExportFormat = Literal["onnx", "torchscript"]
 Quantize = Literal["int8"]
-META_KEYS = ("schema_version", "net", "preprocess", "threshold", "data_fingerprint", "versions")
+META_KEYS = ("schema_version", "net", "preprocess", "threshold", "data_fingerprint", "versions", "inference")
 
 
 OUTPUTS_DOC = {

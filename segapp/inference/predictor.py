@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 
 from segapp.errors import check_choice, check_range
+from segapp.inference.choice import model_choice
 from segapp.inference.engines import Device, Engine, Precision, create_engine
 from segapp.inference.postprocess import clean_mask, upsample
 from segapp.inference.tiling import sliding_window
@@ -85,10 +86,11 @@ class Predictor:
         engine: A :class:`~segapp.inference.engines.Engine` (see :func:`create_engine`).
         threshold: Probability above which a pixel is lesion (default: the model's).
         tta: ``none``, ``flip`` (identity + horizontal flip) or ``flip4`` (+ vertical and both);
-            probabilities are averaged over the flips.
+            probabilities are averaged over the flips. ``None``: the model's choice
+            (:mod:`segapp.inference.choice`), else ``none``.
         mode: ``resize`` (whole image to the training size, as trained) or ``tile``
             (Gaussian-blended windows of the training size over the image at native scale).
-        keep_largest: Keep only the largest connected component.
+        keep_largest: Keep only the largest connected component. ``None``: the model's choice, else False.
         min_size: Remove components smaller than this many pixels (at original resolution).
         overlap: Window overlap in tile mode.
         batch_size: Images (resize) or windows (tile) per forward pass.
@@ -96,15 +98,23 @@ class Predictor:
 
     engine: Engine
     threshold: float | None = None
-    tta: Tta = "none"
+    tta: Tta | None = None
     mode: Mode = "resize"
-    keep_largest: bool = False
+    keep_largest: bool | None = None
     min_size: int = 0
     overlap: float = 0.25
     batch_size: int = 8
     last_seconds: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    from_model: tuple[str, ...] = field(default=(), init=False)
+    """The options left unset that took the model's stored choice (``tta``, ``keep_largest``)."""
 
     def __post_init__(self) -> None:
+        chosen = model_choice(self.engine)
+        self.from_model = tuple(k for k in ("tta", "keep_largest") if getattr(self, k) is None and k in chosen)
+        if self.tta is None:
+            self.tta = chosen.get("tta", "none")
+        if self.keep_largest is None:
+            self.keep_largest = bool(chosen.get("keep_largest", False))
         check_choice("tta", self.tta, get_args(Tta))
         check_choice("mode", self.mode, get_args(Mode))
         check_range("batch_size", self.batch_size, 1)

@@ -204,10 +204,10 @@ def calibrate_net(net: nn.Module, dm: Any, threshold: float) -> dict[str, Any]:
     return fit_block(val, train, threshold)
 
 
-def add_trust(path: Path, block: dict[str, Any]) -> None:
-    """Write ``block`` into ``ckpt["segapp"]["trust"]`` of the checkpoint at ``path``, atomically."""
+def add_block(path: Path, key: str, block: dict[str, Any]) -> None:
+    """Write ``block`` into ``ckpt["segapp"][key]`` of the checkpoint at ``path``, atomically."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    ckpt["segapp"]["trust"] = block
+    ckpt["segapp"][key] = block
     with atomic_write(path, suffix=".ckpt") as tmp:
         torch.save(ckpt, tmp)
 
@@ -237,7 +237,7 @@ class TrustCalibration(L.Callback):
             print(f"trust: fewer than {MIN_SCANS} training or validation scans: no OOD statistics (empty ood_score)")
         if block["temperature_note"]:
             print(f"trust: {block['temperature_note']}")
-        add_trust(path, block)
+        add_block(path, "trust", block)
         print(
             f"trust: temperature {block['temperature']:.3f} (validation ECE {block['ece_val_before']:.4f} -> "
             f"{block['ece_val_after']:.4f}), statistics of {block['fitted_on']['train']} training scans, "

@@ -68,6 +68,6 @@ class Plan:
         return self.schedule.epoch_ends(self.spent_s)
 
     def predicted_total_s(self) -> float:
-        """Predicted wall seconds of the whole command, planning and trust calibration included."""
+        """Predicted wall seconds of the whole command, planning, trust calibration and inference choice included."""
         ends = self.epoch_ends()
         return (ends[-1] if ends else self.spent_s) + self.schedule.trust_s

@@ -35,7 +35,7 @@ def _timeline(plan: Plan) -> dict[str, float]:
         "start-up": s.startup_s,
         "first read": s.first_read_s,
         "epochs": epochs,
-        "trust calibration": s.trust_s,
+        "trust calibration and inference choice": s.trust_s,
     }
 
 

@@ -221,7 +221,8 @@ def _schedule_choices(sched: sizing.Schedule, work: sizing.Work, settings: Setti
         Choice(
             "trainer.max_time",
             settings["trainer.max_time"],
-            "a hard stop: the budget less planning, start-up, the trust calibration after training and a 3 % margin",
+            "a hard stop: the budget less planning, start-up, the trust calibration and inference choice after "
+            "training and a 3 % margin",
             "Lightning stops at max_time even when an epoch runs slower than measured",
         )
     )

@@ -4,7 +4,8 @@ Every second of the budget is accounted for, in the order a run spends it: plann
 start-up (net build, data set-up, the sanity-check batches), the first epoch's reading of the
 original files into the resized cache, the epochs (training steps with Lightning's overhead,
 augmentation, validation, checkpoints), and after training the trust calibration (a forward
-pass over the training and validation images). ``trainer.max_time`` is what is left for the
+pass over the training and validation images) and the inference choice (the validation
+originals through four flips). ``trainer.max_time`` is what is left for the
 epochs, so the run stops in time even when the model is wrong.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from segapp.inference.choice import FLIPS, MAX_IMAGES
 from segapp.plan.timing import Costs
 
 SIZE_STEP = 32
@@ -59,7 +61,7 @@ class Schedule:
         epoch_s: Seconds per epoch, ``(low phase, final phase)``.
         startup_s: Start-up seconds (incl. the sanity check at ``size``).
         first_read_s: Extra seconds of the first epoch (original files into the cache).
-        trust_s: Seconds of the trust calibration after training.
+        trust_s: Seconds after training: the trust calibration and the inference choice.
         max_time_s: ``trainer.max_time``: what is left for the epochs.
     """
 
@@ -102,9 +104,19 @@ def _fixed(costs: Costs, work: Work, size: int, budget_s: float, spent_s: float)
     """``(start-up, first read, trust, max_time)`` seconds for a run validating at ``size``."""
     startup = STARTUP_S + 2 * costs.val_step(size)
     trust = math.ceil((work.n_train + work.n_val) / work.batch) * costs.val_step(size) * TRUST_FACTOR
+    trust += choice_seconds(costs, work, size)
     first_read = work.n_pairs * costs.load.read_s
     max_time = budget_s * (1 - MARGIN) - spent_s - startup - trust
     return startup, first_read, trust, max_time
+
+
+def choice_seconds(costs: Costs, work: Work, size: int) -> float:
+    """The inference choice after training (:mod:`segapp.inference.choice`): the validation
+    originals read again and each run through four flips at ``size`` (one image per pass on a CPU,
+    about as fast per image as a validation batch)."""
+    n = min(work.n_val, MAX_IMAGES)
+    forward = math.ceil(n / work.batch) * FLIPS["flip4"] * costs.val_step(size) * TRUST_FACTOR
+    return forward + n * costs.load.read_s
 
 
 def low_size(size: int, smallest: int) -> int:

