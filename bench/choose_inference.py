@@ -18,9 +18,10 @@ from pathlib import Path
 import yaml
 
 from segapp.data import LesionDataModule
+from segapp.inference.checkpoint import add_block
 from segapp.inference.choice import CHOICE_KEY, MAX_IMAGES, describe_choice
-from segapp.lit.calibrate import add_block
-from segapp.lit.choose_inference import choose_for_checkpoint, spread
+from segapp.lit.choose_inference import choose_for_checkpoint
+from segapp.lit.preview import spread
 
 
 def main() -> None:

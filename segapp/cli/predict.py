@@ -244,7 +244,7 @@ def _note(line: str) -> None:
 def _model_choice_line(predictor) -> str:
     """Which options the model's choice changed from the defaults, and how to override them ("" for none)."""
     changed = [k for k in predictor.from_model if getattr(predictor, k) not in ("none", False)]
-    got = ", ".join(f"--{k.replace('_', '-')} {str(getattr(predictor, k)).lower()}" for k in changed)
+    got = ", ".join("--keep-largest" if k == "keep_largest" else f"--tta {predictor.tta}" for k in changed)
     if not got:
         return ""
     return (

@@ -81,3 +81,16 @@ def load_net(path: str | Path) -> tuple[nn.Module, PreprocessSpec, float, dict[s
         raise CheckpointError(f"{path}: cannot rebuild the net from its metadata block: {e}") from e
     net.eval()
     return net, PreprocessSpec.from_dict(meta["preprocess"]), float(meta.get("threshold", 0.5)), meta
+
+
+def add_block(path: str | Path, key: str, block: dict[str, Any]) -> None:
+    """Write ``block`` into ``ckpt["segapp"][key]`` of the checkpoint at ``path``, atomically
+    (the trust block, the inference choice: plain types, so ``weights_only`` loading keeps working)."""
+    import torch
+
+    from segapp.io import atomic_write
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt["segapp"][key] = block
+    with atomic_write(Path(path), suffix=".ckpt") as tmp:
+        torch.save(ckpt, tmp)

@@ -10,14 +10,18 @@ The rule, the same for every dataset (nothing in it is a tuned number):
 
 - test-time augmentation ``none`` -> ``flip`` -> ``flip4``: each step is taken only when its
   per-image Dice gain over the current choice has a paired 95 % bootstrap CI above zero. Each
-  step doubles the forward time of every prediction, so it has to pay for itself on data the
-  weights were not fitted to;
+  step doubles the forward time of every prediction, so it has to pay for itself on images the
+  weights were not trained on (the same split chose the checkpoint and the threshold, so the
+  gain on new images tends to be smaller: docs/benchmarks.md);
 - ``keep_largest`` on top of the chosen TTA, by the same test: it deletes every other lesion, so
   it is kept only where the validation split shows that the extra components are false alarms.
 
-Scores are per-image Dice at original resolution through the predictor's own path (its
-threshold, resize, mean of flipped probabilities). Fewer than :data:`MIN_IMAGES` validation
-images: no choice (the defaults stay: no TTA, every component).
+Scores are per-image Dice at the ground truth's resolution (at most :data:`SCORE_MAX_PIXELS`:
+larger masks are scored on a nearest-neighbour copy of that size) through the predictor's own
+path (its threshold, bilinear upsampling, mean of flipped probabilities, its clean-up). The
+choice holds for ``mode: resize``, the mode it was scored in; a tile-mode predictor ignores it.
+Fewer than :data:`MIN_IMAGES` validation images: no choice (the defaults stay: no TTA, every
+component).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import numpy as np
 CHOICE_KEY = "inference"
 MIN_IMAGES = 20
 MAX_IMAGES = 200  # validation images scored at most (evenly spaced): bounds the time on large splits
+SCORE_MAX_PIXELS = 1_000_000  # larger ground truths are scored at this many pixels (Dice barely changes)
 FLIPS = {"none": 1, "flip": 2, "flip4": 4}  # the first n passes of TTA_FLIPS["flip4"]
 STEPS: tuple[tuple[str, Any], ...] = (("tta", "flip"), ("tta", "flip4"), ("keep_largest", True))
 RULE = (
@@ -41,10 +46,13 @@ RULE = (
 Variant = tuple[str, bool]  # (tta, keep_largest)
 
 
-def model_choice(engine: Any) -> dict[str, Any]:
-    """``{"tta": ..., "keep_largest": ...}`` stored with a single model; ``{}`` for none or an ensemble."""
+def model_choice(engine: Any, mode: str = "resize") -> dict[str, Any]:
+    """``{"tta": ..., "keep_largest": ...}`` stored with a single model, for the mode it was scored
+    in; ``{}`` for none, an ensemble or another mode."""
     block = (getattr(engine, "meta", None) or {}).get(CHOICE_KEY)
     if not isinstance(block, dict) or int(getattr(engine, "members", 1)) != 1:
+        return {}
+    if block.get("mode", "resize") != mode:
         return {}
     return {k: block[k] for k in ("tta", "keep_largest") if k in block}
 
@@ -68,41 +76,68 @@ def _name(v: Variant) -> str:
     return v[0] + ("+largest" if v[1] else "")
 
 
+def score_size(shape: tuple[int, ...]) -> tuple[int, int]:
+    """The size a ground truth is scored at: its own, scaled down to :data:`SCORE_MAX_PIXELS`."""
+    h, w = int(shape[0]), int(shape[1])
+    scale = min(1.0, (SCORE_MAX_PIXELS / (h * w)) ** 0.5)
+    return (h, w) if scale >= 1 else (max(1, round(h * scale)), max(1, round(w * scale)))
+
+
 def variant_scores(
     predictor: Any, cases: Iterable[tuple[str, np.ndarray, np.ndarray]], batch: int = 1
 ) -> dict[str, dict[str, float]]:
     """Per variant name (``none``, ``flip+largest``, ...): per-image Dice ``{key: dice}``.
 
-    ``cases`` yields ``(key, raw image H x W x C, bool ground truth H x W)``. Each image is run
-    once through all four flips (``batch`` images per forward pass: 1 on a CPU, where batches of
-    8 were slower, 11.4 vs 8.0 s for 48 Kvasir images at 256 px); the variants average the first
+    ``cases`` yields ``(key, raw image H x W x C, bool ground truth)``; the ground truth may have
+    another size than the image (training resizes each on its own). Each image is run once
+    through all four flips (``batch`` images per forward pass: 1 on a CPU, where batches of 8
+    were slower, 11.4 vs 8.0 s for 48 Kvasir images at 256 px); the variants average the first
     1, 2 or 4 of them.
     """
-    p = replace(predictor, tta="flip4", keep_largest=False, min_size=0, batch_size=batch)
+    plain = replace(predictor, tta="flip4", mode="resize", keep_largest=False, min_size=0, batch_size=batch)
+    largest = replace(plain, keep_largest=True)
     out: dict[str, dict[str, float]] = {_name((t, k)): {} for t in FLIPS for k in (False, True)}
     chunk: list[tuple[str, np.ndarray, np.ndarray]] = []
     for case in cases:
         chunk.append(case)
         if len(chunk) == batch:
-            _score_chunk(p, chunk, out)
+            _score_chunk((plain, largest), chunk, out)
             chunk = []
     if chunk:
-        _score_chunk(p, chunk, out)
+        _score_chunk((plain, largest), chunk, out)
     return out
 
 
-def _score_chunk(p: Any, chunk: list[tuple[str, np.ndarray, np.ndarray]], out: dict[str, dict[str, float]]) -> None:
+def _score_chunk(
+    predictors: tuple[Any, Any], chunk: list[tuple[str, np.ndarray, np.ndarray]], out: dict[str, dict[str, float]]
+) -> None:
     from segapp.eval.metrics import overlap_scores
-    from segapp.inference.postprocess import clean_mask, upsample
+    from segapp.inference.postprocess import upsample
+    from segapp.io.preprocess import resize_mask
 
-    variants = p.forward_prepared([p.prepare(image) for _, image, _ in chunk])
-    for (key, image, gt), (v, _) in zip(chunk, variants, strict=True):
+    plain = predictors[0]
+    variants = plain.forward_prepared([plain.prepare(image) for _, image, _ in chunk])
+    for (key, _, gt), (v, _) in zip(chunk, variants, strict=True):
+        size = score_size(gt.shape)
+        truth = gt if size == gt.shape[:2] else resize_mask(gt, size).astype(bool)
         raw = v[:, : v.shape[1] // 2]
         for tta, n in FLIPS.items():
-            mask = upsample(raw[:n].mean(axis=(0, 1)), tuple(image.shape[:2])) > p.threshold
-            for largest in (False, True):
-                m = clean_mask(mask, keep_largest=True)[0] if largest else mask
-                out[_name((tta, largest))][key] = overlap_scores(m, gt)["dice"]
+            probs = upsample(raw[:n].mean(axis=(0, 1)), size)
+            for p in predictors:
+                out[_name((tta, bool(p.keep_largest)))][key] = overlap_scores(p.to_mask(probs)[0], truth)["dice"]
+
+
+def too_few(n: int) -> dict[str, Any]:
+    """The block kept when the validation split is too small to choose anything."""
+    return {
+        "tta": "none",
+        "keep_largest": False,
+        "mode": "resize",
+        "rule": RULE,
+        "n_images": n,
+        "steps": [],
+        "note": f"{n} validation images (< {MIN_IMAGES}): no choice, the defaults stay (no TTA, every component)",
+    }
 
 
 def decide(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
@@ -110,17 +145,17 @@ def decide(scores: dict[str, dict[str, float]]) -> dict[str, Any]:
     from segapp.eval.stats import paired_compare
 
     n = len(scores["none"])
+    if n < MIN_IMAGES:
+        return too_few(n)
     block: dict[str, Any] = {
         "tta": "none",
         "keep_largest": False,
+        "mode": "resize",
         "rule": RULE,
         "n_images": n,
-        "dice": {name: float(np.mean(list(s.values()))) if s else float("nan") for name, s in scores.items()},
+        "dice": {name: float(np.mean(list(s.values()))) for name, s in scores.items()},
         "steps": [],
     }
-    if n < MIN_IMAGES:
-        block["note"] = f"{n} validation images (< {MIN_IMAGES}): no choice, the defaults stay"
-        return block
     current: Variant = ("none", False)
     for option, value in STEPS:
         cand: Variant = (value, current[1]) if option == "tta" else (current[0], bool(value))

@@ -46,8 +46,9 @@ def export_meta(meta: dict[str, Any], checkpoint: Path, fmt: str) -> dict[str, A
 def ensemble_meta(members: Members, fmt: str) -> dict[str, Any]:
     """The block of an exported model: the first member's keys, the ensemble's settings, every member."""
     blocks = [export_meta(m, p, fmt) for m, p in zip(members.metas, members.paths, strict=True)]
+    first = {k: v for k, v in blocks[0].items() if k != "inference" or len(blocks) == 1}  # a member's own choice
     return {
-        **blocks[0],
+        **first,
         "threshold": members.threshold,
         "trust": members.trust,
         "members": len(blocks),

@@ -518,6 +518,7 @@ def _run_meta(run: FolderRun, predictor: Predictor, record: dict[str, Any], info
             "keep_largest": predictor.keep_largest,
             "min_size": predictor.min_size,
             "batch_size": predictor.batch_size,
+            "from_model": list(getattr(predictor, "from_model", ())),
         },
         "trust": {
             "members": predictor.engine.members,

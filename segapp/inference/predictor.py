@@ -87,7 +87,7 @@ class Predictor:
         threshold: Probability above which a pixel is lesion (default: the model's).
         tta: ``none``, ``flip`` (identity + horizontal flip) or ``flip4`` (+ vertical and both);
             probabilities are averaged over the flips. ``None``: the model's choice
-            (:mod:`segapp.inference.choice`), else ``none``.
+            (:mod:`segapp.inference.choice`; resize mode only), else ``none``.
         mode: ``resize`` (whole image to the training size, as trained) or ``tile``
             (Gaussian-blended windows of the training size over the image at native scale).
         keep_largest: Keep only the largest connected component. ``None``: the model's choice, else False.
@@ -109,7 +109,7 @@ class Predictor:
     """The options left unset that took the model's stored choice (``tta``, ``keep_largest``)."""
 
     def __post_init__(self) -> None:
-        chosen = model_choice(self.engine)
+        chosen = model_choice(self.engine, self.mode)
         self.from_model = tuple(k for k in ("tta", "keep_largest") if getattr(self, k) is None and k in chosen)
         if self.tta is None:
             self.tta = chosen.get("tta", "none")

@@ -30,8 +30,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from segapp.eval.calibration import calibration_error as ece_of
+from segapp.inference.checkpoint import add_block
 from segapp.inference.trust import EST_DICE_FLOOR, expected_dice, uncertainty_score
-from segapp.io import atomic_write
 from segapp.nets.trust import forward_with_features
 
 log = logging.getLogger(__name__)
@@ -202,14 +202,6 @@ def calibrate_net(net: nn.Module, dm: Any, threshold: float) -> dict[str, Any]:
     val = collect(net, _eval_loader(dm, "val"), spec, keep_logits=True)
     train = collect(net, _eval_loader(dm, "train"), spec, keep_logits=False)
     return fit_block(val, train, threshold)
-
-
-def add_block(path: Path, key: str, block: dict[str, Any]) -> None:
-    """Write ``block`` into ``ckpt["segapp"][key]`` of the checkpoint at ``path``, atomically."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    ckpt["segapp"][key] = block
-    with atomic_write(path, suffix=".ckpt") as tmp:
-        torch.save(ckpt, tmp)
 
 
 class TrustCalibration(L.Callback):

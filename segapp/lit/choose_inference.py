@@ -16,9 +16,10 @@ import lightning as L
 import numpy as np
 
 from segapp.data.layouts import Pair
-from segapp.inference.choice import CHOICE_KEY, MAX_IMAGES, decide, describe_choice, variant_scores
+from segapp.inference.checkpoint import add_block
+from segapp.inference.choice import CHOICE_KEY, MAX_IMAGES, MIN_IMAGES, decide, describe_choice, too_few, variant_scores
 from segapp.io import MaskRule, read_image, read_masks
-from segapp.lit.calibrate import add_block
+from segapp.lit.preview import spread
 
 
 def _cases(pairs: Sequence[Pair], rule: MaskRule) -> Iterator[tuple[str, np.ndarray, np.ndarray]]:
@@ -26,23 +27,21 @@ def _cases(pairs: Sequence[Pair], rule: MaskRule) -> Iterator[tuple[str, np.ndar
         yield p.key, read_image(p.image), read_masks(p.masks, rule)
 
 
-def spread(pairs: Sequence[Pair], n: int) -> list[Pair]:
-    """At most ``n`` pairs, evenly spaced over the split (all of them when there are fewer)."""
-    if len(pairs) <= n:
-        return list(pairs)
-    return [pairs[i] for i in np.linspace(0, len(pairs) - 1, n).round().astype(int)]
-
-
 def choose_for_checkpoint(path: Path, pairs: Sequence[Pair], rule: MaskRule, device: str = "cpu") -> dict[str, Any]:
     """The choice block of the checkpoint at ``path`` on ``pairs`` (its validation split)."""
     from segapp.inference.predictor import Predictor
 
+    if len(pairs) < MIN_IMAGES:
+        return too_few(len(pairs))
     predictor = Predictor.from_checkpoint(path, device=device, tta="none", keep_largest=False)
     return decide(variant_scores(predictor, _cases(pairs, rule), batch=8 if device == "cuda" else 1))
 
 
 class InferenceChoice(L.Callback):
     """Choose and store the best checkpoint's inference options (rank 0, after training).
+
+    A failure here (an unreadable validation file, say) does not fail the finished run: it is
+    printed, and the checkpoint keeps no choice (predictions then use no TTA unless asked).
 
     Args:
         max_images: Validation images scored at most (evenly spaced); 0 switches the choice off.
@@ -62,7 +61,11 @@ class InferenceChoice(L.Callback):
             print("inference choice: none (no checkpoint or no validation split); predictions use no TTA")
             return
         device = "cuda" if pl_module.device.type == "cuda" else "cpu"
-        block = choose_for_checkpoint(path, spread(val, self.max_images), dm.mask_rule, device)
+        try:
+            block = choose_for_checkpoint(path, spread(val, self.max_images), dm.mask_rule, device)
+        except Exception as e:  # an optional step: say why and keep the finished run
+            print(f"inference choice: skipped ({type(e).__name__}: {e}); predictions use no TTA unless asked")
+            return
         add_block(path, CHOICE_KEY, block)
         if "note" in block:
             print(f"inference choice: {block['note']}")

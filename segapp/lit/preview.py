@@ -47,7 +47,7 @@ TEXT = (255, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _spread(items: Sequence[int], n: int) -> list[int]:
+def spread(items: Sequence, n: int) -> list:
     """``n`` items evenly spaced over ``items`` (first and last included), or all of them."""
     if n <= 0:
         return []
@@ -66,7 +66,7 @@ def choose_indices(areas: Sequence[float], k: int) -> list[int]:
     order = sorted(range(len(areas)), key=lambda i: (areas[i], i))
     empty = [i for i in order if areas[i] <= 0]
     lesion = [i for i in order if areas[i] > 0]
-    picks = _spread(lesion, k - (1 if empty else 0))
+    picks = spread(lesion, k - (1 if empty else 0))
     return empty[: max(k - len(picks), 0)] + picks
 
 

@@ -3,9 +3,10 @@
 With ``split="val"`` it does the same for the validation split during ``segapp validate``
 (never during the validation loops of ``fit``).
 
-Predictions are scored at each image's ORIGINAL resolution, as ``segapp-predict`` would write
-them: probabilities are resized to the ground-truth size (bilinear, as the Predictor does) and
-thresholded at the module's ``tuned_threshold``. Masks go to
+Predictions are scored at each image's ORIGINAL resolution, as ``segapp-predict --tta none
+--no-keep-largest`` would write them: probabilities are resized to the ground-truth size
+(bilinear, as the Predictor does) and thresholded at the module's ``tuned_threshold``. The
+model's own TTA and clean-up (:mod:`segapp.inference.choice`) are not applied here. Masks go to
 ``<log_dir>/test_report/predictions/<key>.mask.png`` and the calibrated probabilities (the
 checkpoint's temperature; masks never use it) to ``<key>.prob.npy``, so the report (``metrics.csv``,
 ``summary.json``, ``report.html``, ``figures/``) in ``<log_dir>/test_report/`` has its

@@ -7,10 +7,12 @@ the predictor taking (and the user overriding) a stored choice, and a real check
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,12 +20,20 @@ import pytest
 import torch
 
 from segapp.data.layouts import Pair
-from segapp.inference.choice import CHOICE_KEY, MIN_IMAGES, decide, model_choice, variant_scores
+from segapp.inference.choice import (
+    CHOICE_KEY,
+    MIN_IMAGES,
+    decide,
+    describe_choice,
+    model_choice,
+    score_size,
+    variant_scores,
+)
 from segapp.inference.engines import EngineOutput
 from segapp.inference.predictor import Predictor
 from segapp.io import MaskRule, PreprocessSpec
-from segapp.lit.choose_inference import choose_for_checkpoint
-from tests.conftest import REPO
+from segapp.lit.choose_inference import InferenceChoice, choose_for_checkpoint
+from tests.conftest import REPO, run_fit, tiny_fit_args
 
 SPEC = PreprocessSpec(size=(8, 8), in_channels=1, mean=(0.0,), std=(1.0,))
 
@@ -33,7 +43,7 @@ class LeftHalfEngine:
     """Says 'lesion' on the left half of whatever it is shown: its flips disagree."""
 
     spec: PreprocessSpec = SPEC
-    threshold: float = 0.5
+    threshold: float = 0.6  # flipped passes average to 0.5: clearly under it
     meta: dict[str, Any] = field(default_factory=dict)
     trust: dict[str, Any] | None = None
     members: int = 1
@@ -89,7 +99,7 @@ def test_too_few_validation_images_keep_the_defaults_and_say_so():
 
 def test_scores_follow_the_predictor_path_flips_included():
     """The engine marks the left half; the truth is the left half: no TTA scores 1, flipping
-    averages left and right to 0.5 (not above the threshold): an empty mask, Dice 0."""
+    averages left and right to 0.5 (under the threshold 0.6): an empty mask, Dice 0."""
     gt = np.zeros((16, 24), bool)
     gt[:, :12] = True
     image = np.zeros((16, 24, 1), np.float32)
@@ -134,6 +144,76 @@ def test_a_fitted_checkpoint_carries_its_choice_and_predict_uses_and_reports_it(
     assert r.returncode == 0, r.stderr
     assert "--tta flip: the model's choice on its validation split" in r.stderr
     assert json.loads((tmp_path / "out" / "run.json").read_text())["options"]["tta"] == "flip"
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["options"]["from_model"] == ["tta", "keep_largest"]
     r = predict(tmp_path / "out_none", "--tta", "none")
     assert r.returncode == 0 and "the model's choice" not in r.stderr
-    assert json.loads((tmp_path / "out_none" / "run.json").read_text())["options"]["tta"] == "none"
+    options = json.loads((tmp_path / "out_none" / "run.json").read_text())["options"]
+    assert options["tta"] == "none" and options["from_model"] == ["keep_largest"]
+
+    ckpt["segapp"][CHOICE_KEY] = {**got, "tta": "none", "keep_largest": True}
+    torch.save(ckpt, model)
+    r = predict(tmp_path / "largest")
+    assert r.returncode == 0 and "--keep-largest: the model's choice" in r.stderr
+    assert json.loads((tmp_path / "largest" / "run.json").read_text())["options"]["keep_largest"] is True
+    r = predict(tmp_path / "all_components", "--no-keep-largest")
+    assert r.returncode == 0 and "the model's choice" not in r.stderr
+    assert json.loads((tmp_path / "all_components" / "run.json").read_text())["options"]["keep_largest"] is False
+
+
+def test_a_ground_truth_of_another_size_than_its_image_is_scored_at_its_own_size():
+    """Training resizes image and mask each on its own, so a mask may differ in size (the check
+    only warns); a large one is scored on a copy of at most SCORE_MAX_PIXELS."""
+    image = np.zeros((16, 24, 1), np.float32)
+    gt = np.zeros((40, 60), bool)
+    gt[:, :30] = True
+    huge = np.zeros((3000, 2000), bool)
+    huge[:, :1000] = True
+    assert score_size(huge.shape) == (1225, 816) and score_size(gt.shape) == (40, 60)
+    scores = variant_scores(Predictor(LeftHalfEngine()), [("a", image, gt), ("b", image, huge)])
+    assert scores["none"]["a"] == pytest.approx(1.0, abs=0.03) and scores["none"]["b"] == pytest.approx(1.0, abs=0.03)
+
+
+def test_a_tile_mode_predictor_ignores_a_choice_made_in_resize_mode():
+    meta = {CHOICE_KEY: {"tta": "flip4", "keep_largest": True, "mode": "resize"}}
+    with pytest.warns(UserWarning, match="--mode tile"):
+        p = Predictor(LeftHalfEngine(meta=meta, spec=replace(SPEC, size_policy="resize")), mode="tile")
+    assert (p.tta, p.keep_largest, p.from_model) == ("none", False, ())
+
+
+def test_the_console_line_names_the_choice_and_each_step():
+    rng = np.random.default_rng(0)
+    block = decide(_scores(rng, 60, {"flip": 0.01, "flip4": 0.01, "flip+largest": -0.02, "flip4+largest": -0.02}))
+    line = describe_choice(block)
+    assert line.startswith("tta flip, keep_largest false (validation Dice ")
+    assert re.search(r"; tta flip: \+0\.0\d{3} \[\+0\.0\d{3}, \+0\.0\d{3}\] taken;", line), line
+    assert re.search(r"keep_largest true: -0\.0\d{3} \[-0\.0\d{3}, -0\.0\d{3}\] not taken\)$", line), line
+    assert line.count("not taken") == 2
+
+
+def test_segapp_fit_ends_with_the_choice_on_its_validation_split(synth_root, tmp_path):
+    run = tmp_path / "run"
+    res = run_fit(tiny_fit_args(synth_root, run, "--data.val_fraction", "0.25", "--trainer.max_epochs", "1"))
+    assert res.returncode == 0, res.stderr[-2000:]
+    block = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["segapp"][CHOICE_KEY]
+    assert block["n_images"] == 24 and len(block["steps"]) == 3 and "note" not in block
+    assert f"inference choice: {describe_choice(block)}, written to best.ckpt" in res.stdout
+
+
+def test_a_failing_choice_is_said_and_leaves_the_finished_run_alone(tiny_ckpt, tmp_path, capsys):
+    """An unreadable validation file: one line, no exception out of on_fit_end, checkpoint untouched."""
+    ckpt = tmp_path / "best.ckpt"
+    ckpt.write_bytes(tiny_ckpt.read_bytes())
+    bad = tmp_path / "bad.png"
+    bad.write_text("not a png")
+    pairs = [Pair(f"k{i}", bad, (bad,)) for i in range(MIN_IMAGES)]
+    trainer = SimpleNamespace(
+        is_global_zero=True,
+        sanity_checking=False,
+        datamodule=SimpleNamespace(splits={"val": pairs}, mask_rule=MaskRule()),
+        checkpoint_callback=SimpleNamespace(best_model_path=str(ckpt)),
+    )
+    before = ckpt.read_bytes()
+    InferenceChoice().on_fit_end(trainer, SimpleNamespace(device=torch.device("cpu")))
+    out = capsys.readouterr().out
+    assert out.startswith("inference choice: skipped (ReadError: ") and "bad.png" in out
+    assert ckpt.read_bytes() == before

@@ -147,7 +147,7 @@ def test_temperature_never_changes_the_masks(tiny_ckpt, holdout_root):
             assert np.array_equal(h.mask, p.mask)
         assert any(not np.allclose(h.probs, p.probs) for h, p in zip(hot, plain, strict=True))
     engine.trust = {**engine.trust, "temperature": 3.0}
-    pred = Predictor(engine)
+    pred = Predictor(engine, tta="none")
     res = pred.predict(images[0])  # one member, no TTA: the calibrated threshold reproduces the mask
     assert np.array_equal(res.probs > pred.calibrated_threshold, res.mask)
 
@@ -249,8 +249,8 @@ def test_an_ensemble_member_without_trust_keeps_the_others_signals(tiny_ckpt, tm
     assert engine.has_ood and engine.trust["temperature"] == pytest.approx(
         torch.load(tiny_ckpt, weights_only=True)["segapp"]["trust"]["temperature"]
     )
-    res = Predictor(engine).predict(_image(holdout_root))
-    alone = Predictor.from_checkpoint(tiny_ckpt, precision="fp32").predict(_image(holdout_root))
+    res = Predictor(engine).predict(_image(holdout_root))  # an ensemble: no TTA
+    alone = Predictor.from_checkpoint(tiny_ckpt, precision="fp32", tta="none").predict(_image(holdout_root))
     assert res.signals["ood_score"] == pytest.approx(alone.signals["ood_score"], abs=1e-3)  # the member with stats
 
 

@@ -182,7 +182,7 @@ def test_the_time_after_training_includes_the_inference_choice_over_the_validati
     costs, size = p.costs, p.schedule.size
     few, many = Work(400, 40, 440, 8), Work(400, 160, 560, 8)
     assert choice_seconds(costs, many, size) == pytest.approx(
-        20 * 4 * costs.val_step(size) * TRUST_FACTOR + 160 * costs.load.read_s
+        3.0 + 20 * 4 * costs.val_step(size) * TRUST_FACTOR + 2 * 160 * costs.load.read_s
     )
     capped = Work(400, 5 * MAX_IMAGES, 400 + 5 * MAX_IMAGES, 8)
     assert choice_seconds(costs, capped, size) == choice_seconds(costs, Work(400, MAX_IMAGES, 600, 8), size)
