@@ -149,6 +149,31 @@ def test_the_time_after_the_last_whole_epoch_holds_a_partial_one():
     assert project_time(limits, 3, 758, 100, tail_seconds=None).epochs == 10  # no validation to stop for
 
 
+def test_a_partial_epoch_once_counted_stays_while_its_share_hovers_near_the_threshold():
+    """Shares 0.375 -> 0.25 -> 0.31: without hysteresis the cosine would go 9 -> 8 -> 9 epochs."""
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    follower._last_batch_end = time.monotonic() - 20.0  # a 20 s tail: 28 s kept, 80 s of training per epoch
+    follower.epoch_end(_fake_trainer(20, remaining=358, epoch=4), sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 9 and info["lr_schedule"]["partial_share"] == pytest.approx(0.375, abs=0.01)
+    for epoch, left in ((5, 248.0), (6, 152.8)):  # shares 0.25, then 0.31
+        follower._last_batch_end = time.monotonic() - 20.0
+        t = _fake_trainer(20, remaining=left, epoch=epoch)
+        follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+        assert sched.max_epochs == 9 and not t.should_stop, epoch
+    assert len(info["lr_schedule"]["history"]) == 2  # start, then one change: never dropped and re-added
+    follower._last_batch_end = time.monotonic() - 20.0  # under KEEP_PARTIAL (0.15): dropped
+    t = _fake_trainer(20, remaining=40.0, epoch=7)
+    follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 8 and info["lr_schedule"]["partial_share"] is None and t.should_stop
+    # a share of 0.25 adds no partial epoch: not in a fresh projection, nor a later epoch than the one held
+    limits = ScheduleLength(50, "x")
+    assert project_time(limits, 3, 748, 100, tail_seconds=20).partial is None
+    later = project_time(limits, 6, 348, 100, tail_seconds=20, keep=9)  # held: epoch 9; this would be a 10th
+    assert later.epochs == 9 and later.partial is None
+    assert project_time(limits, 6, 248, 100, tail_seconds=20, keep=9).partial == pytest.approx(0.25)
+
+
 def test_the_partial_last_epoch_stops_in_time_for_its_validation(capsys):
     sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
     follower.start(_fake_trainer(20, remaining=900), sched, info)

@@ -11,7 +11,9 @@ the run is projected to stop first:
   epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
   a cache is built, does not shorten it for good). The time after the last whole epoch is not
   wasted: when at least :data:`MIN_PARTIAL` of the next epoch's training fits (its validation
-  counted whole), that epoch joins the cosine as its last, *partial* epoch, and the run stops it
+  counted whole), that epoch joins the cosine as its last, *partial* epoch (and stays while at
+  least :data:`KEEP_PARTIAL` fits, so the cosine does not flip between two lengths when the share
+  hovers near the threshold), and the run stops it
   mid-epoch when the time left is what its validation takes (the last epoch's tail, with a
   margin), so the validation and the checkpoint end inside ``max_time`` and the budget is used to
   within about one validation (only in runs that validate every epoch: else whole epochs). When
@@ -38,6 +40,10 @@ MAX_PROJECTED = 100_000
 
 MIN_PARTIAL = 0.3
 """The least share of an epoch's training worth a partial last epoch (it costs a whole validation)."""
+
+KEEP_PARTIAL = 0.2
+"""The partial last epoch already in the cosine stays in it down to this share (hysteresis: a
+share hovering near :data:`MIN_PARTIAL` must not add and drop that epoch after every epoch)."""
 
 TAIL_MARGIN = 1.25
 """A partial epoch stops when the time left is this many times the last epoch's tail (its validation
@@ -84,6 +90,7 @@ def project_time(
     last_epoch_seconds: float,
     cost: Callable[[int], float] | None = None,
     tail_seconds: float | None = 0.0,
+    keep: int | None = None,
 ) -> ScheduleLength:
     """The length when ``trainer.max_time`` may end the run before ``limits`` does.
 
@@ -100,6 +107,8 @@ def project_time(
             larger training size under progressive resizing costs more.
         tail_seconds: The part of an epoch after its last training step (validation, checkpoint);
             ``None``: no partial epoch (a run that does not validate every epoch).
+        keep: The length of a cosine whose last epoch is already a partial one: that same epoch
+            stays down to :data:`KEEP_PARTIAL` (any other needs :data:`MIN_PARTIAL`).
     """
     if last_epoch_seconds <= 0:
         return limits
@@ -112,7 +121,7 @@ def project_time(
     partial = None
     if n < cap and tail_seconds is not None:
         share = partial_share(left, last_epoch_seconds * cost(n), tail_seconds)
-        if share >= MIN_PARTIAL:
+        if share >= (KEEP_PARTIAL if keep is not None and n + 1 == keep else MIN_PARTIAL):
             n, partial = n + 1, round(share, 3)
     if limits.epochs is not None and n >= limits.epochs and partial is None:
         return limits
@@ -260,7 +269,8 @@ class ScheduleFollower:
         done = trainer.current_epoch + 1
         cost = pixel_cost(trainer, done)
         tail = (self.tail or 0.0) if self.partial_ok else None
-        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, tail)
+        keep = self.length.epochs if self.length.partial is not None else None
+        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, tail, keep)
         # the pace, not the seconds: an epoch at a smaller progressive-resizing size is not "the fastest"
         rate = epoch_seconds / train_pixels(trainer, done - 1)
         self.fastest_rate = rate if self.fastest_rate is None else min(self.fastest_rate, rate)
