@@ -2,10 +2,13 @@
 2-rank checkpoint resumes on 1 device."""
 
 import csv
+import json
 import os
 import subprocess
 import sys
+from collections import Counter
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -78,3 +81,47 @@ def test_ddp_cpu_two_ranks_odd_validation_set_logs_exact_dice(tmp_path):
     processed = after["loops"]["fit_loop"]["epoch_progress"]["total"]["processed"]
     assert (before["epoch"], after["epoch"], processed) == (1, 2, 3)
     assert after["global_step"] == before["global_step"] + 20 // 2  # one epoch of 20 images, batch 2, one rank
+
+
+class RecordSampler(L.Callback):
+    """Writes each rank's lesion-size draw and its share of it to $SAMPLER_OUT (the sampler's
+    generator is rewound after each look, so training draws what it would have)."""
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        wrapper = trainer.train_dataloader.sampler  # Lightning's DistributedSamplerWrapper under DDP
+        inner = wrapper.dataset._sampler
+        state = inner.generator.get_state()
+        draw = [int(i) for i in inner]
+        inner.generator.set_state(state)
+        share = [int(i) for i in wrapper]  # the wrapper draws from the inner sampler again, then splits
+        inner.generator.set_state(state)
+        record = {"wrapper": type(wrapper).__name__, "draw": draw, "share": share}
+        with open(os.path.join(os.environ["SAMPLER_OUT"], f"rank{trainer.global_rank}.json"), "w") as fh:
+            json.dump(record, fh)
+
+
+@pytest.mark.slow
+def test_ddp_lesion_size_sampling_splits_one_draw_between_the_ranks(tmp_path):
+    """Both ranks build the same weighted sampler (same seed, same weights), and Lightning's wrapper
+    gives each half of its draws: one size-balanced epoch, not two different ones of half size."""
+    root = generate(tmp_path / "data", n=25, size=64, seed=5)  # 20 training images
+    run, out = tmp_path / "run", tmp_path / "sampler"
+    out.mkdir()
+    tiny = {"model.net.init_args.depth": 2, "model.net.init_args.base_channels": 4, "data.batch_size": 2}
+    settings = {"trainer.devices": 2, "trainer.strategy": "ddp", "trainer.max_epochs": 1, **tiny}
+    args = fit_args(root, run, *dotted({**settings, "data.sampling": "lesion_size"}))
+    args += ["--trainer.callbacks+=tests.test_ddp.RecordSampler"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SAMPLER_OUT": str(out)}
+    res = subprocess.run(
+        [sys.executable, "-m", "segapp.cli.main", *args], capture_output=True, text=True, timeout=900, env=env
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert ranks[0]["wrapper"] == "DistributedSamplerWrapper"
+    draw = ranks[0]["draw"]
+    assert ranks[1]["draw"] == draw and len(draw) == 20  # one draw, the same on both ranks
+    assert len(ranks[0]["share"]) == len(ranks[1]["share"]) == 10
+    assert Counter(ranks[0]["share"]) + Counter(ranks[1]["share"]) == Counter(draw)  # split, not drawn twice
+    assert (res.stdout + res.stderr).count("data.sampling lesion_size: lesion share of the frame") == 1  # rank 0
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert ckpt["global_step"] == 10 // 2  # each rank: its 10 draws in batches of 2
