@@ -51,7 +51,10 @@ class InferenceChoice(L.Callback):
         self.max_images = max_images
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if not trainer.is_global_zero or trainer.sanity_checking or self.max_images <= 0:
+        if not trainer.is_global_zero or trainer.sanity_checking:
+            return
+        if self.max_images <= 0:
+            print("inference choice: off (max_images 0); predictions use no TTA unless asked")
             return
         dm = getattr(trainer, "datamodule", None)
         cb = trainer.checkpoint_callback

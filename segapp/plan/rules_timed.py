@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from segapp.errors import SettingError
+from segapp.inference.choice import MAX_IMAGES, MIN_IMAGES
 from segapp.plan import sizing
 from segapp.plan.budget import format_duration, max_time_text
 from segapp.plan.device import Device
@@ -66,6 +67,7 @@ def plan_run(
     settings["data.image_size"] = sched.size
     choices += _schedule_choices(sched, work, settings, cap if cap < MAX_EPOCHS else None)
     choices += _training_choices(base, fp, sched, work, settings)
+    choices.append(_inference_choice(costs, work, sched, budget_s, settings))
     notes = [] if sched.epochs >= floor else [f"{sched.epochs} epochs is under the floor of {floor}: more budget helps"]
     return Plan(budget_s, spent_s, fp, device, costs, sched, base.net, settings, choices, notes)
 
@@ -299,6 +301,27 @@ def _freeze_choice(base: Base, sched: sizing.Schedule, settings: Settings) -> Ch
         f"{base.n_train} training images: {frozen} epoch with the encoder frozen while the decoder settles, then "
         "fine-tuning with a lower encoder lr",
         ev + ": fine-tuned +0.03-0.04 over frozen from 200 images (Kvasir); the Kvasir recipes' 1 epoch and 0.3x",
+    )
+
+
+def _inference_choice(
+    costs: Costs, work: sizing.Work, sched: sizing.Schedule, budget_s: float, settings: Settings
+) -> Choice:
+    n = sizing.choice_images(costs, work, sched.size, budget_s)
+    cb = {"class_path": "segapp.lit.choose_inference.InferenceChoice", "init_args": {"max_images": n}}
+    settings["trainer.callbacks"] = [*settings.get("trainer.callbacks", []), cb]
+    share = f"{sizing.CHOICE_SHARE:.0%} of the budget"
+    if n == 0:
+        why = f"off: {share} scores fewer than {MIN_IMAGES} validation images at {sched.size} px"
+    elif n < min(work.n_val, MAX_IMAGES):
+        why = f"{n} of the {work.n_val} validation images: what {share} holds at {sched.size} px"
+    else:
+        why = f"all {n} validation images (within {share})"
+    return Choice(
+        "InferenceChoice.max_images",
+        n,
+        why + "; after training it chooses TTA and keep_largest on them (docs/inference.md)",
+        "docs/benchmarks.md 'The model's own TTA': +0.000 to +0.002 test Dice where chosen; not worth epochs",
     )
 
 

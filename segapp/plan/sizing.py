@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from segapp.inference.choice import FLIPS, MAX_IMAGES
+from segapp.inference.choice import FLIPS, MAX_IMAGES, MIN_IMAGES
 from segapp.plan.timing import Costs
 
 SIZE_STEP = 32
@@ -27,6 +27,10 @@ STARTUP_S = 8.0
 """Trainer, loggers and data module set-up (check and statistics read from the cache) besides the net."""
 TRUST_FACTOR = 1.2
 CHOICE_SETUP_S = 3.0  # the inference choice: loading the checkpoint into a predictor
+CHOICE_SHARE = 0.03
+"""The inference choice may take this share of the budget: its expected gain is small (none to
++0.002 test Dice on Kvasir, docs/benchmarks.md), so on a short budget it scores fewer images
+rather than take epochs from training."""
 """Trust calibration after fit: one forward pass with features over train + val, ~1.2 evaluation passes."""
 MARGIN = 0.03
 """Share of the budget kept back for noise on a shared machine."""
@@ -105,21 +109,33 @@ def _fixed(costs: Costs, work: Work, size: int, budget_s: float, spent_s: float)
     """``(start-up, first read, trust, max_time)`` seconds for a run validating at ``size``."""
     startup = STARTUP_S + 2 * costs.val_step(size)
     trust = math.ceil((work.n_train + work.n_val) / work.batch) * costs.val_step(size) * TRUST_FACTOR
-    trust += choice_seconds(costs, work, size)
+    trust += choice_seconds(costs, work, size, budget_s)
     first_read = work.n_pairs * costs.load.read_s
     max_time = budget_s * (1 - MARGIN) - spent_s - startup - trust
     return startup, first_read, trust, max_time
 
 
-def choice_seconds(costs: Costs, work: Work, size: int) -> float:
-    """The inference choice after training (:mod:`segapp.inference.choice`): the validation
-    originals read again, each run through four flips at ``size`` (one image per pass on a CPU,
-    about as fast per image as a validation batch) and scored at original resolution (counted as
-    a second read: 0.07 s per megapixel, capped at 1 MP, against 0.022 s to read a Kvasir
-    original), plus loading the checkpoint."""
-    n = min(work.n_val, MAX_IMAGES)
-    forward = math.ceil(n / work.batch) * FLIPS["flip4"] * costs.val_step(size) * TRUST_FACTOR
-    return CHOICE_SETUP_S + forward + 2 * n * costs.load.read_s
+def choice_per_image(costs: Costs, work: Work, size: int) -> float:
+    """Seconds of the inference choice per validation image: four flips at ``size`` (one image
+    per pass on a CPU, about as fast per image as a validation batch) and, counted as a second
+    read of the original, its scoring at original resolution (0.07 s per megapixel, capped at 1 MP,
+    against 0.022 s to read a Kvasir original)."""
+    return FLIPS["flip4"] * costs.val_step(size) / work.batch * TRUST_FACTOR + 2 * costs.load.read_s
+
+
+def choice_images(costs: Costs, work: Work, size: int, budget_s: float) -> int:
+    """Validation images the inference choice scores: all (at most ``MAX_IMAGES``) while it stays
+    within :data:`CHOICE_SHARE` of the budget, else fewer; 0 (off) when that leaves under
+    ``MIN_IMAGES``."""
+    fit = int((CHOICE_SHARE * budget_s - CHOICE_SETUP_S) // choice_per_image(costs, work, size))
+    n = min(work.n_val, MAX_IMAGES, fit)
+    return n if n >= MIN_IMAGES else 0
+
+
+def choice_seconds(costs: Costs, work: Work, size: int, budget_s: float) -> float:
+    """Seconds of the inference choice after training (:mod:`segapp.inference.choice`)."""
+    n = choice_images(costs, work, size, budget_s)
+    return CHOICE_SETUP_S + n * choice_per_image(costs, work, size) if n else 0.0
 
 
 def low_size(size: int, smallest: int) -> int:

@@ -108,8 +108,11 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _callbacks(user: Any, planned: list[dict]) -> list[dict] | None:
-    """The user's callbacks without another weight average, then the planned ones."""
+    """The user's callbacks without another weight average, then the planned ones (an
+    ``InferenceChoice`` of the user's replaces the planned one)."""
     kept = [c for c in user or [] if not str(c.get("class_path", "")).endswith("WeightAveraging")]
+    mine = {str(c.get("class_path", "")).rsplit(".", 1)[-1] for c in kept}
+    planned = [c for c in planned if not ("InferenceChoice" in mine and c["class_path"].endswith("InferenceChoice"))]
     return [*kept, *planned] or None
 
 

@@ -55,6 +55,15 @@ def test_the_users_callbacks_stay_and_ema_is_not_doubled(tmp_path):
     cbs = yaml.safe_load(active.paths["yaml"].read_text())["trainer"]["callbacks"]
     names = [c["class_path"].rsplit(".", 1)[-1] for c in cbs]
     assert names.count("EMAWeightAveraging") == 1 and "LearningRateMonitor" in names
+    assert names.count("InferenceChoice") == 1  # planned with its max_images
+
+
+def test_the_users_inference_choice_replaces_the_planned_one(tmp_path):
+    mine = "--trainer.callbacks+=segapp.lit.choose_inference.InferenceChoice"
+    active, _, _ = _plan(tmp_path, mine, "--trainer.callbacks.max_images", "0", budget="3h")
+    cbs = yaml.safe_load(active.paths["yaml"].read_text())["trainer"]["callbacks"]
+    (choice,) = [c for c in cbs if c["class_path"].endswith("InferenceChoice")]
+    assert choice["init_args"]["max_images"] == 0
 
 
 def test_compact_keeps_what_differs_from_the_defaults():

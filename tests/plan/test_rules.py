@@ -101,7 +101,8 @@ def test_progressive_resizing_ema_and_schedule_on_a_long_run():
 def test_a_short_run_has_no_ema_and_no_progressive_resizing():
     p = plan(fingerprint(lesion_p10=0.3), 4 * 60, timer=FakeTimer(s_per_mpx=6))
     assert p.schedule.low is None and p.settings["data.train_size_schedule"] is None
-    assert p.settings["trainer.callbacks"] == [] and p.schedule.epochs < 6
+    names = [c["class_path"].rsplit(".", 1)[-1] for c in p.settings["trainer.callbacks"]]
+    assert "EMAWeightAveraging" not in names and p.schedule.epochs < 6
 
 
 def test_cpu_without_amx_is_fp32_and_measures_one_precision():
@@ -171,22 +172,39 @@ def test_missing_lite0_package_is_reported_with_the_install_line(monkeypatch):
     assert nets.NETS["effl0"].timing_kwargs()["encoder_weights"] is None  # timing never loads weights
 
 
-def test_the_time_after_training_includes_the_inference_choice_over_the_validation_split():
-    """Four flips over the validation images (at most MAX_IMAGES) and reading them again: a run
-    with more validation images keeps more time after training and so less for the epochs."""
-    from segapp.inference.choice import MAX_IMAGES
-    from segapp.plan.sizing import TRUST_FACTOR, Work, choice_seconds, fit_schedule
+def test_the_time_after_training_includes_the_inference_choice_within_its_share_of_the_budget():
+    """Four flips over the validation images and a second read each, plus set-up: all of them
+    while that stays within CHOICE_SHARE of the budget, fewer on a short budget, none under
+    MIN_IMAGES. More validation images keep more time after training, so less for the epochs."""
+    from segapp.inference.choice import MAX_IMAGES, MIN_IMAGES
+    from segapp.plan.sizing import (
+        CHOICE_SHARE,
+        TRUST_FACTOR,
+        Work,
+        choice_images,
+        choice_per_image,
+        choice_seconds,
+        fit_schedule,
+    )
 
-    timer = FakeTimer()
-    p = plan(fingerprint(), 20 * 60, timer=timer)
+    p = plan(fingerprint(), 20 * 60, timer=FakeTimer())
     costs, size = p.costs, p.schedule.size
     few, many = Work(400, 40, 440, 8), Work(400, 160, 560, 8)
-    assert choice_seconds(costs, many, size) == pytest.approx(
-        3.0 + 20 * 4 * costs.val_step(size) * TRUST_FACTOR + 2 * 160 * costs.load.read_s
-    )
-    capped = Work(400, 5 * MAX_IMAGES, 400 + 5 * MAX_IMAGES, 8)
-    assert choice_seconds(costs, capped, size) == choice_seconds(costs, Work(400, MAX_IMAGES, 600, 8), size)
-    a = fit_schedule(costs, few, size, 128, 1200, 10, 100)
-    b = fit_schedule(costs, many, size, 128, 1200, 10, 100)
-    assert b.trust_s - a.trust_s > choice_seconds(costs, many, size) - choice_seconds(costs, few, size) - 1e-9
+    per = choice_per_image(costs, many, size)
+    assert per == pytest.approx(4 * costs.val_step(size) / 8 * TRUST_FACTOR + 2 * costs.load.read_s)
+    rich = 10 * 3600.0  # the share holds every image: all of them, at most MAX_IMAGES
+    assert choice_images(costs, many, size, rich) == 160
+    assert choice_seconds(costs, many, size, rich) == pytest.approx(3.0 + 160 * per)
+    assert choice_images(costs, Work(400, 5 * MAX_IMAGES, 400 + 5 * MAX_IMAGES, 8), size, rich) == MAX_IMAGES
+    short = (3.0 + 60.5 * per) / CHOICE_SHARE  # a budget whose share holds 60 images (and half)
+    assert choice_images(costs, many, size, short) == 60
+    assert choice_images(costs, many, size, (3.0 + (MIN_IMAGES - 1) * per) / CHOICE_SHARE) == 0
+    assert choice_seconds(costs, many, size, (3.0 + (MIN_IMAGES - 1) * per) / CHOICE_SHARE) == 0.0
+    a = fit_schedule(costs, few, size, 128, rich, 10, 100)
+    b = fit_schedule(costs, many, size, 128, rich, 10, 100)
+    extra = choice_seconds(costs, many, size, rich) - choice_seconds(costs, few, size, rich)
+    assert b.trust_s - a.trust_s > extra - 1e-9
     assert b.max_time_s < a.max_time_s
+    (row,) = [c for c in p.choices if c.setting == "InferenceChoice.max_images"]
+    cb = p.settings["trainer.callbacks"][-1]
+    assert cb["class_path"].endswith("InferenceChoice") and cb["init_args"]["max_images"] == row.value
