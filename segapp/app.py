@@ -188,12 +188,13 @@ class SegappCLI(LightningCLI):
             p = self.active_plan
             self.trainer.callbacks.append(PlanProgress(p.plan.epoch_ends(), p.plan.budget_s, p.started))
         self.trainer.callbacks.append(RunSummary())
-        if not any(isinstance(c, TrustCalibration) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(TrustCalibration())
         from segapp.lit.choose_inference import InferenceChoice  # max_images=0 (added by the user) switches it off
 
-        if not any(isinstance(c, InferenceChoice) for c in self.trainer.callbacks):
-            self.trainer.callbacks.append(InferenceChoice())
+        cbs = self.trainer.callbacks
+        if not any(isinstance(c, InferenceChoice) for c in cbs):
+            cbs.append(InferenceChoice())
+        if not any(isinstance(c, TrustCalibration) for c in cbs):  # before the choice (a plan configures one)
+            cbs.insert(next(i for i, c in enumerate(cbs) if isinstance(c, InferenceChoice)), TrustCalibration())
         from segapp.lit.preview import ValidationPreview  # k=0 (added by the user) switches it off
 
         if not any(isinstance(c, ValidationPreview) for c in self.trainer.callbacks):

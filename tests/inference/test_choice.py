@@ -190,13 +190,20 @@ def test_the_console_line_names_the_choice_and_each_step():
     assert line.count("not taken") == 2
 
 
-def test_segapp_fit_ends_with_the_choice_on_its_validation_split(synth_root, tmp_path):
+@pytest.mark.parametrize("configured", [False, True], ids=["added by segapp", "in the config, as a plan has it"])
+def test_segapp_fit_ends_with_the_choice_on_its_validation_split(synth_root, tmp_path, configured):
+    """The choice runs after the trust calibration, also when the config lists it (a plan.yaml
+    does): it loads a checkpoint that has its trust block, so no 'no trust block' warning."""
     run = tmp_path / "run"
-    res = run_fit(tiny_fit_args(synth_root, run, "--data.val_fraction", "0.25", "--trainer.max_epochs", "1"))
+    extra = ["--trainer.callbacks+=segapp.lit.choose_inference.InferenceChoice"] if configured else []
+    res = run_fit(tiny_fit_args(synth_root, run, "--data.val_fraction", "0.25", "--trainer.max_epochs", "1", *extra))
     assert res.returncode == 0, res.stderr[-2000:]
-    block = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["segapp"][CHOICE_KEY]
-    assert block["n_images"] == 24 and len(block["steps"]) == 3 and "note" not in block
-    assert f"inference choice: {describe_choice(block)}, written to best.ckpt" in res.stdout
+    ckpt = torch.load(run / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=True)["segapp"]
+    block = ckpt[CHOICE_KEY]
+    assert block["n_images"] == 24 and len(block["steps"]) == 3 and "note" not in block and "trust" in ckpt
+    line = f"inference choice: {describe_choice(block)}, written to best.ckpt"
+    assert line in res.stdout and res.stdout.index("trust: temperature") < res.stdout.index(line)
+    assert "no trust block" not in res.stderr
 
 
 def test_a_failing_choice_is_said_and_leaves_the_finished_run_alone(tiny_ckpt, tmp_path, capsys):
