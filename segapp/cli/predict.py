@@ -247,10 +247,8 @@ def _model_choice_line(predictor) -> str:
     got = ", ".join("--keep-largest" if k == "keep_largest" else f"--tta {predictor.tta}" for k in changed)
     if not got:
         return ""
-    return (
-        f"{got}: the model's choice on its validation split (checkpoint 'inference' block); "
-        "pass --tta none / --no-keep-largest to override"
-    )
+    undo = " / ".join("--no-keep-largest" if k == "keep_largest" else "--tta none" for k in changed)
+    return f"{got}: the model's choice on its validation split (checkpoint 'inference' block); pass {undo} to override"
 
 
 def _model_sha256(engine, model_path: str) -> str:

@@ -54,7 +54,16 @@ def model_choice(engine: Any, mode: str = "resize") -> dict[str, Any]:
         return {}
     if block.get("mode", "resize") != mode:
         return {}
-    return {k: block[k] for k in ("tta", "keep_largest") if k in block}
+    chosen = {k: block[k] for k in ("tta", "keep_largest") if k in block}
+    if chosen.get("tta", "none") not in FLIPS or not isinstance(chosen.get("keep_largest", False), bool):
+        from segapp.inference.checkpoint import CheckpointError
+
+        raise CheckpointError(
+            f"the model's stored inference choice is not valid: expected tta one of {', '.join(FLIPS)} and "
+            f"keep_largest true/false, got tta={chosen.get('tta')!r}, keep_largest={chosen.get('keep_largest')!r} "
+            "(an edited or damaged checkpoint); fix: pass --tta and --keep-largest/--no-keep-largest, or train again"
+        )
+    return chosen
 
 
 def describe_choice(block: dict[str, Any]) -> str:

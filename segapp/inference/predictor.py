@@ -109,7 +109,8 @@ class Predictor:
     """The options left unset that took the model's stored choice (``tta``, ``keep_largest``)."""
 
     def __post_init__(self) -> None:
-        chosen = model_choice(self.engine, self.mode)
+        unset = self.tta is None or self.keep_largest is None
+        chosen = model_choice(self.engine, self.mode) if unset else {}
         self.from_model = tuple(k for k in ("tta", "keep_largest") if getattr(self, k) is None and k in chosen)
         if self.tta is None:
             self.tta = chosen.get("tta", "none")

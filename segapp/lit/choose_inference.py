@@ -16,6 +16,7 @@ import lightning as L
 import numpy as np
 
 from segapp.data.layouts import Pair
+from segapp.errors import check_range
 from segapp.inference.checkpoint import add_block
 from segapp.inference.choice import CHOICE_KEY, MAX_IMAGES, MIN_IMAGES, decide, describe_choice, too_few, variant_scores
 from segapp.io import MaskRule, read_image, read_masks
@@ -48,6 +49,7 @@ class InferenceChoice(L.Callback):
     """
 
     def __init__(self, max_images: int = MAX_IMAGES) -> None:
+        check_range("InferenceChoice.max_images", max_images, 0)
         self.max_images = max_images
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -224,3 +224,34 @@ def test_a_failing_choice_is_said_and_leaves_the_finished_run_alone(tiny_ckpt, t
     out = capsys.readouterr().out
     assert out.startswith("inference choice: skipped (ReadError: ") and "bad.png" in out
     assert ckpt.read_bytes() == before
+
+
+def test_the_variant_counts_are_prefixes_of_the_predictors_flip_table():
+    """variant_scores averages the first 1, 2 or 4 passes of flip4: each TTA must be that prefix."""
+    from segapp.inference.choice import FLIPS
+    from segapp.inference.predictor import TTA_FLIPS
+
+    assert set(FLIPS) == set(TTA_FLIPS)
+    for name, n in FLIPS.items():
+        assert TTA_FLIPS[name] == TTA_FLIPS["flip4"][:n]
+
+
+@pytest.mark.parametrize("bad", [{"tta": "flip8"}, {"keep_largest": "yes"}])
+def test_a_damaged_stored_choice_is_refused_naming_the_fix_unless_both_options_are_given(bad):
+    from segapp.inference.checkpoint import CheckpointError
+
+    meta = {CHOICE_KEY: {"tta": "flip", "keep_largest": False, **bad}}
+    with pytest.raises(CheckpointError) as e:
+        Predictor(LeftHalfEngine(meta=meta))
+    msg = str(e.value)
+    assert msg.startswith("the model's stored inference choice is not valid: expected tta one of none, flip, flip4")
+    assert "fix: pass --tta and --keep-largest/--no-keep-largest" in msg
+    p = Predictor(LeftHalfEngine(meta=meta), tta="flip", keep_largest=False)  # both given: the block is not read
+    assert (p.tta, p.keep_largest, p.from_model) == ("flip", False, ())
+
+
+def test_a_negative_max_images_is_refused():
+    from segapp.errors import SettingError
+
+    with pytest.raises(SettingError, match="InferenceChoice.max_images"):
+        InferenceChoice(max_images=-1)
