@@ -261,10 +261,13 @@ def arms(args: argparse.Namespace) -> list[str]:
 
 
 def default_precision() -> str:
-    """bf16 autocast for the reference only with AMX (the planner's and segapp-predict's rule), else fp32."""
-    from segapp.machine import cpu_has_amx_bf16
+    """bf16 autocast for the reference when the CPU has native bf16 (AMX or AVX512-BF16), else fp32.
 
-    return "bf16" if cpu_has_amx_bf16() else "fp32"
+    The planner may train in bf16 on such a CPU (it times both); the reference gets the same
+    hardware advantage, so a difference between the arms is not a precision difference."""
+    from segapp.machine import cpu_supports_bf16
+
+    return "bf16" if cpu_supports_bf16() else "fp32"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -279,7 +282,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--recipe", action="append", default=[], help="config(s) of the recipe arm, in order")
     p.add_argument("--recipe-args", default="", help="extra arguments of the recipe's segapp fit (one string)")
     p.add_argument("--auto-args", default="", help="extra arguments of the planner's segapp fit (one string)")
-    p.add_argument("--reference-precision", choices=["fp32", "bf16"], default=None, help="default: bf16 with AMX")
+    p.add_argument(
+        "--reference-precision", choices=["fp32", "bf16"], default=None, help="default: bf16 with AMX or AVX512-BF16"
+    )
     p.add_argument("--warm-cache", action="store_true", help="segapp arms use the user's cache, not a fresh one")
     args = p.parse_args(argv)
     args.out = args.out.resolve()

@@ -3,8 +3,11 @@
 Sizes the Kvasir recipe's epochs: which memory format to train in, and what progressive
 resizing (``data.train_size_schedule``) saves per epoch. Same net weights, same random batch;
 the variants run alternately (A B A B ...) ``--repeats`` times and the table gives medians.
+``--compare precision`` sets channels-last and compares fp32 with bf16 autocast instead (does
+this CPU's bf16 pay for training? the planner times the same question at its smallest size).
 
     .venv/bin/python bench/step_bench.py --sizes 256 192 160 --repeats 3 --write-docs
+    .venv/bin/python bench/step_bench.py --nets effl0 --sizes 128 256 384 --compare precision
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from segapp.machine import cpu_model
+from segapp.machine import cpu_flags, cpu_model
 from segapp.nets import create_net
 
 NETS = {
@@ -36,8 +39,8 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
 MARK = "<!-- step_bench -->"
 
 
-def step_time(net_name: str, size: int, channels_last: bool, batch: int, steps: int) -> float:
-    """Median seconds per step over ``steps`` steps after 2 warm-up steps."""
+def step_time(net_name: str, size: int, channels_last: bool, batch: int, steps: int, bf16: bool = False) -> float:
+    """Median seconds per step over ``steps`` steps after 2 warm-up steps (``bf16``: autocast)."""
     name, kwargs = NETS[net_name]
     torch.manual_seed(0)
     net = create_net(name, **kwargs).train()
@@ -48,7 +51,9 @@ def step_time(net_name: str, size: int, channels_last: bool, batch: int, steps: 
     times = []
     for _ in range(steps + 2):
         t = time.perf_counter()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x), y)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out = net(x)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(out.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -56,18 +61,25 @@ def step_time(net_name: str, size: int, channels_last: bool, batch: int, steps: 
     return statistics.median(times[2:])
 
 
+VARIANTS = {  # (name of A, name of B, (channels_last, bf16) of A and of B)
+    "layout": ("NCHW", "channels-last", ((False, False), (True, False))),
+    "precision": ("fp32", "bf16 autocast", ((True, False), (True, True))),
+}
+
+
 def table(args: argparse.Namespace) -> str:
+    name_a, name_b, variants = VARIANTS[args.compare]
     rows = []
     for net_name in args.nets:
         for size in args.sizes:
-            runs = {False: [], True: []}
+            runs: list[list[float]] = [[], []]
             for _ in range(args.repeats):
-                for cl in (False, True):
-                    runs[cl].append(step_time(net_name, size, cl, args.batch, args.steps))
-            a, b = statistics.median(runs[False]), statistics.median(runs[True])
+                for i, (cl, bf16) in enumerate(variants):
+                    runs[i].append(step_time(net_name, size, cl, args.batch, args.steps, bf16))
+            a, b = statistics.median(runs[0]), statistics.median(runs[1])
             rows.append(f"| {net_name} | {size} | {a:.3f} | {b:.3f} | {a / b:.2f}x |")
             print(rows[-1], flush=True)
-    head = ["| net | size (px) | NCHW s/step | channels-last s/step | speed-up |", "|---|---|---|---|---|"]
+    head = [f"| net | size (px) | {name_a} s/step | {name_b} s/step | speed-up |", "|---|---|---|---|---|"]
     return "\n".join(head + rows)
 
 
@@ -78,6 +90,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--compare", choices=sorted(VARIANTS), default="layout", help="what the two columns differ in")
     p.add_argument("--write-docs", action="store_true", help=f"replace the block after {MARK} in docs/benchmarks.md")
     args = p.parse_args()
     md = table(args)
@@ -88,16 +101,29 @@ def main() -> None:
             f"--batch {args.batch}",
             f"--steps {args.steps}",
             f"--repeats {args.repeats}",
+            *([f"--compare {args.compare}"] if args.compare != "layout" else []),
         ]
     )
     info = (
         f"`{cmd}` on {cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, fp32, {datetime.date.today()}; medians of {args.repeats} alternating runs "
+        f"{torch.get_num_threads()} threads, {_bf16_flags()}, {_what(args.compare)}, {datetime.date.today()}; "
+        f"medians of {args.repeats} alternating runs "
         f"of {args.steps} steps (batch {args.batch})."
     )
     print(info)
+    if args.write_docs and args.compare != "layout":
+        raise SystemExit("--write-docs replaces the layout table only; paste a --compare precision table by hand")
     if args.write_docs:
         DOCS.write_text(splice(DOCS.read_text(), md, info))
+
+
+def _bf16_flags() -> str:
+    flags = cpu_flags()
+    return ", ".join(f"{f} {'yes' if f in flags else 'no'}" for f in ("avx512_bf16", "amx_bf16"))
+
+
+def _what(compare: str) -> str:
+    return "fp32" if compare == "layout" else "channels-last"
 
 
 def splice(text: str, md: str, info: str) -> str:

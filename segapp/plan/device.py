@@ -8,7 +8,7 @@ from typing import Literal
 
 import torch
 
-from segapp.machine import cpu_has_amx_bf16, cpu_model
+from segapp.machine import cpu_model, cpu_supports_bf16
 
 DeviceKind = Literal["cpu", "cuda"]
 
@@ -22,8 +22,8 @@ class Device:
         name: CPU model or GPU name, for every published number.
         threads: torch intra-op threads (CPU training uses them all).
         cores: CPU cores (data loader workers).
-        bf16: Fast bf16 (CPU: AMX-BF16, as ``precision: auto`` of the torch engine; GPU:
-            ``torch.cuda.is_bf16_supported``).
+        bf16: Native bf16 (CPU: AMX-BF16 or AVX512-BF16, where bf16 autocast is not emulated and
+            the planner times it against fp32; GPU: ``torch.cuda.is_bf16_supported``).
     """
 
     kind: DeviceKind
@@ -38,7 +38,7 @@ class Device:
     def describe(self) -> str:
         if self.kind == "cuda":
             return f"GPU {self.name} ({'bf16' if self.bf16 else 'no bf16: fp16'})"
-        return f"CPU {self.name}, {self.threads} threads ({'AMX bf16' if self.bf16 else 'no AMX bf16'})"
+        return f"CPU {self.name}, {self.threads} threads ({'native bf16' if self.bf16 else 'no native bf16'})"
 
 
 def detect_device(accelerator: str | None = "auto") -> Device:
@@ -49,4 +49,4 @@ def detect_device(accelerator: str | None = "auto") -> Device:
         return Device(
             "cuda", torch.cuda.get_device_name(0), torch.get_num_threads(), cores, torch.cuda.is_bf16_supported()
         )
-    return Device("cpu", cpu_model(), torch.get_num_threads(), cores, cpu_has_amx_bf16())
+    return Device("cpu", cpu_model(), torch.get_num_threads(), cores, cpu_supports_bf16())

@@ -116,7 +116,7 @@ def _precision_rule(device: Device, choices: list[Choice]) -> list[str]:
         Choice(
             "trainer.precision",
             "32-true",
-            "fp32: this CPU has no AMX-BF16, where bf16 autocast is slow (emulated without AVX512-BF16)",
+            "fp32: this CPU has neither AMX-BF16 nor AVX512-BF16, so bf16 autocast would be emulated",
             "docs/benchmarks.md: bf16 8-25x slower than fp32 on AVX2; same Dice (docs/tricks.md 'Precision')",
         )
     )

@@ -155,7 +155,8 @@ def _measured_choices(base: Base, costs: Costs, device: Device, settings: Settin
                 "trainer.precision",
                 b.precision,
                 f"this CPU has native bf16; measured at {b.size} px ({_per_image_ms(costs)}): the faster",
-                "docs/models.md 'CPU precision': bf16 ~3.5-4x faster with AMX, same Dice (docs/tricks.md 'Precision')",
+                "docs/benchmarks.md 'bf16 on AVX512-BF16': 1.1-1.5x faster without AMX, ~3.5-4x with AMX; "
+                "same Dice (docs/tricks.md 'Precision')",
             )
         )
     if len(base.batches) > 1:

@@ -105,15 +105,32 @@ def test_a_short_run_has_no_ema_and_no_progressive_resizing():
     assert "EMAWeightAveraging" not in names and p.schedule.epochs < 6
 
 
-def test_cpu_without_amx_is_fp32_and_measures_one_precision():
+def test_cpu_without_native_bf16_is_fp32_and_measures_one_precision():
     timer = FakeTimer()
     p = plan(fingerprint(), 1800, timer=timer)
     assert p.settings["trainer.precision"] == "32-true" and {c.precision for c in timer.calls} == {"32-true"}
-    assert "no AMX" in choice(p, "trainer.precision").reason
+    assert "neither AMX-BF16 nor AVX512-BF16" in choice(p, "trainer.precision").reason
+
+
+@pytest.mark.parametrize(
+    ("flags", "native"),
+    [({"avx2"}, False), ({"avx2", "avx512f", "avx512_bf16"}, True), ({"avx512f", "amx_bf16", "amx_tile"}, True)],
+)
+def test_the_cpu_device_counts_avx512_bf16_as_native_bf16_not_only_amx(monkeypatch, flags, native):
+    """An AVX512-BF16 CPU without AMX trains effl0 1.1-1.5x faster in bf16 (docs/benchmarks.md):
+    the planner must time bf16 there, not skip it as if it were emulated."""
+    import segapp.machine
+
+    monkeypatch.setattr(segapp.machine, "cpu_flags", lambda: frozenset(flags))
+    from segapp.plan.device import detect_device
+
+    dev = detect_device("cpu")
+    assert dev.kind == "cpu" and dev.bf16 is native
+    assert ("no native bf16" in dev.describe()) is not native
 
 
 @pytest.mark.parametrize(("speed", "want"), [(3.0, "bf16-mixed"), (0.1, "32-true")])
-def test_amx_cpu_measures_both_precisions_and_keeps_the_faster(speed, want):
+def test_native_bf16_cpu_measures_both_precisions_and_keeps_the_faster(speed, want):
     amx = Device("cpu", "AMX CPU", 2, 2, True)
     timer = FakeTimer(bf16_speed=speed)
     p = plan(fingerprint(), 1800, timer=timer, device=amx)
