@@ -40,6 +40,7 @@ from segapp.lit.callbacks import BestAndLastCheckpoint, RunSummary  # noqa: E402
 from segapp.lit.checkpoint_io import AtomicCheckpointIO  # noqa: E402
 from segapp.lit.report_callback import EvalReport  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
+from segapp.machine import cpu_model, cpu_supports_bf16  # noqa: E402
 from segapp.plan.apply import ActivePlan, command_start, plan_fit  # noqa: E402
 from segapp.plan.progress import PlanProgress  # noqa: E402
 
@@ -184,6 +185,7 @@ class SegappCLI(LightningCLI):
 
     def before_fit(self) -> None:
         self._record_run()
+        _warn_emulated_bf16(self.trainer)
         if getattr(self, "active_plan", None) is not None:
             p = self.active_plan
             self.trainer.callbacks.append(PlanProgress(p.plan.epoch_ends(), p.plan.budget_s, p.started))
@@ -201,6 +203,22 @@ class SegappCLI(LightningCLI):
             self.trainer.callbacks.append(ValidationPreview())
         if self.trainer.loggers and not any(isinstance(c, LearningRateMonitor) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(LearningRateMonitor(logging_interval="epoch"))
+
+
+def _warn_emulated_bf16(trainer) -> None:
+    """Say so when a CPU run trains in bf16 without bf16 hardware: 8-25x slower (docs/benchmarks.md),
+    so a ``trainer.max_time`` (a plan made on another machine sets one) stops it after a fraction
+    of its epochs, a much weaker model than the same config gives where it was planned."""
+    from lightning.pytorch.accelerators import CPUAccelerator
+
+    if isinstance(trainer.accelerator, CPUAccelerator) and "bf16" in str(trainer.precision) and not cpu_supports_bf16():
+        print(
+            f"warning: trainer.precision {trainer.precision} on a CPU without AMX-BF16 or AVX512-BF16 "
+            f"({cpu_model()}): bf16 is emulated here, 8-25x slower than fp32 (a plan.yaml keeps the precision "
+            "of the machine it was planned on); fix: --trainer.precision 32-true, or plan again here with --budget",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cli(args: list[str] | None = None, run: bool = True) -> SegappCLI:

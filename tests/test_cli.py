@@ -39,6 +39,22 @@ def test_fit_fast_dev_run_on_generated_files(synth_root, tmp_path):
     assert len(app.datamodule.splits["train"]) + len(app.datamodule.splits["val"]) == 96
 
 
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_training_on_a_cpu_without_bf16_hardware_is_said(synth_root, tmp_path, monkeypatch, capsys, native):
+    """A plan made on an AVX512-BF16 machine says bf16-mixed; replayed on an AVX2 CPU it would be
+    8-25x slower and ``max_time`` would cut it short without a word."""
+    import segapp.app
+
+    monkeypatch.setattr(segapp.app, "cpu_supports_bf16", lambda: native)
+    args = ("--trainer.fast_dev_run", "true", "--trainer.precision", "bf16-mixed", "--trainer.accelerator", "cpu")
+    app = cli(fit_args(synth_root, tmp_path, *args))
+    err = capsys.readouterr().err
+    assert app.trainer.state.finished
+    said = "trainer.precision bf16-mixed on a CPU without AMX-BF16 or AVX512-BF16" in err
+    assert said is not native
+    assert ("fix: --trainer.precision 32-true, or plan again here with --budget" in err) is not native
+
+
 def test_print_config_shows_model_and_data_sections(tmp_path):
     out = subprocess.run(
         [
