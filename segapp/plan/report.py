@@ -13,9 +13,10 @@ def _measured_line(plan: Plan) -> str:
     c = plan.costs
     sizes = ", ".join(f"{c.times[s].train_s:.2f} s/step at {s} px" for s in sorted(c.times))
     load = f"read {1000 * c.load.read_s:.0f} ms/image"
+    post = f"; fp32 evaluation {c.post_ratio:.2f}x slower (trust, choice)" if c.post_ratio > 1 else ""
     return (
         f"{plan.net.key} {c.base.precision} batch {c.base.batch}: {sizes} (others ~pixels^{c.exponent:.2f}, "
-        f"{c.exponent_source}); {load}; {c.spent_s:.1f} s of measuring"
+        f"{c.exponent_source}){post}; {load}; {c.spent_s:.1f} s of measuring"
     )
 
 
@@ -127,6 +128,7 @@ def plan_record(plan: Plan) -> dict[str, Any]:
         "measured": [{**vars(k), **vars(t)} for k, t in c.tried],
         "exponent": c.exponent,
         "exponent_source": c.exponent_source,
+        "post_ratio": c.post_ratio,
         "load": vars(c.load),
         "schedule": {
             "size": s.size,

@@ -26,12 +26,12 @@ PER_EPOCH_S = 1.5
 STARTUP_S = 8.0
 """Trainer, loggers and data module set-up (check and statistics read from the cache) besides the net."""
 TRUST_FACTOR = 1.2
+"""Trust calibration after fit: one forward pass with features over train + val, ~1.2 evaluation passes."""
 CHOICE_SETUP_S = 3.0  # the inference choice: loading the checkpoint into a predictor
 CHOICE_SHARE = 0.03
 """The inference choice may take this share of the budget: its expected gain is small (none to
 +0.002 test Dice on Kvasir, docs/benchmarks.md), so on a short budget it scores fewer images
 rather than take epochs from training."""
-"""Trust calibration after fit: one forward pass with features over train + val, ~1.2 evaluation passes."""
 MARGIN = 0.03
 """Share of the budget kept back for noise on a shared machine."""
 PROGRESSIVE_FROM = 256
@@ -108,7 +108,7 @@ def epoch_seconds(costs: Costs, work: Work, train_size: int, val_size: int) -> f
 def _fixed(costs: Costs, work: Work, size: int, budget_s: float, spent_s: float) -> tuple[float, float, float, float]:
     """``(start-up, first read, trust, max_time)`` seconds for a run validating at ``size``."""
     startup = STARTUP_S + 2 * costs.val_step(size)
-    trust = math.ceil((work.n_train + work.n_val) / work.batch) * costs.val_step(size) * TRUST_FACTOR
+    trust = math.ceil((work.n_train + work.n_val) / work.batch) * costs.post_val_step(size) * TRUST_FACTOR
     trust += choice_seconds(costs, work, size, budget_s)
     first_read = work.n_pairs * costs.load.read_s
     max_time = budget_s * (1 - MARGIN) - spent_s - startup - trust
@@ -116,11 +116,11 @@ def _fixed(costs: Costs, work: Work, size: int, budget_s: float, spent_s: float)
 
 
 def choice_per_image(costs: Costs, work: Work, size: int) -> float:
-    """Seconds of the inference choice per validation image: four flips at ``size`` (one image
+    """Seconds of the inference choice per validation image: four fp32 flips at ``size`` (one image
     per pass on a CPU, about as fast per image as a validation batch) and, counted as a second
     read of the original, its scoring at original resolution (0.07 s per megapixel, capped at 1 MP,
     against 0.022 s to read a Kvasir original)."""
-    return FLIPS["flip4"] * costs.val_step(size) / work.batch * TRUST_FACTOR + 2 * costs.load.read_s
+    return FLIPS["flip4"] * costs.post_val_step(size) / work.batch * TRUST_FACTOR + 2 * costs.load.read_s
 
 
 def choice_images(costs: Costs, work: Work, size: int, budget_s: float) -> int:

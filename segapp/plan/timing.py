@@ -20,6 +20,8 @@ from segapp.errors import SettingError
 DEFAULT_EXPONENT = 1.3
 """Step time ~ pixels ** k when only one size could be measured: bench/step_bench.py gave 2.49x the
 time for 2.04x the pixels (224 -> 320 px) for both Kvasir nets on 2 AVX2 cores, k = 1.27-1.28."""
+POST_PRECISION = "32-true"
+"""The trust calibration and the inference choice run the best checkpoint without autocast."""
 WARMUP_STEPS = 1
 TIMED_STEPS = 3
 VAL_STEPS = 2
@@ -86,6 +88,9 @@ class Costs:
         exponent_source: ``fitted from N and M px`` or ``assumed``.
         load: Per-image data costs.
         spent_s: Seconds the calibration took.
+        post_ratio: fp32 evaluation time over ``base``'s: the passes after training (trust
+            calibration, inference choice) run without autocast, so a bf16 plan must not cost
+            them at bf16 speed (1.5x faster at 384 px on AVX512-BF16, docs/benchmarks.md).
     """
 
     base: Candidate
@@ -95,6 +100,7 @@ class Costs:
     exponent_source: str = "assumed"
     load: LoadTime = LoadTime(0.0, 0.0)
     spent_s: float = 0.0
+    post_ratio: float = 1.0
 
     def _scaled(self, size: int, attr: str) -> float:
         ref = min(self.times, key=lambda s: abs(math.log(size / s)))
@@ -107,6 +113,10 @@ class Costs:
     def val_step(self, size: int) -> float:
         """Seconds per evaluation batch at ``size``."""
         return self._scaled(size, "val_s")
+
+    def post_val_step(self, size: int) -> float:
+        """Seconds per evaluation batch at ``size`` in fp32, as the passes after training run."""
+        return self._scaled(size, "val_s") * self.post_ratio
 
     def measured(self, size: int) -> bool:
         return size in self.times
@@ -173,9 +183,38 @@ def calibrate(
             costs.times[size] = got
             _fit_exponent(costs, small, size)
         break
+    spent += _post_ratio(timer, costs, allowance_s - spent)
     costs.load = timer.load_time(small)
     costs.spent_s = spent
     return costs
+
+
+def _post_ratio(timer: StepTimer, costs: Costs, left_s: float) -> float:
+    """Set ``costs.post_ratio`` for a plan in another precision than fp32; returns seconds spent.
+
+    The ratio grows with the size (bf16 on AVX512-BF16: 1.09x at 128 px, 1.54x at 384 px), so it
+    is measured at the largest size measured when the allowance still affords an fp32 run there,
+    else taken from the smallest size (where every precision was measured), else left at 1 (a GPU
+    plan measures its mixed precision only; its passes after training are short)."""
+    base = costs.base
+    if base.precision == POST_PRECISION:
+        return 0.0
+    same = (POST_PRECISION, base.size, base.batch)
+    at_small = next((t for c, t in costs.tried if (c.precision, c.size, c.batch) == same), None)
+    ratio = at_small.val_s / costs.times[base.size].val_s if at_small and costs.times[base.size].val_s > 0 else 1.0
+    large = max(costs.times)
+    spent = 0.0
+    if large != base.size and at_small is not None:
+        scale = (large / base.size) ** (2 * costs.exponent)
+        if _cost_of(StepTime(at_small.train_s * scale, at_small.val_s * scale, 0.0)) <= left_s:
+            cand = replace(base, size=large, precision=POST_PRECISION)
+            got = timer.measure(cand, left_s)
+            costs.tried.append((cand, got))
+            spent = got.spent_s
+            if math.isfinite(got.val_s) and costs.times[large].val_s > 0:
+                ratio = got.val_s / costs.times[large].val_s
+    costs.post_ratio = max(ratio, 1.0)
+    return spent
 
 
 def _predicted(costs: Costs, size: int) -> StepTime:

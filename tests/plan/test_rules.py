@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,54 @@ def test_the_time_after_training_includes_the_inference_choice_within_its_share_
     (row,) = [c for c in p.choices if c.setting == "InferenceChoice.max_images"]
     cb = p.settings["trainer.callbacks"][-1]
     assert cb["class_path"].endswith("InferenceChoice") and cb["init_args"]["max_images"] == row.value
+
+
+class GrowingBf16Timer(FakeTimer):
+    """bf16 pays more at larger sizes, as on AVX512-BF16 (1.09x at 128 px, 1.54x at 384 px)."""
+
+    def measure(self, cand, max_s=math.inf):
+        t = super().measure(cand, max_s)
+        if cand.precision == "32-true":
+            return t
+        speed = 1.0 + cand.size / 512
+        return type(t)(t.train_s / speed, t.val_s / speed, t.spent_s / speed)
+
+
+def test_a_bf16_plan_costs_the_passes_after_training_in_fp32_measured_at_its_largest_size():
+    """The trust calibration and the inference choice run without autocast: a bf16 plan that
+    costed them at bf16 speed ran 2 minutes over its 40 (runs/auto_compare/kvasir_40m_bf16)."""
+    from segapp.plan.sizing import TRUST_FACTOR, Work, choice_per_image, fit_schedule
+    from segapp.plan.timing import Candidate, calibrate
+
+    timer = GrowingBf16Timer()
+    base = Candidate("effl0", 128, 8, "32-true", True)
+    costs = calibrate(timer, base, [128, 320], 36.0, ["32-true", "bf16-mixed"])
+    assert costs.base.precision == "bf16-mixed" and max(costs.times) == 320
+    assert [(c.size, c.precision) for c in timer.calls][-1] == (320, "32-true")  # measured where it matters
+    assert costs.post_ratio == pytest.approx(1 + 320 / 512)
+    assert costs.spent_s == pytest.approx(sum(t.spent_s for _, t in costs.tried))
+    work = Work(640, 160, 800, 8)
+    per = choice_per_image(costs, work, 480)
+    assert per == pytest.approx(4 * costs.val_step(480) * costs.post_ratio / 8 * TRUST_FACTOR + 2 * 0.01)
+    costed = fit_schedule(costs, work, 480, 128, 2400, 10, 100)
+    costs.post_ratio = 1.0
+    at_bf16 = fit_schedule(costs, work, 480, 128, 2400, 10, 100)
+    assert costed.trust_s > 1.5 * at_bf16.trust_s and costed.max_time_s < at_bf16.max_time_s
+
+
+def test_without_allowance_for_it_the_fp32_ratio_comes_from_the_smallest_size_and_fp32_plans_need_none():
+    from segapp.plan.timing import Candidate, calibrate
+
+    base = Candidate("effl0", 128, 8, "32-true", True)
+    tight = GrowingBf16Timer(s_per_mpx=12)  # the allowance holds 128 px in both precisions and 320 px in bf16 only
+    costs = calibrate(tight, base, [128, 320], 9.0, ["32-true", "bf16-mixed"])
+    assert costs.base.precision == "bf16-mixed" and (320, "32-true") not in [(c.size, c.precision) for c in tight.calls]
+    assert costs.post_ratio == pytest.approx(1 + 128 / 512)
+    fp32 = FakeTimer()
+    costs = calibrate(fp32, base, [128, 320], 36.0, ["32-true"])
+    assert costs.post_ratio == 1.0 and [c.size for c in fp32.calls] == [128, 320]
+    from segapp.plan.report import plan_record, summary
+
+    p = plan(fingerprint(), 2400, timer=GrowingBf16Timer(), device=Device("cpu", "AVX512-BF16 CPU", 2, 2, True))
+    assert plan_record(p)["post_ratio"] > 1
+    assert "fp32 evaluation" in summary(p, {"yaml": Path("plan.yaml"), "md": Path("plan.md")})
