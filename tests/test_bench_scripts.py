@@ -46,14 +46,16 @@ def test_run_ablations_rejects_unknown_study(tmp_path: Path) -> None:
     assert r.returncode == 2 and "configs/ablation/no_such_study.yaml" in r.stdout
 
 
-def test_step_bench_times_both_formats_and_splices_docs() -> None:
+@pytest.mark.parametrize(("compare", "columns"), [("layout", "NCHW"), ("precision", "fp32")])
+def test_step_bench_times_both_variants_and_splices_docs(compare, columns) -> None:
     sys.path.insert(0, str(ROOT / "bench"))
     try:
         import step_bench
     finally:
         sys.path.remove(str(ROOT / "bench"))
-    args = type("A", (), {"nets": ["scratch"], "sizes": [32], "batch": 2, "steps": 1, "repeats": 1})()
-    md = step_bench.table(args)
+    opts = {"nets": ["scratch"], "sizes": [32], "batch": 2, "steps": 1, "repeats": 1, "compare": compare}
+    md = step_bench.table(type("A", (), opts)())
+    assert md.splitlines()[0].startswith(f"| net | size (px) | {columns} s/step |")
     row = md.splitlines()[-1].split("|")
     assert row[1].strip() == "scratch" and row[2].strip() == "32"
     nchw, cl, ratio = float(row[3]), float(row[4]), float(row[5].strip().rstrip("x"))
