@@ -201,6 +201,8 @@ def _post_ratio(timer: StepTimer, costs: Costs, left_s: float) -> float:
         return 0.0
     same = (POST_PRECISION, base.size, base.batch)
     at_small = next((t for c, t in costs.tried if (c.precision, c.size, c.batch) == same), None)
+    if at_small is not None and not (math.isfinite(at_small.train_s) and math.isfinite(at_small.val_s)):
+        at_small = None  # fp32 failed to run: no ratio to take, and an infinite one would refuse the budget
     ratio = at_small.val_s / costs.times[base.size].val_s if at_small and costs.times[base.size].val_s > 0 else 1.0
     large = max(costs.times)
     spent = 0.0

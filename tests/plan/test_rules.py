@@ -277,3 +277,19 @@ def test_without_allowance_for_it_the_fp32_ratio_comes_from_the_smallest_size_an
     p = plan(fingerprint(), 2400, timer=GrowingBf16Timer(), device=Device("cpu", "AVX512-BF16 CPU", 2, 2, True))
     assert plan_record(p)["post_ratio"] > 1
     assert "fp32 evaluation" in summary(p, {"yaml": Path("plan.yaml"), "md": Path("plan.md")})
+
+
+def test_an_fp32_measurement_that_failed_leaves_the_ratio_at_one_not_infinite():
+    """Were the failed fp32 run's infinite time taken as the ratio, the passes after training would
+    cost forever and the plan would refuse the budget as 'below one epoch'."""
+    from segapp.plan.timing import Candidate, StepTime, calibrate
+
+    class Fp32Fails(GrowingBf16Timer):
+        def measure(self, cand, max_s=math.inf):
+            t = super().measure(cand, max_s)
+            return StepTime(math.inf, math.inf, t.spent_s) if cand.precision == "32-true" else t
+
+    timer = Fp32Fails()
+    costs = calibrate(timer, Candidate("effl0", 128, 8, "32-true", True), [128, 320], 36.0, ["32-true", "bf16-mixed"])
+    assert costs.base.precision == "bf16-mixed" and costs.post_ratio == 1.0
+    assert [(c.size, c.precision) for c in timer.calls] == [(128, "32-true"), (128, "bf16-mixed"), (320, "bf16-mixed")]
