@@ -93,6 +93,8 @@ def main() -> None:
     p.add_argument("--compare", choices=sorted(VARIANTS), default="layout", help="what the two columns differ in")
     p.add_argument("--write-docs", action="store_true", help=f"replace the block after {MARK} in docs/benchmarks.md")
     args = p.parse_args()
+    if args.write_docs and args.compare != "layout":  # refused before minutes of timing, not after
+        p.error("--write-docs replaces the layout table only; paste a --compare precision table by hand")
     md = table(args)
     cmd = "bench/step_bench.py " + " ".join(
         [
@@ -111,8 +113,6 @@ def main() -> None:
         f"of {args.steps} steps (batch {args.batch})."
     )
     print(info)
-    if args.write_docs and args.compare != "layout":
-        raise SystemExit("--write-docs replaces the layout table only; paste a --compare precision table by hand")
     if args.write_docs:
         DOCS.write_text(splice(DOCS.read_text(), md, info))
 
