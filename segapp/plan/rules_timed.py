@@ -14,7 +14,7 @@ from segapp.plan.device import Device
 from segapp.plan.fingerprint import Fingerprint
 from segapp.plan.records import Base, Choice, Plan
 from segapp.plan.rules import LESION_SPAN_PX
-from segapp.plan.timing import Costs
+from segapp.plan.timing import MIXED_EDGE, Costs
 
 EPOCH_FLOOR = {True: (6, 500), False: (12, 1500)}
 """(epochs, optimiser steps) a size must leave before a smaller size is preferred; pretrained /
@@ -154,7 +154,8 @@ def _measured_choices(base: Base, costs: Costs, device: Device, settings: Settin
             Choice(
                 "trainer.precision",
                 b.precision,
-                f"this CPU has native bf16; measured at {b.size} px ({_per_image_ms(costs)}): the faster",
+                f"this CPU has native bf16; measured at {b.size} px ({_per_image_ms(costs)}): the faster, bf16 "
+                f"kept unless fp32 is over {MIXED_EDGE:g}x faster (bf16's lead grows with the size)",
                 "docs/benchmarks.md 'bf16 on AVX512-BF16': 1.1-1.5x faster without AMX, ~3.5-4x with AMX; "
                 "same Dice (docs/tricks.md 'Precision')",
             )

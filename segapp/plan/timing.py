@@ -22,6 +22,12 @@ DEFAULT_EXPONENT = 1.3
 time for 2.04x the pixels (224 -> 320 px) for both Kvasir nets on 2 AVX2 cores, k = 1.27-1.28."""
 POST_PRECISION = "32-true"
 """The trust calibration and the inference choice run the best checkpoint without autocast."""
+MIXED_EDGE = 1.1
+"""At the smallest size a mixed precision is kept unless fp32 measures more than this much faster
+per image: the mixed precision's lead grows with the size (bf16 on AVX512-BF16: 1.09x at 128 px,
+1.49x at 256 px, 1.54x at 384 px; docs/benchmarks.md) and at 128 px it is within the noise of a
+few timed steps (two dermoscopy-like plans a minute apart: bf16 0.258 vs fp32 0.251 s/step, then
+0.235 vs 0.272), so a plain "faster wins" trained fp32 or bf16 by chance."""
 WARMUP_STEPS = 1
 TIMED_STEPS = 3
 VAL_STEPS = 2
@@ -129,7 +135,9 @@ def _cost_of(t: StepTime) -> float:
 
 
 def _per_image(item: tuple[Candidate, StepTime]) -> float:
-    return item[1].train_s / item[0].batch
+    """Seconds per training image, a mixed precision's counted :data:`MIXED_EDGE` x faster."""
+    edge = 1.0 if item[0].precision == POST_PRECISION else MIXED_EDGE
+    return item[1].train_s / item[0].batch / edge
 
 
 def calibrate(
@@ -143,7 +151,8 @@ def calibrate(
     """Measure what fits in ``allowance_s`` seconds, smallest first.
 
     1. Every precision x batch combination at the smallest size (the cheapest measurement); the
-       fastest per image wins (a candidate that fails, e.g. out of GPU memory, times as infinite).
+       fastest per image wins, a mixed precision counted :data:`MIXED_EDGE` x faster (a candidate
+       that fails, e.g. out of GPU memory, times as infinite).
     2. Then the largest of ``sizes`` whose predicted measuring cost fits what is left, so the
        exponent ``k`` is fitted over the widest range; sizes not measured are extrapolated.
 
