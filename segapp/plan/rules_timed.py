@@ -20,8 +20,13 @@ EPOCH_FLOOR = {True: (6, 500), False: (12, 1500)}
 """(epochs, optimiser steps) a size must leave before a smaller size is preferred; pretrained /
 scratch. Pretrained Kvasir runs reached 0.83-0.84 val Dice by epoch 5 (90 steps an epoch) and 0.834
 after 3 epochs at 10 minutes; the scratch net was far from converged after 8 (docs/benchmarks.md)."""
-RICH = 2
-"""Above the lesion-driven size only when the budget still leaves RICH x the floor epochs there."""
+RICH = 3
+"""Above the lesion-driven size only while the budget still leaves RICH x the floor epochs there:
+epochs first, since past the lesion-driven size resolution serves only the lesions smaller than
+the 10th percentile. RICH was 2 until bf16 made CPU steps 1.5x faster and the spare time went to
+480 px x 14 epochs on Kvasir: on its validation split 384 px x 13 epochs scored 0.890 against
+0.874, and on the ultrasound-like set 160 px x 21 epochs was level with 256 px x 10
+(docs/planner.md, data.image_size)."""
 MAX_EPOCHS = 500
 ROOM = 1.5
 """``trainer.max_epochs`` is this x the planned epochs (+1): room for epochs that run faster than measured."""

@@ -11,7 +11,7 @@ from segapp.errors import SettingError
 from segapp.plan.apply import make_plan
 from segapp.plan.device import Device
 from segapp.plan.fingerprint import fingerprint_folder
-from segapp.plan.rules_timed import epoch_room
+from segapp.plan.rules_timed import RICH, epoch_room
 from tests.plan.conftest import CPU, FakeTimer, fingerprint, lesion_folder
 
 WEIGHTS = (True, "test weights")
@@ -51,6 +51,20 @@ def test_a_tiny_budget_gets_a_smaller_plan_than_a_large_one():
     for p in (tiny, large):  # the whole command fits the budget, trainer.max_time included
         assert p.predicted_total_s() <= p.budget_s
         assert p.spent_s + p.schedule.startup_s + p.schedule.max_time_s + p.schedule.trust_s <= p.budget_s
+
+
+def test_above_the_lesion_driven_size_only_while_rich_x_the_floor_epochs_are_left():
+    fp = fingerprint(lesion_p10=0.25)  # large lesions: 128 px resolves them
+    floor = 9  # 480 training images at batch 8: 60 steps an epoch, 500 steps wanted
+    plans = {b: plan(fp, b) for b in (300, 600, 2400, 4800)}
+    sizes = [p.schedule.size for p in plans.values()]
+    assert sizes == sorted(sizes) and sizes[0] == 128 < sizes[-1]
+    for p in plans.values():
+        if p.schedule.size > 128:  # resolution only once the epochs are rich
+            assert p.schedule.epochs >= RICH * floor
+            assert f">= {RICH * floor} epochs up to {p.schedule.size} px" in choice(p, "data.image_size").reason
+    ten = plans[600].schedule  # twice the floor at 128 px is not rich yet: the time goes to epochs
+    assert ten.size == 128 and 2 * floor <= ten.epochs
 
 
 def test_a_budget_below_one_epoch_is_refused_with_the_minimum():
