@@ -59,6 +59,14 @@ def test_report_pairs_auto_minus_reference_and_the_small_lesions(scored):
     assert "| auto - reference | 0.100 [0.100, 0.100] | 6 | 6/0/0 |" in md
     assert md.count(rep["cpu"]["label"]) == 2  # the CPU on every model row
     assert "amx_bf16" in rep["cpu"]["label"]
+    assert md.startswith("# toy: auto vs reference at 10 min\n")
+
+
+def test_the_report_title_names_the_arms_that_ran(scored):
+    (scored / "eval" / "reference").rename(scored / "eval" / "recipe")
+    (scored / "steps" / "train_reference.json").rename(scored / "steps" / "train_recipe.json")
+    report.write(scored, 10, "toy")
+    assert (scored / "compare.md").read_text().startswith("# toy: auto vs recipe at 10 min\n")
 
 
 def test_a_finished_step_is_skipped_and_a_failed_one_rerun(tmp_path):
