@@ -211,7 +211,8 @@ def markdown(rep: Mapping) -> str:
     """The tables of ``compare.md``."""
     cpu = rep["cpu"]["label"]
     lines = [
-        f"# {rep['dataset']}: {' vs '.join(r['model'] for r in rep['models'])} at {rep['budget_min']:g} min",
+        f"# {rep['dataset']}: {' vs '.join(r['model'] for r in rep['models']) or 'no arm scored'} "
+        f"at {rep['budget_min']:g} min",
         "",
         f"Test split: {rep['test_images']} images, {rep['small_lesion_images']} with a true lesion under "
         f"{rep['small_limit'] * 100:g} % of the frame. Dice per image at original resolution (segapp-eval), "

@@ -67,6 +67,10 @@ def test_the_report_title_names_the_arms_that_ran(scored):
     (scored / "steps" / "train_reference.json").rename(scored / "steps" / "train_recipe.json")
     report.write(scored, 10, "toy")
     assert (scored / "compare.md").read_text().startswith("# toy: auto vs recipe at 10 min\n")
+    for arm in ("auto", "recipe"):  # every arm failed before scoring: the title says so, not a blank
+        (scored / "eval" / arm / "metrics.csv").unlink()
+    report.write(scored, 10, "toy")
+    assert (scored / "compare.md").read_text().startswith("# toy: no arm scored at 10 min\n")
 
 
 def test_a_finished_step_is_skipped_and_a_failed_one_rerun(tmp_path):
