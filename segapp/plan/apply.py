@@ -23,9 +23,9 @@ from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
 from segapp.plan.fingerprint import Fingerprint, fingerprint_folder
 from segapp.plan.nets import lite0_weights
-from segapp.plan.records import Base, Choice, Plan
+from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
-from segapp.plan.rules import plan_base, validation_rule
+from segapp.plan.rules import plan_base
 from segapp.plan.rules_timed import plan_run
 from segapp.plan.timing import Candidate, StepTimer, calibrate
 from segapp.plan.torch_timer import TorchStepTimer
@@ -98,8 +98,8 @@ def plan_fit(
         mask_dir=data.get("mask_dir"),
         csv_name=data.get("csv_name"),
     )
-    defaults = _dump(parser, parser.get_defaults())
-    splits, split_choice = _split(disc.pairs, data, (defaults.get("data") or {}).get("val_fraction"))
+    keys = ("val_fraction", "test_fraction", "seed", "group_regex", "num_folds", "fold", "train_subset")
+    splits = make_splits(disc.pairs, **{k: data[k] for k in keys if k in data})
     device = detect_device((full.get("trainer") or {}).get("accelerator"))
 
     def timer(base: Base) -> StepTimer:
@@ -114,32 +114,13 @@ def plan_fit(
             f"the machine was busy while measuring (load average {load:.1f} on {device.cores} cores): the plan "
             "assumes it stays so; plan again when it is quiet for a plan sized to the idle machine"
         )
-    if split_choice is not None:
-        plan.choices.insert(0, split_choice)
-        plan.settings["data.val_fraction"] = split_choice.value
+    defaults = _dump(parser, parser.get_defaults())
     plan.notes.extend(replaced(plan, full, defaults))
     config = plan_config(plan, full, defaults, str(Path(data["root"]).resolve()))
     folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
     paths = write_plan(plan, config, folder)
     print(summary(plan, paths), flush=True)
     return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
-
-
-SPLIT_KEYS = ("val_fraction", "test_fraction", "seed", "group_regex", "num_folds", "fold", "train_subset")
-
-
-def _split(pairs: list, data: dict[str, Any], default_fraction: float | None) -> tuple[dict, Choice | None]:
-    """The planned run's splits and its ``data.val_fraction`` choice (none with k-fold, where it is unused)."""
-    args = {k: data[k] for k in SPLIT_KEYS if k in data}
-    if (args.get("num_folds") or 0) >= 2:
-        return make_splits(pairs, **args), None
-    given = args.get("val_fraction", default_fraction)
-
-    def count(fraction: float) -> int:
-        return len(make_splits(pairs, **{**args, "val_fraction": fraction})["val"])
-
-    fraction, choice = validation_rule(count, given, given != default_fraction)
-    return make_splits(pairs, **{**args, "val_fraction": fraction}), choice
 
 
 def make_plan(

@@ -12,7 +12,6 @@ schedule, epochs, and what follows from them).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 from segapp.plan import sizing
 from segapp.plan.device import Device
@@ -135,40 +134,3 @@ def _batch_rule(device: Device, n_train: int, choices: list[Choice]) -> list[int
     )
     choices.append(Choice("data.batch_size", batch, why, "configs/experiment/kvasir_effl0_320.yaml"))
     return [batch]
-
-
-VAL_CAP = 100
-"""Validation images at most while the split is the planner's (``data.val_fraction`` left at its
-default): what validation is for still has enough scans (the trust calibration's OOD threshold is
-validation's 98th percentile, ``OOD_FALSE_ALARM`` 2 %, so 100 scans put two above it; its
-uncertainty threshold, the 90th, ten; the inference choice needs ``MIN_IMAGES`` 20), and every
-image past it trains instead. On Kvasir the SMP reference trained on the plan's 640 training
-images scored 0.884 against 0.897 on all 800 (docs/benchmarks.md)."""
-
-
-def validation_rule(count: Callable[[float], int], val_fraction: float, user_set: bool) -> tuple[float, Choice]:
-    """``data.val_fraction`` for the planned run, given ``count``: the validation images a fraction holds out.
-
-    A fraction the user set is kept; the default one is scaled down so that validation holds
-    :data:`VAL_CAP` images when it would hold more (the same seeded order, so the smaller split
-    is the first :data:`VAL_CAP` of the larger one). A dataset's own validation split ignores
-    the fraction and is kept.
-    """
-    ev = "segapp/lit/calibrate.py (OOD_FALSE_ALARM, UNCERTAIN_QUANTILE); docs/benchmarks.md 'The validation cap'"
-    n = count(val_fraction)
-    if user_set:
-        return val_fraction, Choice("data.val_fraction", val_fraction, f"yours: {n} validation images", ev)
-    fraction = round(val_fraction * VAL_CAP / n, 6) if n > VAL_CAP else val_fraction
-    m = count(fraction) if n > VAL_CAP else n
-    if m >= n:
-        why = f"{n} validation images" + (
-            f" ({val_fraction:.0%} of the pool, at most {VAL_CAP})"
-            if n <= VAL_CAP
-            else ": the dataset's own validation split"
-        )
-        return val_fraction, Choice("data.val_fraction", val_fraction, why, ev)
-    why = (
-        f"{m} validation images instead of {n} ({val_fraction:.0%}): enough for the trust thresholds and the "
-        f"inference choice; the other {n - m} train (set data.val_fraction yourself to keep more)"
-    )
-    return fraction, Choice("data.val_fraction", fraction, why, ev)

@@ -84,23 +84,3 @@ def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys
     assert "your data.image_size=999" in capsys.readouterr().out
     plain, _, _ = _plan(tmp_path / "again")
     assert not [n for n in plain.plan.notes if "was replaced" in n]  # configs/auto.yaml alone: nothing to name
-
-
-def test_a_large_default_validation_split_is_capped_and_the_plan_yaml_keeps_the_cap(tmp_path, monkeypatch):
-    from segapp.plan import rules
-
-    monkeypatch.setattr(rules, "VAL_CAP", 3)  # 24 pairs x 0.2 = 5 validation images, capped at 3
-    seen = {}
-
-    def timer(base, splits, rule):
-        seen.update({k: len(v) for k, v in splits.items()})
-        return FakeTimer()
-
-    root = lesion_folder(tmp_path / "data", [0.04, 0.09, 0.16, 0.0] * 6, size=100)
-    args = ["--config", str(REPO / "configs/auto.yaml"), "--data.root", str(root), "--budget", "20m"]
-    app = parsed_app([*args, "--trainer.default_root_dir", str(tmp_path / "run")])
-    active = plan_fit(app.parser, app.config, make_timer=timer)
-    assert seen == {"train": 21, "val": 3, "test": 0}
-    cfg = yaml.safe_load(active.paths["yaml"].read_text())
-    assert cfg["data"]["val_fraction"] == 0.12 == active.plan.settings["data.val_fraction"]
-    assert "| `data.val_fraction` | 0.12 | 3 validation images instead of 5" in active.paths["md"].read_text()

@@ -307,27 +307,3 @@ def test_an_fp32_measurement_that_failed_leaves_the_ratio_at_one_not_infinite():
     costs = calibrate(timer, Candidate("effl0", 128, 8, "32-true", True), [128, 320], 36.0, ["32-true", "bf16-mixed"])
     assert costs.base.precision == "bf16-mixed" and costs.post_ratio == 1.0
     assert [(c.size, c.precision) for c in timer.calls] == [(128, "32-true"), (128, "bf16-mixed"), (320, "bf16-mixed")]
-
-
-def test_the_validation_split_is_capped_only_when_the_planner_owns_it():
-    from segapp.plan.rules import VAL_CAP, validation_rule
-
-    def pool(n):
-        return lambda f: round(n * f)
-
-    fraction, ch = validation_rule(pool(800), 0.2, False)
-    assert pool(800)(fraction) == VAL_CAP == 100 and ch.value == fraction == 0.125
-    assert f"{VAL_CAP} validation images instead of 160" in ch.reason and "60 train" in ch.reason
-    assert validation_rule(pool(800), 0.2, True)[0] == 0.2  # the user's fraction is kept
-    assert validation_rule(pool(400), 0.2, False)[0] == 0.2  # 80 images: under the cap
-    fraction, ch = validation_rule(lambda f: 300, 0.2, False)  # a dataset's own split ignores the fraction
-    assert fraction == 0.2 and "own validation split" in ch.reason
-
-
-def test_a_capped_validation_split_is_the_first_images_of_the_uncapped_one(tmp_path):
-    from segapp.data.layouts import Pair
-    from segapp.data.splits import make_splits
-
-    pairs = [Pair(f"k{k:03d}", tmp_path / f"i{k:03d}.png", (tmp_path / f"m{k:03d}.png",)) for k in range(600)]
-    big, small = (make_splits(pairs, val_fraction=f, seed=42) for f in (0.2, 1 / 6))
-    assert len(big["val"]) == 120 and len(small["val"]) == 100 and set(small["val"]) < set(big["val"])
