@@ -88,6 +88,34 @@ def pixel_digest(root: Path) -> str:
     return h.hexdigest()
 
 
+SUMMARY_TOLERANCE = 1e-3
+"""Relative difference allowed in a test set's pixel sums: numpy's sin/cos/exp/log differ in their
+last bits between CPUs (AVX2 vs AVX-512 code paths), which moves a few pixels by one grey level or
+one boundary pixel; one lesion drawn differently moves the mask sum by several times this."""
+
+
+def pixel_summary(root: Path) -> dict[str, int]:
+    """File count and pixel sums of ``root/images`` and ``root/masks`` (masks counted as foreground pixels)."""
+    files = sorted(root.glob("*/*.png"))
+    images = sum(int(np.asarray(Image.open(p), np.int64).sum()) for p in files if p.parent.name == "images")
+    masks = sum(int((np.asarray(Image.open(p)) > 0).sum()) for p in files if p.parent.name == "masks")
+    return {"files": len(files), "image_sum": images, "mask_pixels": masks}
+
+
+def same_test_set(root: Path, spec: dict) -> tuple[bool, str]:
+    """Whether ``root`` is the committed test set: its exact digest, or (on a CPU whose maths
+    rounds differently) the same files with pixel sums within :data:`SUMMARY_TOLERANCE`."""
+    digest, known = pixel_digest(root), spec["test_sha256"]
+    known = [known] if isinstance(known, str) else known
+    if digest in known:
+        return True, ""
+    got, want = pixel_summary(root), spec["test_summary"]
+    ok = got["files"] == want["files"] and all(
+        abs(got[k] - want[k]) <= SUMMARY_TOLERANCE * max(want[k], 1) for k in ("image_sum", "mask_pixels")
+    )
+    return ok, f"digest {digest[:12]} vs {', '.join(k[:12] for k in known)}; summary {got} vs {want}"
+
+
 def synthetic_specs() -> dict:
     """The committed synthetic comparison sets: kind, size, pool and test seeds and sizes, test digest."""
     return json.loads(SYNTHETIC.read_text())["sets"]
@@ -100,9 +128,9 @@ def make_synthetic(name: str, out: Path) -> Data:
     spec = synthetic_specs()[name]
     for part in ("pool", "test"):
         generate(out / part, n=spec[part]["n"], size=spec["size"], seed=spec[part]["seed"], kind=spec["kind"])
-    got = pixel_digest(out / "test")
-    if got != spec["test_sha256"]:
-        sys.exit(f"{name}: the generated test set differs from {SYNTHETIC} ({got[:12]} vs {spec['test_sha256'][:12]})")
+    ok, why = same_test_set(out / "test", spec)
+    if not ok:
+        sys.exit(f"{name}: the generated test set differs from {SYNTHETIC} ({why})")
     return Data(name, str(out / "pool"), "paired", str(out / "test"))
 
 

@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
@@ -103,3 +105,21 @@ def test_budgets_become_the_commands_limits(tmp_path):
 def test_the_committed_synthetic_test_sets_are_reproduced(tmp_path, name):
     data = auto_compare.make_synthetic(name, tmp_path)
     assert len(list((Path(data.test) / "images").glob("*.png"))) == 200
+
+
+def test_a_test_set_is_known_by_its_digest_or_by_sums_within_rounding(tmp_path):
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    img, mask = np.full((100, 100), 100, np.uint8), np.zeros((100, 100), np.uint8)
+    mask[:50, :40] = 255  # 2000 foreground pixels
+    Image.fromarray(img).save(tmp_path / "images/a.png")
+    Image.fromarray(mask).save(tmp_path / "masks/a.png")
+    summary = auto_compare.pixel_summary(tmp_path)
+    assert summary == {"files": 2, "image_sum": 1_000_000, "mask_pixels": 2000}
+    digest = auto_compare.pixel_digest(tmp_path)
+    assert auto_compare.same_test_set(tmp_path, {"test_sha256": ["0" * 64, digest], "test_summary": {}})[0]
+    near = {**summary, "mask_pixels": 2001}  # one boundary pixel: another CPU's rounding
+    assert auto_compare.same_test_set(tmp_path, {"test_sha256": "0" * 64, "test_summary": near})[0]
+    far = {**summary, "mask_pixels": 2100}  # a lesion drawn differently
+    ok, why = auto_compare.same_test_set(tmp_path, {"test_sha256": "0" * 64, "test_summary": far})
+    assert not ok and "2100" in why and "000000000000" in why
