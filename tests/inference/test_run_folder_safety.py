@@ -43,8 +43,9 @@ def test_resume_or_rerun_with_other_options_is_refused_unless_overwrite(tiny_ckp
     inp, out = make_images(tmp_path / "in"), tmp_path / "out"
     base = ("--checkpoint", str(tiny_ckpt), "--input", str(inp), "--output", str(out), "--workers", "0")
     assert predict_in_process(capsys, *base)[0] == 0
+    first = json.loads((out / "run.json").read_text())["mask_record"]["threshold"]  # the checkpoint's (trained) one
     code, _, err = predict_in_process(capsys, *base, "--resume", "--threshold", "0.9", "--tta", "flip")
-    assert code == 2 and "threshold 0.5" in err and "-> 0.9" in err and "tta 'none' -> 'flip'" in err, err
+    assert code == 2 and f"threshold {first}" in err and "-> 0.9" in err and "tta 'none' -> 'flip'" in err, err
     assert len(err.strip().splitlines()) == 1
     code, _, err = predict_in_process(capsys, *base, "--resume", "--max-pixels", "1000")
     assert code == 2 and "max_pixels 178956970 -> 1000" in err, err  # size limits are in the record
