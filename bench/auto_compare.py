@@ -110,7 +110,12 @@ def same_test_set(root: Path, spec: dict) -> tuple[bool, str]:
     known = [known] if isinstance(known, str) else known
     if digest in known:
         return True, ""
-    got, want = pixel_summary(root), spec["test_summary"]
+    got, want = pixel_summary(root), spec.get("test_summary")
+    if not want:
+        return (
+            False,
+            f"digest {digest[:12]} vs {', '.join(k[:12] for k in known)}; no test_summary to compare sums with",
+        )
     ok = got["files"] == want["files"] and all(
         abs(got[k] - want[k]) <= SUMMARY_TOLERANCE * max(want[k], 1) for k in ("image_sum", "mask_pixels")
     )

@@ -123,3 +123,5 @@ def test_a_test_set_is_known_by_its_digest_or_by_sums_within_rounding(tmp_path):
     far = {**summary, "mask_pixels": 2100}  # a lesion drawn differently
     ok, why = auto_compare.same_test_set(tmp_path, {"test_sha256": "0" * 64, "test_summary": far})
     assert not ok and "2100" in why and "000000000000" in why
+    ok, why = auto_compare.same_test_set(tmp_path, {"test_sha256": "0" * 64})  # a spec without sums: refused
+    assert not ok and "no test_summary" in why
