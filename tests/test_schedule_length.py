@@ -276,6 +276,35 @@ def test_the_projection_counts_a_larger_training_size_as_dearer():
     assert project_time(ScheduleLength(50, "x"), 2, 1000, 100.0).epochs == 12  # without the sizes
 
 
+def test_a_size_schedule_by_shares_is_projected_with_its_switch_moving():
+    """``{0: 8, 0.5: 16}``: a 16 px epoch costs 4x an 8 px one. Planned for 20 epochs (switch at 10),
+    the run turns out slow: 2 epochs of 100 s done, 1000 s left. On the planned switch 8 more 8 px
+    epochs would fit (epochs 2-9, 800 s) and half the run would never reach 16 px; with the switch
+    at half of the length projected, 4 epochs fit (epochs 2-3 at 16 px: 800 s, the switch at 2)."""
+    from segapp.data.size_schedule import SizeSchedule
+
+    ss = SizeSchedule({0: 8, 0.5: 16}, 16)
+    ss.trained = {0: 8, 1: 8}
+    dm = SimpleNamespace(
+        size_schedule=ss,
+        train_size=lambda e, length=None: (ss.size(e, length),) * 2,
+        follow_length=lambda n: setattr(ss, "length", n),
+    )
+    kw = {"datamodule": dm, "enable_validation": False}  # whole epochs only: no partial last epoch
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=1200, **kw), sched, info)
+    assert ss.length == 20 and ss.size(9) == 8
+    follower.epoch_end(_fake_trainer(20, remaining=1000, epoch=1, **kw), sched, info, epoch_seconds=100.0)
+    assert sched.max_epochs == 4 and ss.length == 4 and [ss.size(e) for e in range(4)] == [8, 8, 16, 16]
+    ss2 = SizeSchedule({0: 8, 10: 16}, 16)
+    dm2 = SimpleNamespace(size_schedule=ss2, train_size=lambda e, length=None: (ss2.size(e, length),) * 2)
+    kw2 = {"datamodule": dm2, "enable_validation": False}
+    sched2, follower2 = _sched(max_epochs=None), ScheduleFollower()
+    follower2.start(_fake_trainer(20, remaining=1200, **kw2), sched2, {})
+    follower2.epoch_end(_fake_trainer(20, remaining=1000, epoch=1, **kw2), sched2, {}, epoch_seconds=100.0)
+    assert sched2.max_epochs == 10 and ss2.size(9) == 8
+
+
 def test_no_limit_at_all_is_refused():
     with pytest.raises(SettingError, match="no limit"):
         ScheduleFollower().start(_fake_trainer(-1), _sched(max_epochs=None), {})

@@ -24,6 +24,7 @@ from segapp.data.sampling import (
     lesion_size_sampler,
     size_balanced_weights,
 )
+from segapp.data.size_schedule import SizeSchedule
 from segapp.data.splits import data_fingerprint, make_splits
 from segapp.data.stats import NormalizeMode, Stats, cached_channel_stats, explicit_stats, imagenet_stats
 from segapp.data.transforms import AugmentPreset, build_augment
@@ -33,26 +34,6 @@ from segapp.io import MaskRule, MaskStats, PreprocessSpec, decide_rule
 from segapp.io.masks import values_text
 
 log = logging.getLogger(__name__)
-
-
-def check_size_schedule(schedule: dict[int, int] | None, image_size: int) -> list[tuple[int, int]]:
-    """``data.train_size_schedule`` as sorted ``(first epoch, size)`` pairs.
-
-    Raises:
-        ValueError: on a negative epoch or a size outside ``8..image_size``.
-    """
-    pairs = sorted((int(e), int(s)) for e, s in (schedule or {}).items())
-    for epoch, size in pairs:
-        if epoch < 0:
-            raise SettingError(
-                f"data.train_size_schedule: epoch {epoch} is negative; keys are first epochs (0, 1, ...)"
-            )
-        if not 8 <= size <= image_size:
-            raise SettingError(
-                f"data.train_size_schedule: size {size} at epoch {epoch} is outside 8..{image_size} (data.image_size); "
-                "training images are downscaled from image_size, so raise data.image_size to train larger"
-            )
-    return pairs
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -93,9 +74,12 @@ class LesionDataModule(L.LightningDataModule):
         csv_name: ``csv`` layout: manifest file name when ``root`` holds several CSVs.
         image_size: Network input size (square), pixels; a multiple of ``2**depth``.
         train_size_schedule: Progressive resizing: ``{first epoch: training size}``, e.g.
-            ``{0: 192, 10: 256}``; sizes up to ``image_size`` (images are read at ``image_size``
-            and downscaled after augmentation), ``image_size`` before the first key. Validation,
-            test and inference stay at ``image_size``. The training loader is rebuilt every epoch.
+            ``{0: 192, 10: 256}``, or ``{share of the run's epochs: size}``, e.g. ``{0: 192, 0.5:
+            256}`` (the switch follows the epoch count ``trainer.max_time`` holds;
+            :mod:`segapp.data.size_schedule`); sizes up to ``image_size`` (images are read at
+            ``image_size`` and downscaled after augmentation), ``image_size`` before the first key.
+            Validation, test and inference stay at ``image_size``. The training loader is rebuilt
+            every epoch.
         in_channels: 3 (gray images repeated) or 1 (RGB to gray). Linked to the model.
         val_fraction: Share of pairs held out for validation (ignored with k-fold).
         test_fraction: Share of pairs held out for testing.
@@ -133,7 +117,7 @@ class LesionDataModule(L.LightningDataModule):
         mask_dir: str | None = None,
         csv_name: str | None = None,
         image_size: int = 256,
-        train_size_schedule: dict[int, int] | None = None,
+        train_size_schedule: dict[float, int] | None = None,
         in_channels: int = 3,
         val_fraction: float = 0.2,
         test_fraction: float = 0.0,
@@ -163,7 +147,7 @@ class LesionDataModule(L.LightningDataModule):
                 decide_rule(MaskStats(), mask_threshold, foreground_labels)  # validates the labels
             except ValueError as e:
                 raise SettingError(str(e)) from e
-        self.size_schedule = check_size_schedule(train_size_schedule, image_size)
+        self.size_schedule = SizeSchedule(train_size_schedule, image_size)
         if isinstance(normalize, dict):
             explicit_stats(normalize, in_channels)
         self.size = (image_size, image_size)
@@ -264,20 +248,36 @@ class LesionDataModule(L.LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in checkpoints by Lightning: the data fingerprint and the mask rule trained with."""
-        return {"fingerprint": self.fingerprint, "mask_rule": self.mask_rule.to_dict() if self.mask_rule else None}
+        return {
+            "fingerprint": self.fingerprint,
+            "mask_rule": self.mask_rule.to_dict() if self.mask_rule else None,
+            "size_schedule": self.size_schedule.state_dict(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """On ``--ckpt_path``: the sizes the run's epochs trained at (the rest is re-derived from the data)."""
+        self.size_schedule.load_state_dict(state_dict.get("size_schedule"))
 
     def preprocess_spec(self) -> PreprocessSpec:
         if self.spec is None:
             raise RuntimeError("LesionDataModule.setup() must run before preprocess_spec()")
         return self.spec
 
-    def train_size(self, epoch: int) -> tuple[int, int]:
-        """Training input size at ``epoch`` under ``train_size_schedule`` (else ``image_size``)."""
-        sizes = [s for e, s in self.size_schedule if e <= epoch]
-        return (sizes[-1],) * 2 if sizes else self.size
+    def train_size(self, epoch: int, length: int | None = None) -> tuple[int, int]:
+        """Training input size at ``epoch`` under ``train_size_schedule`` (else ``image_size``).
+
+        ``length``: the run's length in epochs to place shares on (default: the one the LR schedule
+        pushed through :meth:`follow_length`, else ``trainer.max_epochs``).
+        """
+        fallback = self.trainer.max_epochs if self.trainer is not None else None
+        return (self.size_schedule.size(epoch, length, fallback),) * 2
+
+    def follow_length(self, epochs: int | None) -> None:
+        """The run's length in epochs (called by the LR schedule whenever it changes)."""
+        self.size_schedule.length = epochs
 
     def _progressive(self) -> bool:
-        return any(s != self.size[0] for _, s in self.size_schedule)
+        return self.size_schedule.progressive()
 
     def dataset(self, split: str, train: bool) -> LesionDataset:
         """The dataset of a split; ``train`` adds the augmentation pipeline."""
@@ -287,6 +287,8 @@ class LesionDataModule(L.LightningDataModule):
             raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         out_size = self.train_size(epoch) if train else None
+        if train and self.trainer is not None:
+            self.size_schedule.trained[epoch] = out_size[0]  # kept: a later re-placed switch does not rewrite it
         aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params, out_size) if train else None
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
@@ -338,7 +340,7 @@ class LesionDataModule(L.LightningDataModule):
             epoch = self.trainer.current_epoch
             size, before = self.train_size(epoch)[0], self.train_size(epoch - 1)[0]
             if epoch == 0 or size != before:
-                rank_zero_info(f"epoch {epoch}: training at {size} px (data.train_size_schedule)")
+                rank_zero_info(f"epoch {epoch}: training at {size} px ({self.size_schedule.key_of(epoch)})")
         return self._loader("train", train=True)
 
     def val_dataloader(self) -> DataLoader:

@@ -7,7 +7,8 @@ the run is projected to stop first:
 - ``trainer.max_steps`` -> ``ceil(max_steps / optimizer steps per epoch)``;
 - ``trainer.max_time`` -> epochs done + the whole epochs that fit in the time left at the
   duration of the last epoch (scaled by the pixels of each coming epoch's training size under
-  ``data.train_size_schedule``), re-projected after every epoch from the latest epoch (so a slower
+  ``data.train_size_schedule``; a schedule by shares of the run is placed on each candidate length,
+  :func:`project_following`), re-projected after every epoch from the latest epoch (so a slower
   epoch shortens the cosine before the time runs out, and a one-off slow first epoch, e.g. while
   a cache is built, does not shorten it for good). The time after the last whole epoch is not
   wasted: when at least :data:`MIN_PARTIAL` of the next epoch's training fits (its validation
@@ -147,26 +148,57 @@ def partial_share(seconds_left: float, epoch_seconds: float, tail_seconds: float
     return max(0.0, min(1.0, (seconds_left - reserve(tail_seconds)) / train))
 
 
-def train_pixels(trainer, epoch: int) -> float:
-    """Pixels of one training image in (0-based) ``epoch`` under ``data.train_size_schedule``; 1.0 without sizes."""
+def train_pixels(trainer, epoch: int, length: int | None = None) -> float:
+    """Pixels of one training image in (0-based) ``epoch`` under ``data.train_size_schedule``; 1.0 without sizes.
+
+    ``length``: the run's length in epochs to place a schedule by shares on (default: the current one).
+    """
     size = getattr(getattr(trainer, "datamodule", None), "train_size", None)
     if not callable(size):
         return 1.0
-    h, w = size(epoch)
+    h, w = size(epoch, length) if length is not None else size(epoch)
     return float(h * w)
 
 
-def pixel_cost(trainer, done: int) -> Callable[[int], float] | None:
+def pixel_cost(trainer, done: int, length: int | None = None) -> Callable[[int], float] | None:
     """Epoch cost relative to epoch ``done - 1`` from the datamodule's training sizes (pixels), if any.
 
     Pixels overstate a larger size's cost (validation does not change; steps grow ~pixels^0.9),
     so the projection errs short: the run ends a little early rather than being cut mid-epoch.
+    ``length``: the run length a size schedule by shares is placed on (its switch moves with it).
     """
     size = getattr(getattr(trainer, "datamodule", None), "train_size", None)
     if not callable(size) or done < 1:
         return None
     last = train_pixels(trainer, done - 1)
-    return lambda e: train_pixels(trainer, e) / last
+    return lambda e: train_pixels(trainer, e, length) / last
+
+
+FIXED_POINT_TRIES = 8
+"""Projections of a length whose size schedule is placed by shares of that same length (a few suffice)."""
+
+
+def project_following(trainer, done: int, project: Callable[..., ScheduleLength]) -> ScheduleLength:
+    """:func:`project_time` (as ``project(cost)``) when the coming epochs' sizes depend on the length itself.
+
+    Under a size schedule by shares of the run (``{0: 224, 0.5: 320}``) a longer run switches later,
+    so its epochs are cheaper: the length is projected on the current one's sizes, then again on
+    the new length's, until it stops changing; when it does not settle, the shorter of the last two
+    (the run re-projects after the next epoch anyway). Without shares, one projection.
+    """
+    shares = getattr(getattr(getattr(trainer, "datamodule", None), "size_schedule", None), "shares", False)
+    new = project(pixel_cost(trainer, done))
+    if not shares:
+        return new
+    seen = [new]
+    for _ in range(FIXED_POINT_TRIES):
+        if new.epochs is None:
+            return new
+        new = project(pixel_cost(trainer, done, new.epochs))
+        if new.epochs == seen[-1].epochs:
+            return new
+        seen.append(new)
+    return min(seen[-2:], key=lambda s: s.epochs or 0)
 
 
 def _say(trainer, text: str) -> None:
@@ -267,10 +299,12 @@ class ScheduleFollower:
         if epoch_seconds is None:  # resumed mid-epoch: not a whole epoch's time
             return
         done = trainer.current_epoch + 1
-        cost = pixel_cost(trainer, done)
         tail = (self.tail or 0.0) if self.partial_ok else None
         keep = self.length.epochs if self.length.partial is not None else None
-        new = project_time(self.limits, done, timer.time_remaining(), epoch_seconds, cost, tail, keep)
+        left = timer.time_remaining()
+        new = project_following(
+            trainer, done, lambda cost: project_time(self.limits, done, left, epoch_seconds, cost, tail, keep)
+        )
         # the pace, not the seconds: an epoch at a smaller progressive-resizing size is not "the fastest"
         rate = epoch_seconds / train_pixels(trainer, done - 1)
         self.fastest_rate = rate if self.fastest_rate is None else min(self.fastest_rate, rate)
@@ -331,6 +365,9 @@ class ScheduleFollower:
         )
 
     def _record(self, trainer, sched, run_info: dict, when: str) -> None:
+        follow = getattr(getattr(trainer, "datamodule", None), "follow_length", None)
+        if callable(follow) and sched.max_epochs is not None:
+            follow(sched.max_epochs)  # a size schedule by shares of the run switches with the cosine's length
         entry = {"when": when, "epochs": sched.max_epochs, "source": self.length.source}
         self.history.append(entry)
         run_info["lr_schedule"] = {

@@ -7,6 +7,7 @@ from typing import Any
 
 from segapp.plan.budget import format_duration
 from segapp.plan.records import Plan
+from segapp.plan.sizing import LOW_SHARE
 
 
 def _measured_line(plan: Plan) -> str:
@@ -24,7 +25,8 @@ def _size_line(plan: Plan) -> str:
     s = plan.schedule
     if s.low is None:
         return f"{s.size} px"
-    return f"{s.size} px, progressive: {s.low} px for epochs 0-{s.switch - 1}"
+    low = f"{s.low} px for the first {LOW_SHARE:.0%} of the epochs (0-{s.switch - 1} as planned)"
+    return f"{s.size} px, progressive: {low}"
 
 
 def _timeline(plan: Plan) -> dict[str, float]:

@@ -195,15 +195,16 @@ def _measured_choices(base: Base, costs: Costs, device: Device, settings: Settin
 def _schedule_choices(sched: sizing.Schedule, work: sizing.Work, settings: Settings, cap: int | None) -> list[Choice]:
     out = []
     if sched.low is not None:
-        settings["data.train_size_schedule"] = {0: sched.low, sched.switch: sched.size}
+        settings["data.train_size_schedule"] = {0: sched.low, sizing.LOW_SHARE: sched.size}
         ratio = sched.epoch_s[0] / sched.epoch_s[1]
         out.append(
             Choice(
                 "data.train_size_schedule",
-                f"{{0: {sched.low}, {sched.switch}: {sched.size}}}",
-                f"progressive resizing: {sched.switch} epochs at {sched.low} px (an epoch costs {ratio:.0%} of one "
-                f"at {sched.size} px), then {sched.epochs - sched.switch} at {sched.size} px; validation at the final "
-                "size",
+                f"{{0: {sched.low}, {sizing.LOW_SHARE:g}: {sched.size}}}",
+                f"progressive resizing: the first {sizing.LOW_SHARE:.0%} of the epochs at {sched.low} px (an epoch "
+                f"costs {ratio:.0%} of one at {sched.size} px), the rest at {sched.size} px: {sched.switch} + "
+                f"{sched.epochs - sched.switch} of the {sched.epochs} planned; the switch follows the epochs "
+                "trainer.max_time holds as the run goes; validation at the final size",
                 "configs/experiment/kvasir_effl0_320.yaml (224 -> 320 px, 0.879 vs 0.870-0.876 at 256 px)",
             )
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from segapp.data.size_schedule import share_epoch
 from segapp.inference.choice import FLIPS, MAX_IMAGES, MIN_IMAGES
 from segapp.plan.timing import Costs
 
@@ -37,6 +38,9 @@ MARGIN = 0.03
 PROGRESSIVE_FROM = 256
 PROGRESSIVE_MIN_EPOCHS = 4
 LOW_SIZE_RATIO = 0.7
+LOW_SHARE = 0.5
+"""Progressive resizing trains this share of the run's epochs at the low size; written as a share
+(``{0: 224, 0.5: 320}``) so the switch follows the epochs the run actually holds."""
 
 
 @dataclass(frozen=True)
@@ -147,7 +151,8 @@ def low_size(size: int, smallest: int) -> int:
 def fit_schedule(
     costs: Costs, work: Work, size: int, smallest: int, budget_s: float, spent_s: float, max_epochs: int
 ) -> Schedule:
-    """The most epochs at ``size`` within the budget; progressive (low size for the first half) from
+    """The most epochs at ``size`` within the budget; progressive (low size for the first
+    :data:`LOW_SHARE` of the epochs) from
     :data:`PROGRESSIVE_FROM` px when it still leaves :data:`PROGRESSIVE_MIN_EPOCHS` epochs."""
     startup, first_read, trust, max_time = _fixed(costs, work, size, budget_s, spent_s)
     room = max_time - first_read
@@ -159,11 +164,11 @@ def fit_schedule(
         return plain
     lo = epoch_seconds(costs, work, low, size)
     n = min(max_epochs, max(0, int(room // ((lo + high) / 2))))
-    while n > 0 and (n // 2) * lo + (n - n // 2) * high > room:
+    while n > 0 and share_epoch(LOW_SHARE, n) * lo + (n - share_epoch(LOW_SHARE, n)) * high > room:
         n -= 1
     if n < max(PROGRESSIVE_MIN_EPOCHS, plain.epochs):
         return plain
-    return Schedule(size, low, n // 2, n, (lo, high), startup, first_read, trust, max_time)
+    return Schedule(size, low, share_epoch(LOW_SHARE, n), n, (lo, high), startup, first_read, trust, max_time)
 
 
 def minimum_budget(costs: Costs, work: Work, size: int, spent_s: float) -> float:

@@ -135,10 +135,10 @@ def test_progressive_resizing_sizes_and_pixels(paired_root):
 
 def test_progressive_resizing_rejects_bad_schedules(paired_root):
     with pytest.raises(
-        ValueError, match=r"size 64 at epoch 0 is outside 8\.\.32 \(data.image_size\).*raise data.image_size"
+        ValueError, match=r"size 64 at key 0 is outside 8\.\.32 \(data.image_size\).*raise data.image_size"
     ):
         dm(paired_root, train_size_schedule={0: 64})
-    with pytest.raises(ValueError, match="epoch -1 is negative"):
+    with pytest.raises(ValueError, match="key -1 is neither a first epoch nor a share"):
         dm(paired_root, train_size_schedule={-1: 16})
 
 

@@ -103,7 +103,7 @@ def test_progressive_resizing_ema_and_schedule_on_a_long_run():
     p = plan(fingerprint(lesion_p10=0.02), 3 * 3600)
     s = p.schedule
     assert s.size >= 256 and s.low is not None and s.low < s.size
-    assert p.settings["data.train_size_schedule"] == {0: s.low, s.switch: s.size}
+    assert p.settings["data.train_size_schedule"] == {0: s.low, 0.5: s.size} and s.switch == s.epochs // 2
     ema = p.settings["trainer.callbacks"][0]
     assert ema["class_path"].endswith("EMAWeightAveraging") and 0.9 <= ema["init_args"]["decay"] <= 0.999
     assert p.settings["model.scheduler"]["init_args"]["warmup_epochs"] == 1
