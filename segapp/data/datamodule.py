@@ -287,8 +287,8 @@ class LesionDataModule(L.LightningDataModule):
             raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         out_size = self.train_size(epoch) if train else None
-        if train and self.trainer is not None:
-            self.size_schedule.trained[epoch] = out_size[0]  # kept: a later re-placed switch does not rewrite it
+        if train and self.trainer is not None:  # recorded: a later re-placed switch does not rewrite it
+            out_size = (self.size_schedule.start_epoch(epoch, self.trainer.max_epochs),) * 2
         aug = build_augment(h.augment, self.size, h.in_channels, h.augment_params, out_size) if train else None
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
@@ -335,13 +335,14 @@ class LesionDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
+        loader = self._loader("train", train=True)  # records this epoch's size
         if self._progressive() and self.trainer is not None:
             self.trainer.reload_dataloaders_every_n_epochs = 1  # rebuild the loader (new size) each epoch
             epoch = self.trainer.current_epoch
             size, before = self.train_size(epoch)[0], self.train_size(epoch - 1)[0]
             if epoch == 0 or size != before:
                 rank_zero_info(f"epoch {epoch}: training at {size} px ({self.size_schedule.key_of(epoch)})")
-        return self._loader("train", train=True)
+        return loader
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", train=False)

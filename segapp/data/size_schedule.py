@@ -35,6 +35,11 @@ def _key(key: Any) -> int | float:
         x = float(key)
     except (TypeError, ValueError):
         x = math.nan
+    if x >= 1 and x.is_integer() and isinstance(key, float):
+        raise SettingError(
+            f"data.train_size_schedule: key {key!r} is ambiguous (epoch {int(x)}, or the whole run?); expected an "
+            f"epoch written as an integer ({int(x)}) or a share below 1 (e.g. 0.5); fix the key"
+        )
     if x >= 0 and x.is_integer():
         return int(x)
     if 0 < x < 1:
@@ -108,6 +113,16 @@ class SizeSchedule:
         if self.shares:  # a share schedule never undoes a larger size already trained
             size = max([size] + [s for e, s in self.trained.items() if e < epoch])
         return size
+
+    def start_epoch(self, epoch: int, fallback: int | None = None) -> int:
+        """Size of the epoch now starting, recorded so a later re-placed switch does not rewrite it.
+
+        Records of this epoch and later ones are dropped first: they belong to an earlier fit of the
+        same data module (a resumed fit restores only epochs before the one it starts).
+        """
+        self.trained = {e: s for e, s in self.trained.items() if e < epoch}
+        self.trained[epoch] = self.size(epoch, fallback=fallback)
+        return self.trained[epoch]
 
     def key_of(self, epoch: int) -> str:
         """Where ``epoch``'s size comes from, for the console (shares: of how many epochs)."""

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 from PIL import Image
+
+
+class TrainSizes(L.Callback):
+    """Records the training input sizes seen in each epoch: ``seen[epoch] = {sizes}``."""
+
+    def __init__(self) -> None:
+        self.seen: dict[int, set[int]] = {}
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.seen.setdefault(trainer.current_epoch, set()).add(batch["image"].shape[-1])
 
 
 @pytest.fixture(autouse=True)

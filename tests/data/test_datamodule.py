@@ -11,6 +11,7 @@ import segapp.data.stats as stats_mod
 from segapp.data import DataError, LesionDataModule
 from segapp.data.transforms import PRESETS, build_augment
 from tests.conftest import fit_args
+from tests.data.conftest import TrainSizes
 
 
 def dm(root, **kw) -> LesionDataModule:
@@ -147,12 +148,6 @@ def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
 
     from segapp.app import cli
 
-    seen: dict[int, set[int]] = {}
-
-    class Sizes(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            seen.setdefault(trainer.current_epoch, set()).add(batch["image"].shape[-1])
-
     run = cli(
         fit_args(
             synth_root,
@@ -168,10 +163,11 @@ def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
         )[1:],
         run=False,
     )
-    run.trainer.callbacks.append(Sizes())
+    sizes = TrainSizes()
+    run.trainer.callbacks.append(sizes)
     with caplog.at_level(logging.INFO):
         run.trainer.fit(run.model, run.datamodule)
-    assert seen == {0: {32}, 1: {32}, 2: {64}}
+    assert sizes.seen == {0: {32}, 1: {32}, 2: {64}}
     said = [r.getMessage() for r in caplog.records if "data.train_size_schedule" in r.getMessage()]
     assert said == [
         "epoch 0: training at 32 px (data.train_size_schedule)",

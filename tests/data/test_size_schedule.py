@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import lightning as L
 import pytest
 
 from segapp.data.size_schedule import SizeSchedule
 from segapp.errors import SettingError
 from tests.conftest import fit_args
+from tests.data.conftest import TrainSizes
 
 
 def test_a_share_places_the_switch_on_the_runs_length():
@@ -36,6 +36,7 @@ def test_a_trained_epoch_keeps_its_size_and_a_share_schedule_never_goes_back():
     [
         ({0: 224, 1.5: 320}, r"key 1.5 is neither a first epoch nor a share.*\{0: 224, 0.5: 320\}"),
         ({0: 224, -1: 320}, r"key -1 is neither"),
+        ({0: 224, 1.0: 320}, r"key 1.0 is ambiguous.*an integer \(1\) or a share below 1"),
         ({0: 224, 0.5: 256, 9: 320}, r"mixes epochs and shares.*fix: write every key"),
         ({0: 320, 0.5: 224}, r"shrinks.*fix: order the sizes smallest first"),
         ({0: 224, 0.5: 640}, r"size 640 at key 0.5 is outside 8\.\.320 \(data.image_size\)"),
@@ -44,6 +45,14 @@ def test_a_trained_epoch_keeps_its_size_and_a_share_schedule_never_goes_back():
 def test_bad_schedules_are_refused_with_the_key_and_the_fix(schedule, said):
     with pytest.raises(SettingError, match=said):
         SizeSchedule(schedule, 320)
+
+
+def test_a_new_fit_of_the_same_data_module_forgets_the_sizes_of_the_last_one():
+    s = SizeSchedule({0: 224, 0.5: 320}, 320)
+    s.length = 4
+    assert [s.start_epoch(e) for e in range(4)] == [224, 224, 320, 320]
+    s.length = 10  # a second, longer fit: its epoch 2 is not the first fit's epoch 2
+    assert [s.start_epoch(e) for e in range(6)] == [224] * 5 + [320]
 
 
 def test_a_share_with_no_run_length_is_refused_past_the_first_epoch():
@@ -68,12 +77,6 @@ def test_a_share_schedule_in_fit_switches_half_way(synth_root, tmp_path, caplog)
 
     from segapp.app import cli
 
-    seen: dict[int, set[int]] = {}
-
-    class Sizes(L.Callback):
-        def on_train_batch_start(self, trainer, module, batch, batch_idx):
-            seen.setdefault(trainer.current_epoch, set()).add(batch["image"].shape[-1])
-
     args = fit_args(
         synth_root,
         tmp_path / "run",
@@ -81,9 +84,10 @@ def test_a_share_schedule_in_fit_switches_half_way(synth_root, tmp_path, caplog)
         *("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"),
     )
     run = cli(args[1:], run=False)
-    run.trainer.callbacks.append(Sizes())
+    sizes = TrainSizes()
+    run.trainer.callbacks.append(sizes)
     with caplog.at_level(logging.INFO):
         run.trainer.fit(run.model, run.datamodule)
-    assert seen == {0: {32}, 1: {32}, 2: {64}, 3: {64}}
+    assert sizes.seen == {0: {32}, 1: {32}, 2: {64}, 3: {64}}
     said = [r.getMessage() for r in caplog.records if "data.train_size_schedule" in r.getMessage()]
     assert said[-1] == "epoch 2: training at 64 px (data.train_size_schedule, placed on 4 epochs)"
