@@ -308,7 +308,9 @@ def _freeze_choice(base: Base, sched: sizing.Schedule, settings: Settings) -> Ch
         f"{frozen}, then encoder at 0.3x the lr",
         f"{base.n_train} training images: {frozen} epoch with the encoder frozen while the decoder settles, then "
         "fine-tuning with a lower encoder lr",
-        ev + ": fine-tuned +0.03-0.04 over frozen from 200 images (Kvasir); the Kvasir recipes' 1 epoch and 0.3x",
+        ev + ": fine-tuned +0.03-0.04 over frozen from 200 images (Kvasir); the Kvasir recipes' 1 epoch and 0.3x; "
+        "the whole net at the full lr from the first step: level on validation (docs/benchmarks.md 'Augmentation "
+        "preset and encoder fine-tuning')",
     )
 
 
@@ -341,7 +343,9 @@ def _augment_choice(sched: sizing.Schedule, work: sizing.Work, settings: Setting
             "data.augment",
             "standard",
             f"{work.n_train} training images and {sched.epochs} epochs: flips, affine, crops, colour, blur/noise",
-            "docs/tricks.md study 5 (Kvasir: augmentation closed the train-val gap +0.26 -> +0.06); the Kvasir recipes",
+            "docs/tricks.md study 5 (Kvasir: augmentation closed the train-val gap +0.26 -> +0.06); the Kvasir "
+            "recipes; light instead: validation Dice -0.026 on the ultrasound-like set (docs/benchmarks.md "
+            "'Augmentation preset and encoder fine-tuning')",
         )
     return Choice(
         "data.augment",
