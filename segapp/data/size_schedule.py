@@ -103,16 +103,29 @@ class SizeSchedule:
             return self.trained[epoch]
         length = length or self.length or (fallback if fallback and fallback > 0 else None)
         if self.shares and length is None and epoch > 0:
-            raise SettingError(
-                f"data.train_size_schedule: {dict(self.pairs)} places sizes by shares of the run, but the run's "
-                "length in epochs is not known; expected trainer.max_epochs, or trainer.max_time with the "
-                "WarmupCosine scheduler following the trainer; fix: set one, or write the keys as epochs"
-            )
+            raise self._no_length()
         sizes = [s for e, s in self.first_epochs(length) if e <= epoch]
         size = sizes[-1] if sizes else self.image_size
         if self.shares:  # a share schedule never undoes a larger size already trained
             size = max([size] + [s for e, s in self.trained.items() if e < epoch])
         return size
+
+    def require_length(self, fallback: int | None, pending: bool) -> None:
+        """At the start of a fit: refuse a share schedule that no length will ever place.
+
+        ``fallback``: ``trainer.max_epochs``; ``pending``: the LR schedule follows the trainer and will
+        push a length from ``trainer.max_time`` after epoch 0. Without this check the run trained its
+        first epoch and then stopped on :meth:`size` at epoch 1.
+        """
+        if self.shares and not pending and not self.length and not (fallback and fallback > 0):
+            raise self._no_length()
+
+    def _no_length(self) -> SettingError:
+        return SettingError(
+            f"data.train_size_schedule: {dict(self.pairs)} places sizes by shares of the run, but the run's "
+            "length in epochs is not known; expected trainer.max_epochs, or trainer.max_time with the "
+            "WarmupCosine scheduler following the trainer; fix: set one, or write the keys as epochs"
+        )
 
     def start_epoch(self, epoch: int, fallback: int | None = None) -> int:
         """Size of the epoch now starting, recorded so a later re-placed switch does not rewrite it.

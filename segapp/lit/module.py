@@ -166,6 +166,10 @@ class SegmentationModule(L.LightningModule):
         sched = self._warmup_cosine()
         if sched is not None:
             self._schedule.start(self.trainer, sched, self.run_info)
+        sizes = getattr(getattr(self.trainer, "datamodule", None), "size_schedule", None)
+        if sizes is not None:  # a schedule by shares needs a length: refuse now, not after epoch 0
+            pending = sched is not None and sched.follows_trainer and sched.max_epochs is None
+            sizes.require_length(self.trainer.max_epochs, pending)
         if getattr(self.trainer.fit_loop, "restarted_mid_epoch", False):
             # Lightning skips on_train_epoch_start when it resumes mid-epoch (a checkpoint saved on an
             # exception or every_n_train_steps): set the encoder's freeze state for this epoch here

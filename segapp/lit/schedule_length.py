@@ -186,8 +186,12 @@ def project_following(trainer, done: int, project: Callable[..., ScheduleLength]
     the new length's, until it stops changing; when it does not settle, the shorter of the last two
     (the run re-projects after the next epoch anyway). Without shares, one projection.
     """
-    shares = getattr(getattr(getattr(trainer, "datamodule", None), "size_schedule", None), "shares", False)
-    new = project(pixel_cost(trainer, done))
+    sizes = getattr(getattr(trainer, "datamodule", None), "size_schedule", None)
+    shares = getattr(sizes, "shares", False)
+    placed = not shares or sizes.length or (trainer.max_epochs or 0) > 0
+    # max_time alone, after epoch 0: nothing to place the shares on yet, so the first guess costs every
+    # coming epoch like the last one (too long), and the loop below places the switch on it
+    new = project(pixel_cost(trainer, done) if placed else None)
     if not shares:
         return new
     seen = [new]

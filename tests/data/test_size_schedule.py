@@ -62,6 +62,34 @@ def test_a_share_with_no_run_length_is_refused_past_the_first_epoch():
         s.size(1)
 
 
+@pytest.mark.parametrize("scheduler", ["null", "{class_path: segapp.lit.schedulers.WarmupCosine, init_args: {}}"])
+def test_a_share_schedule_no_length_can_place_is_refused_before_the_first_step(synth_root, tmp_path, scheduler):
+    """``trainer.max_time`` only. With no LR schedule to turn the time into epochs, the run used to train all
+    of epoch 0 and then stop at epoch 1: now it stops before the first step. With a WarmupCosine following
+    the trainer it stopped at epoch 1 too (the first projection placed the shares on no length): now it runs."""
+    from segapp.app import cli
+
+    args = fit_args(
+        synth_root,
+        tmp_path / "run",
+        *("--data.train_size_schedule", "{0: 32, 0.5: 64}", "--model.scheduler", scheduler),
+        *("--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:08"),
+        *("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"),
+    )
+    run = cli(args[1:], run=False)
+    sizes = TrainSizes()
+    run.trainer.callbacks.append(sizes)
+    if scheduler == "null":
+        with pytest.raises(SettingError, match=r"length in epochs is not known.*fix: set one, or write the keys as"):
+            run.trainer.fit(run.model, run.datamodule)
+        assert sizes.seen == {} and run.trainer.global_step == 0
+    else:  # the cosine follows the trainer: the length comes from max_time after epoch 0
+        run.trainer.fit(run.model, run.datamodule)
+        assert sizes.seen[0] == {32} and len(sizes.seen) >= 2, sizes.seen  # it used to stop here, at epoch 1
+        order = [size for e in sorted(sizes.seen) for size in sizes.seen[e]]
+        assert set(order) <= {32, 64} and order == sorted(order)
+
+
 def test_the_cli_keeps_a_share_key(paired_root, tmp_path):
     """jsonargparse read ``{0: 16, 0.5: 32}`` under the old ``dict[int, int]`` hint as ``{0: 32}``: full size from
     epoch 0, silently. The key is now kept and placed on the run's length."""
