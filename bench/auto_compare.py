@@ -211,6 +211,11 @@ def max_time(seconds: float) -> str:
     return f"{s // 86400:02d}:{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def seed_args(args: argparse.Namespace, flag: str) -> tuple[str, ...]:
+    """``flag N`` when --seed was given; else nothing, so each arm keeps its own default (0, or its config's)."""
+    return () if args.seed is None else (flag, str(args.seed))
+
+
 def auto_cmd(args: argparse.Namespace, data: Data) -> list[str]:
     """The planner run, as docs/planner.md documents it, on the pool."""
     return [
@@ -218,6 +223,7 @@ def auto_cmd(args: argparse.Namespace, data: Data) -> list[str]:
         *("--data.root", data.pool, "--data.layout", data.layout),
         *("--budget", f"{int(round(args.budget * 60))}s"),
         *("--trainer.default_root_dir", str(args.out / "auto"), "--trainer.enable_progress_bar", "false"),
+        *seed_args(args, "--seed_everything"),
         *shlex.split(args.auto_args),
     ]
 
@@ -227,7 +233,7 @@ def reference_cmd(args: argparse.Namespace, data: Data) -> list[str]:
     ref = args.out / "reference"
     return [
         *(sys.executable, str(BENCH / "reference_smp.py"), "--root", data.pool, "--layout", data.layout, "--no-split"),
-        *("--minutes", f"{args.budget:g}", "--precision", args.reference_precision),
+        *("--minutes", f"{args.budget:g}", "--precision", args.reference_precision, *seed_args(args, "--seed")),
         *("--save-weights", str(ref / "weights.pt"), "--out", str(ref / "train.json")),
     ]
 
@@ -238,7 +244,8 @@ def recipe_cmd(args: argparse.Namespace, data: Data) -> list[str]:
     return [
         *(tool("segapp"), "fit", *configs, "--data.root", data.pool, "--data.layout", data.layout),
         *("--trainer.default_root_dir", str(args.out / "recipe"), "--trainer.max_time", max_time(args.budget * 60)),
-        *("--trainer.enable_progress_bar", "false", *shlex.split(args.recipe_args)),
+        *("--trainer.enable_progress_bar", "false", *seed_args(args, "--seed_everything")),
+        *shlex.split(args.recipe_args),
     ]
 
 
@@ -318,6 +325,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--auto-args", default="", help="extra arguments of the planner's segapp fit (one string)")
     p.add_argument(
         "--reference-precision", choices=["fp32", "bf16"], default=None, help="default: bf16 with AMX or AVX512-BF16"
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="training seed of every arm (segapp's seed_everything, reference --seed)"
     )
     p.add_argument("--warm-cache", action="store_true", help="segapp arms use the user's cache, not a fresh one")
     args = p.parse_args(argv)

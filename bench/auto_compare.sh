@@ -11,10 +11,11 @@
 #       --recipe configs/quickstart.yaml --recipe configs/experiment/kvasir_effl0_320.yaml
 #   bench/auto_compare.sh kvasir 10 runs/auto_compare/kvasir_10m --recipe configs/quickstart.yaml \
 #       --recipe configs/experiment/kvasir_effl0.yaml --recipe-args="--trainer.max_epochs 3"
+#   bench/auto_compare.sh ultrasound 10 runs/auto_compare/ultrasound_10m_s1 --seed 1   # every arm's training seed
 # Rerun the same line after a kill: finished steps are skipped. Results: OUT/compare.md, OUT/compare.json.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ $# -ge 3 ] || { sed -n '2,14p' "$0"; exit 2; }
+[ $# -ge 3 ] || { sed -n '2,15p' "$0"; exit 2; }
 DATASET="$1" BUDGET="$2" OUT="$3"
 shift 3
 PY="$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )"

@@ -100,6 +100,19 @@ def test_budgets_become_the_commands_limits(tmp_path):
     assert auto_compare.arms(args) == ["auto", "reference"]  # no recipe given
 
 
+def test_a_seed_reaches_every_arm_and_none_keeps_their_defaults(tmp_path):
+    data = auto_compare.Data("u", "/p", "paired", "/t")
+    base = ["--dataset", "ultrasound", "--budget", "10", "--out", str(tmp_path), "--recipe", "r.yaml"]
+    seeded = auto_compare.parse_args([*base, "--seed", "3", "--recipe-args=--seed_everything 7"])
+    auto, ref = auto_compare.auto_cmd(seeded, data), auto_compare.reference_cmd(seeded, data)
+    assert auto[auto.index("--seed_everything") + 1] == "3" and ref[ref.index("--seed") + 1] == "3"
+    recipe = auto_compare.recipe_cmd(seeded, data)
+    assert recipe[-2:] == ["--seed_everything", "7"]  # the recipe's own arguments come last and win
+    plain = auto_compare.parse_args(base)
+    for cmd in (auto_compare.auto_cmd(plain, data), auto_compare.reference_cmd(plain, data)):
+        assert "--seed" not in cmd and "--seed_everything" not in cmd
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["ultrasound", "dermoscopy_large"])
 def test_the_committed_synthetic_test_sets_are_reproduced(tmp_path, name):
