@@ -161,8 +161,9 @@ def _measured_choices(base: Base, costs: Costs, device: Device, settings: Settin
                 b.precision,
                 f"this CPU has native bf16; measured at {b.size} px ({_per_image_ms(costs)}): the faster, bf16 "
                 f"kept unless fp32 is over {MIXED_EDGE:g}x faster (bf16's lead grows with the size)",
-                "docs/benchmarks.md 'bf16 on AVX512-BF16': 1.1-1.5x faster without AMX, ~3.5-4x with AMX; "
-                "same Dice (docs/tricks.md 'Precision')",
+                "docs/benchmarks.md 'bf16 on AVX512-BF16': 1.1-1.5x faster without AMX; with AMX 1.1x at 128 px "
+                "and 1.5x at 320 px for this EfficientNet-Lite0 U-Net ('An AMX CPU'); same Dice (docs/tricks.md "
+                "'Precision')",
             )
         )
     if len(base.batches) > 1:
