@@ -62,23 +62,29 @@ def test_a_share_with_no_run_length_is_refused_past_the_first_epoch():
         s.size(1)
 
 
-@pytest.mark.parametrize("scheduler", ["null", "{class_path: segapp.lit.schedulers.WarmupCosine, init_args: {}}"])
-def test_a_share_schedule_no_length_can_place_is_refused_before_the_first_step(synth_root, tmp_path, scheduler):
-    """``trainer.max_time`` only. With no LR schedule to turn the time into epochs, the run used to train all
-    of epoch 0 and then stop at epoch 1: now it stops before the first step. With a WarmupCosine following
-    the trainer it stopped at epoch 1 too (the first projection placed the shares on no length): now it runs."""
+def _share_run(root, tmp_path, *extra: str):
+    """A tiny fit under ``{0: 32, 0.5: 64}`` (2 training batches) and a callback recording its sizes."""
     from segapp.app import cli
 
     args = fit_args(
-        synth_root,
+        root,
         tmp_path / "run",
-        *("--data.train_size_schedule", "{0: 32, 0.5: 64}", "--model.scheduler", scheduler),
-        *("--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:08"),
+        *("--data.train_size_schedule", "{0: 32, 0.5: 64}", *extra),
         *("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"),
     )
     run = cli(args[1:], run=False)
     sizes = TrainSizes()
     run.trainer.callbacks.append(sizes)
+    return run, sizes
+
+
+@pytest.mark.parametrize("scheduler", ["null", "{class_path: segapp.lit.schedulers.WarmupCosine, init_args: {}}"])
+def test_a_share_schedule_no_length_can_place_is_refused_before_the_first_step(synth_root, tmp_path, scheduler):
+    """``trainer.max_time`` only. With no LR schedule to turn the time into epochs, the run used to train all
+    of epoch 0 and then stop at epoch 1: now it stops before the first step. With a WarmupCosine following
+    the trainer it stopped at epoch 1 too (the first projection placed the shares on no length): now it runs."""
+    limits = ("--model.scheduler", scheduler, "--trainer.max_epochs", "-1", "--trainer.max_time", "00:00:00:08")
+    run, sizes = _share_run(synth_root, tmp_path, *limits)
     if scheduler == "null":
         with pytest.raises(SettingError, match=r"length in epochs is not known.*fix: set one, or write the keys as"):
             run.trainer.fit(run.model, run.datamodule)
@@ -103,17 +109,7 @@ def test_the_cli_keeps_a_share_key(paired_root, tmp_path):
 def test_a_share_schedule_in_fit_switches_half_way(synth_root, tmp_path, caplog):
     import logging
 
-    from segapp.app import cli
-
-    args = fit_args(
-        synth_root,
-        tmp_path / "run",
-        *("--data.train_size_schedule", "{0: 32, 0.5: 64}", "--trainer.max_epochs", "4"),
-        *("--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1"),
-    )
-    run = cli(args[1:], run=False)
-    sizes = TrainSizes()
-    run.trainer.callbacks.append(sizes)
+    run, sizes = _share_run(synth_root, tmp_path, "--trainer.max_epochs", "4")
     with caplog.at_level(logging.INFO):
         run.trainer.fit(run.model, run.datamodule)
     assert sizes.seen == {0: {32}, 1: {32}, 2: {64}, 3: {64}}
