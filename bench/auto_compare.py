@@ -211,6 +211,13 @@ def max_time(seconds: float) -> str:
     return f"{s // 86400:02d}:{s // 3600 % 24:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
 
 
+def seed_value(text: str) -> int:
+    """``--seed``: an integer in 0 .. 2**32 - 1 (what torch and Lightning accept), else a clear refusal."""
+    if not text.isdigit() or int(text) >= 2**32:
+        raise argparse.ArgumentTypeError(f"expected an integer from 0 to 4294967295, got {text!r}; fix: e.g. --seed 1")
+    return int(text)
+
+
 def seed_args(args: argparse.Namespace, flag: str) -> tuple[str, ...]:
     """``flag N`` when --seed was given; else nothing, so each arm keeps its own default (0, or its config's)."""
     return () if args.seed is None else (flag, str(args.seed))
@@ -327,7 +334,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--reference-precision", choices=["fp32", "bf16"], default=None, help="default: bf16 with AMX or AVX512-BF16"
     )
     p.add_argument(
-        "--seed", type=int, default=None, help="training seed of every arm (segapp's seed_everything, reference --seed)"
+        "--seed", type=seed_value, default=None, help="every arm's training seed (seed_everything; reference --seed)"
     )
     p.add_argument("--warm-cache", action="store_true", help="segapp arms use the user's cache, not a fresh one")
     args = p.parse_args(argv)

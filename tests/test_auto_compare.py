@@ -108,6 +108,9 @@ def test_a_seed_reaches_every_arm_and_none_keeps_their_defaults(tmp_path):
     assert auto[auto.index("--seed_everything") + 1] == "3" and ref[ref.index("--seed") + 1] == "3"
     recipe = auto_compare.recipe_cmd(seeded, data)
     assert recipe[-2:] == ["--seed_everything", "7"]  # the recipe's own arguments come last and win
+    for bad in ("-1", "one", str(2**32)):
+        with pytest.raises(SystemExit):
+            auto_compare.parse_args([*base, "--seed", bad])
     plain = auto_compare.parse_args(base)
     for cmd in (auto_compare.auto_cmd(plain, data), auto_compare.reference_cmd(plain, data)):
         assert "--seed" not in cmd and "--seed_everything" not in cmd
