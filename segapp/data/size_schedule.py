@@ -117,8 +117,12 @@ class SizeSchedule:
         push a length from ``trainer.max_time`` after epoch 0. Without this check the run trained its
         first epoch and then stopped on :meth:`size` at epoch 1.
         """
-        if self.shares and not pending and not self.length and not (fallback and fallback > 0):
+        if self.shares and not pending and not self.has_length(fallback):
             raise self._no_length()
+
+    def has_length(self, fallback: int | None) -> bool:
+        """Whether shares can be placed now: a length pushed by the LR schedule, or ``trainer.max_epochs`` > 0."""
+        return bool(self.length) or bool(fallback and fallback > 0)
 
     def _no_length(self) -> SettingError:
         return SettingError(

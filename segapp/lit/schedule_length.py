@@ -188,7 +188,7 @@ def project_following(trainer, done: int, project: Callable[..., ScheduleLength]
     """
     sizes = getattr(getattr(trainer, "datamodule", None), "size_schedule", None)
     shares = getattr(sizes, "shares", False)
-    placed = not shares or sizes.length or (trainer.max_epochs or 0) > 0
+    placed = not shares or sizes.has_length(trainer.max_epochs)
     # max_time alone, after epoch 0: nothing to place the shares on yet, so the first guess costs every
     # coming epoch like the last one (too long), and the loop below places the switch on it
     new = project(pixel_cost(trainer, done) if placed else None)
