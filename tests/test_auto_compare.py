@@ -16,6 +16,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 try:
     import auto_compare
     import auto_compare_report as report
+    import seeds_report
 finally:
     sys.path.remove(str(ROOT / "bench"))
 
@@ -141,3 +142,37 @@ def test_a_test_set_is_known_by_its_digest_or_by_sums_within_rounding(tmp_path):
     assert not ok and "2100" in why and "000000000000" in why
     ok, why = auto_compare.same_test_set(tmp_path, {"test_sha256": "0" * 64})  # a spec without sums: refused
     assert not ok and "no test_summary" in why
+
+
+def _seed_run(out: Path, seed: int | None, gain: float) -> Path:
+    """A finished comparison folder: the reference as in ``scored``, auto ahead by ``gain`` on every image."""
+    gt = {"a": 100, "b": 150, "c": 5000, "d": 3000, "e": 0, "f": 4000}
+    ref = {"a": 0.2, "b": 0.3, "c": 0.8, "d": 0.7, "e": 0.9, "f": 0.6}
+    _metrics(out / "eval" / "reference", ref, gt)
+    _metrics(out / "eval" / "auto", {k: v + gain for k, v in ref.items()}, gt)
+    argv = ["bench/auto_compare.py", "--dataset", "toy", "--budget", "10"] + (
+        [] if seed is None else ["--seed", str(seed)]
+    )
+    (out / "run.json").write_text(json.dumps({"dataset": "toy", "budget_min": 10.0, "argv": argv, "cpu": "toy CPU"}))
+    report.write(out, 10, "toy")
+    return out
+
+
+def test_the_seeds_report_pools_the_seeds_and_refuses_one_seed_twice(tmp_path):
+    runs = [_seed_run(tmp_path / f"s{s}", s, g) for s, g in ((None, 0.1), (1, 0.1), (2, -0.05))]
+    rep = seeds_report.build(runs)
+    assert [s["seed"] for s in rep["seeds"]] == ["0", "1", "2"]  # no --seed: both arms' default, 0
+    assert [s["all"]["mean_diff"] for s in rep["seeds"]] == pytest.approx([0.1, 0.1, -0.05])
+    over = rep["over_seeds_all"]
+    assert over["mean_diff"] == pytest.approx(0.05) and over["n_runs_a"] == 3
+    assert over["ci_images"] == pytest.approx([0.05, 0.05])  # every image +0.05 on average
+    lo, hi = over["ci_seeds_and_images"]
+    assert lo < 0 < hi  # one seed in three went the other way
+    assert rep["over_seeds_small"]["n_images"] == 2
+    md = seeds_report.markdown(rep)
+    assert "| 2 | 0.533 | 0.583 | -0.050 [-0.050, -0.050] | 0/6/0 |" in md and "toy CPU" in md
+    with pytest.raises(SystemExit, match=r"seed\(s\) \['1'\] more than once"):
+        seeds_report.build([runs[1], runs[1]])
+    (runs[2] / "eval" / "auto" / "metrics.csv").unlink()
+    with pytest.raises(SystemExit, match="s2/eval/auto/metrics.csv.*Fix: finish or rerun"):
+        seeds_report.build(runs)

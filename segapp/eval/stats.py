@@ -189,3 +189,61 @@ def paired_compare(
         "wilcoxon_statistic": w_stat,
         "wilcoxon_p": p,
     }
+
+
+def seeds_compare(
+    a_runs: Sequence[Mapping[str, float]],
+    b_runs: Sequence[Mapping[str, float]],
+    n_boot: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """Two models trained with several seeds each, scored on the same images: ``b - a``.
+
+    One run per seed says little when the seed moves a model as much as the effect looked for
+    (about +-0.01 Dice at 10 CPU minutes, docs/benchmarks.md). This averages each image's score
+    over a model's seeds and gives two 95 % CIs of the mean difference: ``ci_images`` resamples
+    the images only (paired, given these seeds), ``ci_seeds_and_images`` also resamples each
+    model's seeds with replacement, so it widens when the seeds disagree (a two-level bootstrap).
+
+    Raises:
+        ValueError: If a model has no run, or the runs were not scored on the same images.
+    """
+    runs = [*a_runs, *b_runs]
+    if not a_runs or not b_runs:
+        raise ValueError(f"expected at least one run of each model, got {len(a_runs)} and {len(b_runs)}")
+    keys = sorted(runs[0])
+    for i, r in enumerate(runs):
+        if set(r) != set(keys):
+            raise ValueError(
+                f"run {i} was scored on other images than run 0 ({len(set(r) ^ set(keys))} differ, e.g. "
+                f"{sorted(set(r) ^ set(keys))[:3]}); score every run on the same test split"
+            )
+    a = np.array([[r[k] for k in keys] for r in a_runs], float)
+    b = np.array([[r[k] for k in keys] for r in b_runs], float)
+    ok = ~(np.isnan(a).any(0) | np.isnan(b).any(0))
+    a, b = a[:, ok], b[:, ok]
+    per_image = b.mean(0) - a.mean(0)
+    pooled = paired_compare(dict(enumerate(a.mean(0))), dict(enumerate(b.mean(0))), n_boot, seed)
+    rng = np.random.default_rng(seed)
+    sa = rng.integers(0, len(a), size=(n_boot, len(a)))
+    sb = rng.integers(0, len(b), size=(n_boot, len(b)))
+    idx = rng.integers(0, per_image.size, size=(n_boot, per_image.size))
+    boot_a = np.take_along_axis(a[sa].mean(1), idx, axis=1).mean(1)
+    boot_b = np.take_along_axis(b[sb].mean(1), idx, axis=1).mean(1)
+    lo, hi = np.quantile(boot_b - boot_a, [0.025, 0.975])
+    return {
+        "n_images": int(per_image.size),
+        "n_runs_a": len(a),
+        "n_runs_b": len(b),
+        "run_means_a": [float(x) for x in a.mean(1)],
+        "run_means_b": [float(x) for x in b.mean(1)],
+        "mean_a": pooled["mean_a"],
+        "mean_b": pooled["mean_b"],
+        "mean_diff": float(per_image.mean()),
+        "ci_images": pooled["mean_diff_ci"],
+        "ci_seeds_and_images": [float(lo), float(hi)],
+        "b_better": pooled["b_better"],
+        "b_worse": pooled["b_worse"],
+        "ties": pooled["ties"],
+        "wilcoxon_p": pooled["wilcoxon_p"],
+    }

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from segapp.eval import bootstrap_ci, paired_compare, summarize
-from segapp.eval.stats import describe
+from segapp.eval.stats import describe, seeds_compare
 
 
 def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
@@ -80,3 +80,31 @@ def test_paired_compare_identical_runs():
     assert r["wilcoxon_p"] == 1.0 and r["ties"] == 3 and r["mean_diff"] == 0.0
     with pytest.raises(ValueError, match="share no image"):
         paired_compare({"x": 1.0}, {"y": 1.0})
+
+
+def _runs(base: np.ndarray, shifts: list[float]) -> list[dict[str, float]]:
+    return [{f"img{i}": float(v + s) for i, v in enumerate(base)} for s in shifts]
+
+
+def test_seeds_compare_widens_only_when_the_seeds_disagree():
+    base = np.random.default_rng(1).uniform(0.6, 0.95, 150)
+    ref = _runs(base, [0.0, 0.0, 0.0])
+    steady = seeds_compare(ref, _runs(base, [0.02, 0.021, 0.019]))
+    assert steady["mean_diff"] == pytest.approx(0.02)
+    assert steady["ci_images"][0] > 0.018 and steady["ci_seeds_and_images"][0] > 0.018
+    assert steady["b_better"] == 150 and steady["n_runs_b"] == 3
+    # one lucky seed: the same +0.007 mean, every image the same, but the seeds disagree
+    lucky = seeds_compare(ref, _runs(base, [0.06, -0.02, -0.019]))
+    assert lucky["mean_diff"] == pytest.approx(0.007)
+    assert lucky["ci_images"][0] > 0.006  # the images alone cannot see the seed noise
+    assert lucky["ci_seeds_and_images"][0] < 0 < lucky["ci_seeds_and_images"][1]
+    assert lucky["run_means_b"] == pytest.approx([base.mean() + s for s in (0.06, -0.02, -0.019)])
+
+
+def test_seeds_compare_refuses_runs_scored_on_other_images():
+    base = np.linspace(0.5, 0.9, 10)
+    other = _runs(base, [0.0])[0] | {"extra": 0.5}
+    with pytest.raises(ValueError, match="run 1 was scored on other images.*same test split"):
+        seeds_compare(_runs(base, [0.0]), [other])
+    with pytest.raises(ValueError, match="at least one run of each model"):
+        seeds_compare([], _runs(base, [0.0]))
