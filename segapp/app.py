@@ -124,6 +124,9 @@ class SegappCLI(LightningCLI):
         parser = self._parser(sub)
         self.active_plan = plan_fit(parser, cfg, started=self.started)
         self.config[sub] = parser.parse_args(["--config", str(self.active_plan.paths["yaml"])])
+        # Planning drew from (and the step timer reseeded) torch's RNG after Lightning seeded it:
+        # seed again, so the run starts where `segapp fit --config plan.yaml` starts.
+        self._set_seed()
         if self.active_plan.plan_only:
             self.subcommand = None  # nothing is built or run
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 import yaml
+from lightning.pytorch import seed_everything
 
 from segapp.app import bare_argv, cli
 from segapp.cli.main import main
@@ -55,3 +57,34 @@ def test_a_planned_run_trains_and_its_plan_yaml_replays(tmp_path, capsys):
         replay = cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1"])
     assert replay.trainer.state.finished and (run / "checkpoints" / "last.ckpt").is_file()
     assert "plan: epoch" not in capsys.readouterr().out  # no plan is active in a replay
+
+
+def test_a_planned_run_starts_from_its_seed_as_its_plan_yaml_replayed_does(tmp_path, monkeypatch):
+    """The step timer reseeds and draws from torch's RNG after Lightning seeded it; the run must not
+    start from what the timer left (every --seed_everything would train the same init and order)."""
+    import segapp.app as app_module
+    from segapp.plan.apply import plan_fit
+    from tests.plan.conftest import FakeTimer
+
+    class DrawingTimer(FakeTimer):
+        def measure(self, cand, max_s=float("inf")):
+            torch.manual_seed(0)  # as segapp.plan.torch_timer builds its timing net
+            torch.rand(100)
+            return super().measure(cand, max_s)
+
+    def planned(parser, cfg, started=None):
+        return plan_fit(parser, cfg, make_timer=lambda base, splits, rule: DrawingTimer(), started=started)
+
+    monkeypatch.setattr(app_module, "plan_fit", planned)
+    root = str(generate(tmp_path / "d", n=12, size=32, seed=0))
+    firsts = {}
+    for seed in (3, 4):
+        run = tmp_path / f"run{seed}"
+        with bare_argv():
+            cli(["fit", "--config", AUTO, "--data.root", root, "--budget", "5m", "--plan_only", "true"]
+                + ["--seed_everything", str(seed), "--trainer.default_root_dir", str(run)])  # fmt: skip
+        firsts[seed] = torch.rand(4)
+        assert yaml.safe_load((run / "plan.yaml").read_text())["seed_everything"] == seed
+        seed_everything(seed)
+        assert torch.equal(firsts[seed], torch.rand(4))  # the seed's own stream, as a replay starts
+    assert not torch.equal(firsts[3], firsts[4])
