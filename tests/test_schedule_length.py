@@ -428,6 +428,24 @@ def test_resume_into_a_longer_run_stretches_the_cosine(synth_root, tmp_path, cap
     assert ckpt["segapp"]["run"]["lr_schedule"]["epochs"] == 6
 
 
+def test_a_resume_under_max_time_keeps_the_projected_length_not_the_epoch_cap(capsys):
+    """A plan's trainer.max_epochs is a cap (1.5x its epochs + 1); on --ckpt_path the cosine once
+    jumped to it (14 -> 22 epochs), nearly tripling the learning rate of the resumed epochs."""
+    sched, info = _sched(max_epochs=None), {}
+    sched.set_length(14)  # as restored from the checkpoint
+    ScheduleFollower().start(_fake_trainer(22, remaining=300, epoch=10), sched, info)
+    assert sched.max_epochs == 14 and "-> 22" not in capsys.readouterr().out
+    assert info["lr_schedule"]["source"].startswith("restored from the checkpoint")
+    capped = _sched(max_epochs=None)
+    capped.set_length(14)
+    ScheduleFollower().start(_fake_trainer(12, remaining=300, epoch=10), capped, {})  # the user lowered the cap
+    assert capped.max_epochs == 12
+    stretched = _sched(max_epochs=None)
+    stretched.set_length(14)
+    ScheduleFollower().start(_fake_trainer(22, epoch=10), stretched, {})  # no max_time: the new limit
+    assert stretched.max_epochs == 22
+
+
 def test_resume_uses_this_runs_warmup_and_floor():
     old = _sched(max_epochs=None, warmup_epochs=1, min_lr_ratio=0.01)
     old.set_length(6)

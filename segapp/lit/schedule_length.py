@@ -266,7 +266,14 @@ class ScheduleFollower:
         else:
             previous = sched.max_epochs  # restored from a checkpoint on --ckpt_path, else None
             self.length = limits
-            if limits.epochs is not None:
+            if trainer.current_epoch > 0 and previous is not None and _timer(trainer) is not None:
+                # a run under trainer.max_time resumed: its length was projected from the time, and
+                # trainer.max_epochs is only a cap (a plan's is 1.5x its epochs): keep the projection
+                # until the next epoch re-projects it from the time the restored Timer has left
+                kept = min(previous, limits.epochs) if limits.epochs is not None else previous
+                self.length = ScheduleLength(kept, "restored from the checkpoint; trainer.max_time re-projects it")
+                sched.set_length(kept)
+            elif limits.epochs is not None:
                 sched.set_length(limits.epochs)
             elif _timer(trainer) is not None:
                 sched.hold_until_resolved = True
