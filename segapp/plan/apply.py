@@ -11,17 +11,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from segapp.data.splits import make_splits
+from segapp.data.check import check_dataset
+from segapp.data.layouts import Discovery
+from segapp.data.splits import data_fingerprint, make_splits
 from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
-from segapp.plan.fingerprint import Fingerprint, fingerprint_folder
+from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, from_report
 from segapp.plan.nets import lite0_weights
 from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
@@ -80,7 +82,8 @@ def plan_fit(
 
     Raises:
         SettingError: a bad budget, a budget too small for one epoch, ``--plan_only`` without a
-            budget, ``--budget`` with ``--ckpt_path``, or no ``data.root``.
+            budget, ``--budget`` with ``--ckpt_path``, a trainer setting the plan does not model
+            (:data:`UNMODELLED`), or no ``data.root``.
         DataError: a dataset that fails its pre-flight check.
     """
     started = command_start() if started is None else started
@@ -100,6 +103,8 @@ def plan_fit(
     )
     keys = ("val_fraction", "test_fraction", "seed", "group_regex", "num_folds", "fold", "train_subset")
     splits = make_splits(disc.pairs, **{k: data[k] for k in keys if k in data})
+    if splits["test"]:
+        fp = _seen_by_training(disc, splits, data)
     device = detect_device((full.get("trainer") or {}).get("accelerator"))
 
     def timer(base: Base) -> StepTimer:
@@ -114,6 +119,11 @@ def plan_fit(
             f"the machine was busy while measuring (load average {load:.1f} on {device.cores} cores): the plan "
             "assumes it stays so; plan again when it is quiet for a plan sized to the idle machine"
         )
+    if splits["test"]:
+        plan.notes.append(
+            f"the fingerprint is of the {fp.pairs} training and validation pairs; the {len(splits['test'])} test "
+            "pairs were checked for errors but do not choose the plan"
+        )
     defaults = _dump(parser, parser.get_defaults())
     plan.notes.extend(replaced(plan, full, defaults))
     config = plan_config(plan, full, defaults, str(Path(data["root"]).resolve()))
@@ -121,6 +131,20 @@ def plan_fit(
     paths = write_plan(plan, config, folder)
     print(summary(plan, paths), flush=True)
     return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
+
+
+def _seen_by_training(disc: Discovery, splits: dict, data: dict) -> Fingerprint:
+    """The fingerprint of the training and validation pairs only: a test split's lesions must not set
+    the image size of the plan it is kept to judge (the whole folder was checked for errors first)."""
+    pairs = [*splits["train"], *splits["val"]]
+    seen = replace(disc, pairs=pairs, images_without_mask=[], masks_without_image=[], missing=[])
+    rep = check_dataset(
+        seen,
+        data.get("mask_threshold", 127),
+        data_fingerprint(seen),
+        foreground_labels=data.get("foreground_labels"),
+    )
+    return from_report(rep)
 
 
 def make_plan(
@@ -160,7 +184,35 @@ def _load_average() -> float | None:
         return None
 
 
+def _whole(v: Any) -> bool:
+    """``limit_train_batches`` / ``val_check_interval`` left at a whole epoch (an int means batches)."""
+    return v is None or (isinstance(v, float) and v == 1.0)
+
+
+UNMODELLED = {
+    "limit_train_batches": (_whole, "1.0 (every training batch)"),
+    "accumulate_grad_batches": (lambda v: v in (None, 1), "1 (one optimiser step per batch)"),
+    "check_val_every_n_epoch": (lambda v: v in (None, 1), "1 (a validation after every epoch)"),
+    "val_check_interval": (_whole, "1.0 (validation at the end of each epoch)"),
+    "max_steps": (lambda v: v in (None, -1), "-1 (the budget's time ends the run)"),
+}
+"""Trainer settings the planner's time model assumes: epochs of every batch, one step per batch, a
+validation after each. Another value would make the planned epochs, the step floor and the EMA decay
+wrong without a word, so it is refused with ``--budget`` (a plan.yaml replayed without it may set them)."""
+
+
+def _modelled(trainer: dict[str, Any]) -> None:
+    for key, (ok, expected) in UNMODELLED.items():
+        if not ok(trainer.get(key)):
+            raise SettingError(
+                f"trainer.{key}: expected {expected} with --budget (the plan's epochs and steps assume it), "
+                f"got {trainer.get(key)!r}; fix: drop it, or plan without it and set it in the written "
+                "plan.yaml, then run segapp fit --config plan.yaml (no --budget)"
+            )
+
+
 def _budget(full: dict[str, Any]) -> float:
+    _modelled(full.get("trainer") or {})
     if full.get("ckpt_path"):
         raise SettingError(
             f"--budget: expected a new run, got --ckpt_path {full['ckpt_path']}; fix: resume a planned run with "

@@ -32,6 +32,11 @@ def test_refusals_are_one_line(tmp_path, capsys):
     assert "data.root: expected your dataset folder" in _error(capsys, [*base, "--data.root", "", "--budget", "5m"])
     resume = _error(capsys, [*base, "--budget", "5m", "--ckpt_path", "last"])
     assert "--budget: expected a new run, got --ckpt_path last" in resume and "plan.yaml --ckpt_path last" in resume
+    for key, value in (("limit_train_batches", "0.25"), ("limit_train_batches", "1"), ("accumulate_grad_batches", "4")):
+        err = _error(capsys, [*base, "--budget", "5m", f"--trainer.{key}", value])
+        assert f"trainer.{key}: expected " in err and "with --budget" in err and "plan.yaml" in err, err
+    for key, value in (("check_val_every_n_epoch", "2"), ("max_steps", "100"), ("val_check_interval", "0.5")):
+        assert f"trainer.{key}: expected " in _error(capsys, [*base, "--budget", "5m", f"--trainer.{key}", value])
     val = ["validate", *base[1:], "--budget", "5m"]
     assert "--budget: expected with segapp fit, got segapp validate" in _error(capsys, val)
     assert not (tmp_path / "run" / "plan.yaml").exists()
@@ -41,7 +46,7 @@ def test_refusals_are_one_line(tmp_path, capsys):
 def test_a_planned_run_trains_and_its_plan_yaml_replays(tmp_path, capsys):
     root = generate(tmp_path / "d", n=24, size=64, seed=0)
     run = tmp_path / "run"
-    small = ["--trainer.limit_train_batches", "2", "--trainer.limit_val_batches", "1", "--trainer.logger", "false"]
+    small = ["--trainer.limit_val_batches", "1", "--trainer.logger", "false"]
     with bare_argv():
         app = cli(
             ["fit", "--config", AUTO, "--data.root", str(root), "--budget", "3m", "--trainer.max_epochs", "1"]
@@ -52,7 +57,7 @@ def test_a_planned_run_trains_and_its_plan_yaml_replays(tmp_path, capsys):
     assert "segapp plan · 3m on" in out and "plan: epoch 1/1 ·" in out
     plan = yaml.safe_load((run / "plan.yaml").read_text())
     assert plan["trainer"]["max_epochs"] == 1 and plan["data"]["image_size"] == 64
-    assert plan["trainer"]["limit_train_batches"] == 2  # the user's settings are kept
+    assert plan["trainer"]["limit_val_batches"] == 1  # the user's settings are kept
     with bare_argv():
         replay = cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1"])
     assert replay.trainer.state.finished and (run / "checkpoints" / "last.ckpt").is_file()

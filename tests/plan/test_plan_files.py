@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from segapp.app import parse_only, parsed_app
@@ -84,3 +85,19 @@ def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys
     assert "your data.image_size=999" in capsys.readouterr().out
     plain, _, _ = _plan(tmp_path / "again")
     assert not [n for n in plain.plan.notes if "was replaced" in n]  # configs/auto.yaml alone: nothing to name
+
+
+def test_a_test_split_is_checked_but_does_not_choose_the_plan(tmp_path):
+    """Split folders: the test pairs' tiny lesions must not raise the image size of the plan they judge."""
+    root = tmp_path / "data"
+    lesion_folder(root / "train", [0.16] * 8, size=100)
+    lesion_folder(root / "val", [0.16] * 4, size=50)
+    lesion_folder(root / "test", [0.0025] * 12, size=200)  # every test lesion under 2 % of the frame
+    app = parsed_app(
+        ["--config", str(REPO / "configs/auto.yaml"), "--data.root", str(root), "--budget", "20m"]
+        + ["--trainer.default_root_dir", str(tmp_path / "run")]
+    )
+    active = plan_fit(app.parser, app.config, make_timer=lambda base, splits, rule: FakeTimer())
+    fp = active.plan.fingerprint
+    assert fp.pairs == 12 and fp.small_share == 0 and fp.lesion_p10 == pytest.approx(0.16)
+    assert any("the 12 test pairs were checked for errors but do not choose the plan" in n for n in active.plan.notes)
