@@ -90,7 +90,8 @@ def build(outs: Sequence[Path], first: str = "auto", second: str = "reference") 
 
 def _seed_line(s: Mapping) -> str:
     a, p = s["all"], s.get("plan") or {}
-    plan = f"{p.get('train_size_schedule')} / {p.get('image_size')} px, {p.get('epochs_trained')} epochs" if p else "-"
+    sched = f"{p.get('train_size_schedule')} -> " if p.get("train_size_schedule") else ""
+    plan = f"{sched}{p.get('image_size')} px, {p.get('epochs_trained')} epochs" if p else "-"
     fit = ", ".join(f"{k} {v:.2f}x" for k, v in s["fit"].items() if v is not None)
     return (
         f"| {s['seed']} | {a['mean_b']:.3f} | {a['mean_a']:.3f} | {fmt_ci(a['mean_diff'], a['mean_diff_ci'])} "
@@ -118,7 +119,7 @@ def markdown(rep: Mapping) -> str:
         f"validation split stay fixed). Per-image Dice at original resolution; {f} - {s}, paired.",
         "",
         f"| seed | {f} | {s} | {f} - {s} [95 % paired CI] | better/worse/ties | Wilcoxon p "
-        "| plan: size schedule, epochs trained | fit (x budget) | CPU |",
+        "| plan: size, epochs trained | fit (x budget) | CPU |",
         "|---|---|---|---|---|---|---|---|---|",
         *(_seed_line(x) for x in rep["seeds"]),
         "",
