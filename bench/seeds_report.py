@@ -84,7 +84,10 @@ def build(outs: Sequence[Path], first: str = "auto", second: str = "reference") 
     for name, only in (("all", None), ("small", small)):
         firsts = [scores(r["rows"][0], only) for r in runs]
         seconds = [scores(r["rows"][1], only) for r in runs]
-        out[f"over_seeds_{name}"] = seeds_compare(seconds, firsts) if only is None or only else None
+        try:
+            out[f"over_seeds_{name}"] = seeds_compare(seconds, firsts) if only is None or only else None
+        except ValueError as err:
+            raise SystemExit(f"{', '.join(str(o) for o in outs)}: {err}") from None
     return out
 
 

@@ -173,6 +173,9 @@ def test_the_seeds_report_pools_the_seeds_and_refuses_one_seed_twice(tmp_path):
     assert "| 2 | 0.533 | 0.583 | -0.050 [-0.050, -0.050] | 0/6/0 |" in md and "toy CPU" in md
     with pytest.raises(SystemExit, match=r"seed\(s\) \['1'\] more than once"):
         seeds_report.build([runs[1], runs[1]])
+    _metrics(runs[1] / "eval" / "auto", {"a": 0.3, "b": 0.4}, {"a": 100, "b": 150})  # scored on 2 of the 6
+    with pytest.raises(SystemExit, match="s1.*scored on other images than run 0.*same test split"):
+        seeds_report.build(runs[:2])
     (runs[2] / "eval" / "auto" / "metrics.csv").unlink()
     with pytest.raises(SystemExit, match="s2/eval/auto/metrics.csv.*Fix: finish or rerun"):
         seeds_report.build(runs)

@@ -206,7 +206,8 @@ def seeds_compare(
     model's seeds with replacement, so it widens when the seeds disagree (a two-level bootstrap).
 
     Raises:
-        ValueError: If a model has no run, or the runs were not scored on the same images.
+        ValueError: If a model has no run, the runs were not scored on the same images, or no
+            image has a score (not NaN) in every run.
     """
     runs = [*a_runs, *b_runs]
     if not a_runs or not b_runs:
@@ -221,6 +222,10 @@ def seeds_compare(
     a = np.array([[r[k] for k in keys] for r in a_runs], float)
     b = np.array([[r[k] for k in keys] for r in b_runs], float)
     ok = ~(np.isnan(a).any(0) | np.isnan(b).any(0))
+    if not ok.any():
+        raise ValueError(
+            f"no image has a score in every run ({len(keys)} images, each NaN in some run); check the metrics"
+        )
     a, b = a[:, ok], b[:, ok]
     per_image = b.mean(0) - a.mean(0)
     pooled = paired_compare(dict(enumerate(a.mean(0))), dict(enumerate(b.mean(0))), n_boot, seed)

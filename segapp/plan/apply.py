@@ -11,19 +11,17 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from segapp.data.check import check_dataset
-from segapp.data.layouts import Discovery
-from segapp.data.splits import data_fingerprint, make_splits
+from segapp.data.splits import make_splits
 from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
-from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, from_report
+from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, fingerprint_pairs
 from segapp.plan.nets import lite0_weights
 from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
@@ -103,8 +101,10 @@ def plan_fit(
     )
     keys = ("val_fraction", "test_fraction", "seed", "group_regex", "num_folds", "fold", "train_subset")
     splits = make_splits(disc.pairs, **{k: data[k] for k in keys if k in data})
-    if splits["test"]:
-        fp = _seen_by_training(disc, splits, data)
+    if splits["test"]:  # checked above with the rest; the plan is chosen on what training sees
+        fp = fingerprint_pairs(
+            disc, [*splits["train"], *splits["val"]], data.get("mask_threshold", 127), data.get("foreground_labels")
+        )
     device = detect_device((full.get("trainer") or {}).get("accelerator"))
 
     def timer(base: Base) -> StepTimer:
@@ -131,20 +131,6 @@ def plan_fit(
     paths = write_plan(plan, config, folder)
     print(summary(plan, paths), flush=True)
     return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
-
-
-def _seen_by_training(disc: Discovery, splits: dict, data: dict) -> Fingerprint:
-    """The fingerprint of the training and validation pairs only: a test split's lesions must not set
-    the image size of the plan it is kept to judge (the whole folder was checked for errors first)."""
-    pairs = [*splits["train"], *splits["val"]]
-    seen = replace(disc, pairs=pairs, images_without_mask=[], masks_without_image=[], missing=[])
-    rep = check_dataset(
-        seen,
-        data.get("mask_threshold", 127),
-        data_fingerprint(seen),
-        foreground_labels=data.get("foreground_labels"),
-    )
-    return from_report(rep)
 
 
 def make_plan(

@@ -7,7 +7,7 @@ square the images are, grey or colour, how large the lesions are and how many ma
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from segapp.data.check import CheckReport, check_dataset
 from segapp.data.errors import DataError
@@ -114,3 +114,12 @@ def fingerprint_folder(
     if rep.errors:
         raise DataError(f"{root}: {rep.errors[0]} (run `segapp-data check {root}` for the full report)")
     return from_report(rep), rep, disc
+
+
+def fingerprint_pairs(
+    disc: Discovery, pairs: list, threshold: float = 127, foreground_labels: list[int] | None = None
+) -> Fingerprint:
+    """The fingerprint of some of ``disc``'s pairs (the training and validation ones: a test split's
+    lesions must not set the image size of the plan it is kept to judge)."""
+    seen = replace(disc, pairs=list(pairs), images_without_mask=[], masks_without_image=[], missing=[])
+    return from_report(check_dataset(seen, threshold, data_fingerprint(seen), foreground_labels=foreground_labels))

@@ -108,3 +108,5 @@ def test_seeds_compare_refuses_runs_scored_on_other_images():
         seeds_compare(_runs(base, [0.0]), [other])
     with pytest.raises(ValueError, match="at least one run of each model"):
         seeds_compare([], _runs(base, [0.0]))
+    with pytest.raises(ValueError, match="no image has a score in every run"):
+        seeds_compare(_runs(base, [0.0]), [dict.fromkeys(_runs(base, [0.0])[0], math.nan)])
