@@ -132,7 +132,7 @@ class LesionDataModule(L.LightningDataModule):
         augment_params: dict[str, Any] | None = None,
         sampling: SamplingName = "uniform",
         normalize: NormalizeMode | dict[str, list[float]] = "auto",
-        mask_threshold: float = 127,
+        mask_threshold: float = 127.0,
         foreground_labels: list[int] | None = None,
         strict: bool = False,
         check: bool = True,

@@ -54,6 +54,22 @@ def nested(dotted: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def same(a: Any, b: Any) -> bool:
+    """Equal and of the same types all the way down: ``1`` is not ``True`` and ``1`` is not ``1.0``.
+
+    Python's ``1 == True`` dropped ``seed_everything: 1`` from every plan.yaml (its default is
+    ``True``: a random seed), and Lightning reads ``limit_train_batches: 1`` as one batch, ``1.0``
+    as all of them. Written when in doubt: a value equal to its default costs a line, a missing
+    one a different run."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
+    return a == b
+
+
 def compact(full: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
     """The entries of ``full`` that differ from ``defaults`` (recursively; a ``class_path`` block whole)."""
     out: dict[str, Any] = {}
@@ -63,7 +79,7 @@ def compact(full: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
             sub = compact(value, default)
             if sub:
                 out[key] = sub
-        elif value != default:
+        elif not same(value, default):
             out[key] = value
     return out
 
@@ -89,7 +105,7 @@ def replaced(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any]) ->
     notes = []
     for key, value in plan.settings.items():
         given = user.get(key)
-        if key in user and given != value and given not in ("auto", None):
+        if key in user and not same(given, value) and given not in ("auto", None):
             notes.append(
                 f"your {key}={given!r} was replaced by the plan's {value!r}; to keep yours, set it in "
                 "plan.yaml and run `segapp fit --config plan.yaml` (no --budget)"

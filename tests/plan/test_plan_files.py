@@ -77,6 +77,21 @@ def test_compact_keeps_what_differs_from_the_defaults():
     }
 
 
+def test_compact_tells_one_from_true_and_from_one_point_zero():
+    """``1 == True`` in Python: seed 1 was dropped from plan.yaml (its default True is a random seed)."""
+    defaults = {"seed_everything": True, "trainer": {"limit_train_batches": 1.0, "fast_dev_run": False}}
+    full = {"seed_everything": 1, "trainer": {"limit_train_batches": 1, "fast_dev_run": 0}}
+    assert compact(full, defaults) == full
+    assert compact({"seed_everything": True, "l": [1, 2]}, {"seed_everything": True, "l": [1, 2]}) == {}
+
+
+@pytest.mark.parametrize("seed", ["1", "0"])
+def test_the_plan_yaml_keeps_a_seed_of_one_or_zero(tmp_path, seed):
+    active, _, _ = _plan(tmp_path, "--seed_everything", seed)
+    assert yaml.safe_load(active.paths["yaml"].read_text())["seed_everything"] == int(seed)
+    assert parsed_app(["--config", str(active.paths["yaml"])]).config["seed_everything"] == int(seed)
+
+
 def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys):
     active, _, _ = _plan(tmp_path, "--data.image_size", "999")
     assert active.plan.settings["data.image_size"] != 999
