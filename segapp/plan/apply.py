@@ -22,6 +22,7 @@ from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
 from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, fingerprint_pairs
+from segapp.plan.given import Given, earlier_plans, given, without_earlier
 from segapp.plan.nets import lite0_weights
 from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
@@ -110,10 +111,14 @@ def plan_fit(
     def timer(base: Base) -> StepTimer:
         return make_timer(base, splits, rep.rule())
 
-    cap = (full.get("trainer") or {}).get("max_epochs")  # given with --budget: a cap on the planned epochs
+    defaults = _dump(parser, parser.get_defaults())
+    earlier = (earlier_plans(cfg.get("config")) or [None])[-1]
+    if earlier is not None:  # planning again from a plan.yaml: its planned values are not the user's
+        full = without_earlier(full, defaults, earlier)
+    mine = given(full, earlier)
     counts = (len(splits["train"]), len(splits["val"]))
     load = _load_average()
-    plan = make_plan(fp, device, lite0_weights(), counts, timer, budget_s, lambda: time.monotonic() - started, cap)
+    plan = make_plan(fp, device, lite0_weights(), counts, timer, budget_s, lambda: time.monotonic() - started, mine)
     if load is not None and load > BUSY_LOAD * device.cores:
         plan.notes.append(
             f"the machine was busy while measuring (load average {load:.1f} on {device.cores} cores): the plan "
@@ -124,7 +129,11 @@ def plan_fit(
             f"the fingerprint is of the {fp.pairs} training and validation pairs; the {len(splits['test'])} test "
             "pairs were checked for errors but do not choose the plan"
         )
-    defaults = _dump(parser, parser.get_defaults())
+    if earlier is not None:
+        plan.notes.append(
+            f"planned again from {earlier}: the settings that plan chose were planned anew (its max_epochs is not a "
+            "cap); your own settings in it, and what you gave on the command line, are kept"
+        )
     plan.notes.extend(replaced(plan, full, defaults))
     config = plan_config(plan, full, defaults, str(Path(data["root"]).resolve()))
     folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
@@ -141,7 +150,7 @@ def make_plan(
     make_timer: Callable[[Base], StepTimer],
     budget_s: float,
     spent_s: Callable[[], float],
-    max_epochs: int | None = None,
+    mine: Given | None = None,
 ) -> Plan:
     """The plan for a fingerprinted dataset: base rules, calibration within its allowance, timed rules.
 
@@ -153,14 +162,14 @@ def make_plan(
         make_timer: Builds the step timer for the base decisions (tests pass a fake).
         budget_s: The budget, seconds.
         spent_s: Seconds spent so far, asked after the calibration.
-        max_epochs: The user's cap on the epochs, if any.
+        mine: What the user gave that shapes the plan (a cap on the epochs, their own inference choice).
     """
     base = plan_base(fp, device, weights, *counts)
     allowance = min(max(CALIBRATION_SHARE * budget_s, CALIBRATION_MIN_S), CALIBRATION_MAX_S)
     dev = "cuda" if device.kind == "cuda" else "cpu"
     first = Candidate(base.net.key, base.smallest, base.batches[0], base.precisions[0], base.channels_last, dev)
     costs = calibrate(make_timer(base), first, base.timing_sizes(), allowance, base.precisions, base.batches)
-    return plan_run(base, fp, device, costs, budget_s, spent_s(), max_epochs)
+    return plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
 
 
 def _load_average() -> float | None:

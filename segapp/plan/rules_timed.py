@@ -12,6 +12,7 @@ from segapp.plan import sizing
 from segapp.plan.budget import format_duration, max_time_text
 from segapp.plan.device import Device
 from segapp.plan.fingerprint import Fingerprint
+from segapp.plan.given import Given
 from segapp.plan.records import Base, Choice, Plan
 from segapp.plan.rules import LESION_SPAN_PX
 from segapp.plan.timing import MIXED_EDGE, Costs
@@ -45,7 +46,7 @@ def plan_run(
     costs: Costs,
     budget_s: float,
     spent_s: float,
-    max_epochs: int | None = None,
+    mine: Given | None = None,
 ) -> Plan:
     """Size, schedule and epochs the measured ``costs`` allow in ``budget_s``, and what follows from them.
 
@@ -56,15 +57,17 @@ def plan_run(
         costs: The measured (and extrapolated) step times.
         budget_s: The budget, seconds.
         spent_s: Seconds already spent (imports, fingerprint, measuring).
-        max_epochs: A cap on the epochs the user set (``trainer.max_epochs`` with ``--budget``).
+        mine: What the user gave: a cap on the epochs (``trainer.max_epochs`` with ``--budget``) and
+            their own ``InferenceChoice.max_images``, priced as given.
 
     Raises:
         SettingError: when the budget does not fit one epoch at the smallest size (the minimum is named).
     """
-    work = sizing.Work(base.n_train, base.n_val, base.n_pairs, costs.base.batch)
+    mine = mine or Given()
+    work = sizing.Work(base.n_train, base.n_val, base.n_pairs, costs.base.batch, mine.choice_images)
     ep, steps = EPOCH_FLOOR[base.net.pretrained]
     floor = max(ep, math.ceil(steps / work.steps))
-    cap = min(MAX_EPOCHS, max_epochs) if max_epochs and max_epochs > 0 else MAX_EPOCHS
+    cap = min(MAX_EPOCHS, mine.max_epochs) if mine.max_epochs else MAX_EPOCHS
     sched, (why, evidence) = _size_rule(base, fp, costs, work, (budget_s, spent_s), floor, cap)
     settings: Settings = _base_settings(base, costs, device)
     choices = list(base.choices) + _measured_choices(base, costs, device, settings)
@@ -319,9 +322,18 @@ def _inference_choice(
     costs: Costs, work: sizing.Work, sched: sizing.Schedule, budget_s: float, settings: Settings
 ) -> Choice:
     n = sizing.choice_images(costs, work, sched.size, budget_s)
+    share = f"{sizing.CHOICE_SHARE:.0%} of the budget"
+    if work.given_choice is not None:  # the user's callback stays (segapp.plan.writer); its time is planned
+        secs = sizing.choice_seconds(costs, work, sched.size, budget_s)
+        return Choice(
+            "InferenceChoice.max_images",
+            work.given_choice,
+            f"yours: {n} of the {work.n_val} validation images scored after training, planned at {secs:.0f} s "
+            f"(the plan's own rule keeps it within {share})",
+            "docs/benchmarks.md 'The model's own TTA': +0.000 to +0.002 test Dice where chosen",
+        )
     cb = {"class_path": "segapp.lit.choose_inference.InferenceChoice", "init_args": {"max_images": n}}
     settings["trainer.callbacks"] = [*settings.get("trainer.callbacks", []), cb]
-    share = f"{sizing.CHOICE_SHARE:.0%} of the budget"
     if n == 0:
         why = f"off: {share} scores fewer than {MIN_IMAGES} validation images at {sched.size} px"
     elif n < min(work.n_val, MAX_IMAGES):

@@ -45,12 +45,16 @@ LOW_SHARE = 0.5
 
 @dataclass(frozen=True)
 class Work:
-    """The dataset's work per epoch: training images, validation images, batch size."""
+    """The dataset's work per epoch (training images, validation images, batch size) and after training.
+
+    ``given_choice`` is the ``max_images`` of the user's own ``InferenceChoice``: scored as given
+    (and priced so), where the plan otherwise sizes it to :data:`CHOICE_SHARE` of the budget."""
 
     n_train: int
     n_val: int
     n_pairs: int
     batch: int
+    given_choice: int | None = None
 
     @property
     def steps(self) -> int:
@@ -131,6 +135,9 @@ def choice_images(costs: Costs, work: Work, size: int, budget_s: float) -> int:
     """Validation images the inference choice scores: all (at most ``MAX_IMAGES``) while it stays
     within :data:`CHOICE_SHARE` of the budget, else fewer; 0 (off) when that leaves under
     ``MIN_IMAGES``."""
+    if work.given_choice is not None:
+        n = min(work.n_val, work.given_choice)  # segapp.lit.choose_inference spreads max_images over val
+        return n if n >= MIN_IMAGES else 0
     fit = int((CHOICE_SHARE * budget_s - CHOICE_SETUP_S) // choice_per_image(costs, work, size))
     n = min(work.n_val, MAX_IMAGES, fit)
     return n if n >= MIN_IMAGES else 0

@@ -20,6 +20,7 @@ from segapp.plan.budget import format_duration
 from segapp.plan.records import Plan
 from segapp.plan.report import plan_markdown, plan_record
 
+PLAN_HEADER = "# segapp plan:"  # the first line of every plan.yaml (segapp.plan.given tells a replanned one by it)
 PLAN_KEYS = ("budget", "plan_only")  # the planning arguments: never in a plan.yaml
 SECTION_ORDER = ("seed_everything", "trainer", "model", "data")
 
@@ -102,14 +103,36 @@ def replaced(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any]) ->
     was replaced and how to keep it (edit ``plan.yaml`` and train it without ``--budget``).
     """
     user = _flat(compact(user_full, defaults))
-    notes = []
+    notes = _averages_replaced(plan, user.get("trainer.callbacks") or [])
     for key, value in plan.settings.items():
+        if key == "trainer.callbacks":  # the user's stay, besides a weight average (above)
+            continue
         given = user.get(key)
         if key in user and not same(given, value) and given not in ("auto", None):
             notes.append(
                 f"your {key}={given!r} was replaced by the plan's {value!r}; to keep yours, set it in "
                 "plan.yaml and run `segapp fit --config plan.yaml` (no --budget)"
             )
+    return notes
+
+
+def _averages_replaced(plan: Plan, mine: list[Any]) -> list[str]:
+    """Notes for the user's weight-average callbacks: the plan's EMA rule decides whether one runs."""
+    planned = [c for c in plan.settings.get("trainer.callbacks", []) if c["class_path"].endswith("WeightAveraging")]
+    notes = []
+    for c in mine:
+        name = str((c or {}).get("class_path", "")).rsplit(".", 1)[-1]
+        if not name.endswith("WeightAveraging"):
+            continue
+        what = (
+            f"replaced by the plan's {planned[0]['class_path'].rsplit('.', 1)[-1]}{planned[0].get('init_args') or ''}"
+            if planned
+            else "dropped: the plan trains too few epochs for a weight average (plan.md, EMA)"
+        )
+        notes.append(
+            f"your callback {name} was {what}; to keep yours, set it in plan.yaml and run "
+            "`segapp fit --config plan.yaml` (no --budget)"
+        )
     return notes
 
 
@@ -157,7 +180,7 @@ def plan_config(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any],
 
 def _header(plan: Plan, folder: Path) -> str:
     return (
-        f"# segapp plan: {format_duration(plan.budget_s)} on {plan.device.describe()} for {plan.fingerprint.root}\n"
+        f"{PLAN_HEADER} {format_duration(plan.budget_s)} on {plan.device.describe()} for {plan.fingerprint.root}\n"
         f"# A normal segapp config: `segapp fit --config {folder / 'plan.yaml'}` trains it again without planning.\n"
         "# Why each setting: plan.md beside this file. Copy and edit freely.\n"
     )

@@ -9,6 +9,7 @@ import yaml
 
 from segapp.app import parse_only, parsed_app
 from segapp.plan.apply import plan_fit
+from segapp.plan.given import PLANNED_KEYS
 from segapp.plan.rules_timed import epoch_room
 from segapp.plan.writer import compact, nested
 from tests.conftest import REPO
@@ -90,6 +91,40 @@ def test_the_plan_yaml_keeps_a_seed_of_one_or_zero(tmp_path, seed):
     active, _, _ = _plan(tmp_path, "--seed_everything", seed)
     assert yaml.safe_load(active.paths["yaml"].read_text())["seed_everything"] == int(seed)
     assert parsed_app(["--config", str(active.paths["yaml"])]).config["seed_everything"] == int(seed)
+
+
+def test_planning_again_from_a_plan_yaml_does_not_take_its_planned_values_as_the_users(tmp_path):
+    """``--config run/plan.yaml --budget``: the old max_epochs (1.5x + 1) is no cap, its inference
+    choice not the user's; the user's own settings in it, and the command line, stay."""
+    first, root, _ = _plan(tmp_path / "a", "--trainer.gradient_clip_val", "0.3", budget="1m")
+    old = yaml.safe_load(first.paths["yaml"].read_text())
+    run = tmp_path / "b"
+    base = ["--config", str(first.paths["yaml"]), "--budget", "3h", "--trainer.default_root_dir", str(run)]
+    timer = lambda base, splits, rule: FakeTimer()  # noqa: E731
+    again = plan_fit(parsed_app(base).parser, parsed_app(base).config, make_timer=timer)
+    s = again.plan.settings
+    assert set(s) - {"trainer.callbacks"} <= set(PLANNED_KEYS)  # every planned setting is planned anew
+    assert s["trainer.max_epochs"] > old["trainer"]["max_epochs"]  # 3h plans more epochs than the 1m cap
+    new = yaml.safe_load(again.paths["yaml"].read_text())
+    assert new["trainer"]["gradient_clip_val"] == 0.3 and new["data"]["root"] == str(root.resolve())
+    (choice,) = [c for c in new["trainer"]["callbacks"] if c["class_path"].endswith("InferenceChoice")]
+    assert [c for c in s["trainer.callbacks"] if c["class_path"].endswith("InferenceChoice")] == [choice]
+    assert any(n.startswith(f"planned again from {first.paths['yaml']}") for n in again.plan.notes)
+    assert not [n for n in again.plan.notes if "was replaced" in n]
+    capped = [*base, "--trainer.max_epochs", "2"]
+    run2 = plan_fit(parsed_app(capped).parser, parsed_app(capped).config, make_timer=timer)
+    assert run2.plan.schedule.epochs == 2  # a cap given on the command line is the user's
+
+
+def test_the_users_weight_average_replaced_or_dropped_is_named(tmp_path):
+    ema = "--trainer.callbacks+=lightning.pytorch.callbacks.EMAWeightAveraging"
+    long, _, _ = _plan(tmp_path / "l", ema, budget="3h")
+    (note,) = [n for n in long.plan.notes if "EMAWeightAveraging" in n]
+    assert note.startswith("your callback EMAWeightAveraging was replaced by the plan's EMAWeightAveraging{'decay'")
+    assert not [n for n in long.plan.notes if "trainer.callbacks" in n]
+    short, _, _ = _plan(tmp_path / "s", ema, "--trainer.max_epochs", "2", budget="3h")
+    (note,) = [n for n in short.plan.notes if "EMAWeightAveraging" in n]
+    assert "was dropped: the plan trains too few epochs" in note
 
 
 def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys):

@@ -11,18 +11,18 @@ from segapp.errors import SettingError
 from segapp.plan.apply import make_plan
 from segapp.plan.device import Device
 from segapp.plan.fingerprint import fingerprint_folder
+from segapp.plan.given import Given
 from segapp.plan.rules_timed import RICH, epoch_room
 from tests.plan.conftest import CPU, FakeTimer, fingerprint, lesion_folder
 
 WEIGHTS = (True, "test weights")
 
 
-def plan(fp, budget_s, timer=None, device=CPU, weights=WEIGHTS, spent=5.0, max_epochs=None):
+def plan(fp, budget_s, timer=None, device=CPU, weights=WEIGHTS, spent=5.0, max_epochs=None, choice_images=None):
     timer = timer or FakeTimer()
     n_val = fp.pairs // 5
-    return make_plan(
-        fp, device, weights, (fp.pairs - n_val, n_val), lambda base: timer, budget_s, lambda: spent, max_epochs
-    )
+    mine = Given(max_epochs, choice_images)
+    return make_plan(fp, device, weights, (fp.pairs - n_val, n_val), lambda base: timer, budget_s, lambda: spent, mine)
 
 
 def choice(p, setting):
@@ -181,6 +181,17 @@ def test_calibration_stays_within_its_allowance():
 def test_the_users_max_epochs_caps_the_plan():
     p = plan(fingerprint(), 3 * 3600, max_epochs=3)
     assert p.schedule.epochs == 3 and "at most 3" in choice(p, "trainer.max_epochs").evidence
+
+
+def test_the_users_own_inference_choice_is_priced_as_given():
+    """A user's InferenceChoice(max_images) is kept; its minutes come out of the training time, not the margin."""
+    fp = fingerprint(pairs=1000)
+    auto, none, mine = plan(fp, 600), plan(fp, 600, choice_images=0), plan(fp, 600, choice_images=200)
+    assert none.schedule.trust_s < auto.schedule.trust_s < mine.schedule.trust_s
+    assert mine.schedule.max_time_s < auto.schedule.max_time_s < none.schedule.max_time_s
+    c = choice(mine, "InferenceChoice.max_images")
+    assert c.value == 200 and c.reason.startswith("yours: 200 of the 200 validation images")
+    assert not any(cb["class_path"].endswith("InferenceChoice") for cb in mine.settings["trainer.callbacks"])
 
 
 def test_loss_reasons_follow_empty_masks_and_small_lesions():
