@@ -28,13 +28,16 @@ from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
 from segapp.plan.rules import plan_base
 from segapp.plan.rules_timed import plan_run
-from segapp.plan.timing import Candidate, StepTimer, calibrate
+from segapp.plan.timing import Candidate, StepTimer, calibrate, measure_chosen
 from segapp.plan.torch_timer import TorchStepTimer
 from segapp.plan.writer import plan_config, replaced, write_plan
 
 CALIBRATION_SHARE = 0.015
 """Measuring may take 1.5 % of the budget, within [CALIBRATION_MIN_S, CALIBRATION_MAX_S] seconds
 (the smallest size is always measured once)."""
+REFINE_SHARE = 0.01
+"""Measuring the size a plan chose, when the calibration extrapolated it, may take what is left of
+the calibration's allowance or 1 % of the budget (a 256 px bf16 step on 2 cores: about 3 s)."""
 CALIBRATION_MIN_S = 2.0
 CALIBRATION_MAX_S = 45.0
 BUSY_LOAD = 1.5
@@ -168,8 +171,13 @@ def make_plan(
     allowance = min(max(CALIBRATION_SHARE * budget_s, CALIBRATION_MIN_S), CALIBRATION_MAX_S)
     dev = "cuda" if device.kind == "cuda" else "cpu"
     first = Candidate(base.net.key, base.smallest, base.batches[0], base.precisions[0], base.channels_last, dev)
-    costs = calibrate(make_timer(base), first, base.timing_sizes(), allowance, base.precisions, base.batches)
-    return plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
+    timer = make_timer(base)
+    costs = calibrate(timer, first, base.timing_sizes(), allowance, base.precisions, base.batches)
+    plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
+    refine = max(allowance - costs.spent_s, REFINE_SHARE * budget_s)
+    if measure_chosen(timer, costs, plan.schedule.size, refine):  # the chosen size was extrapolated
+        plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
+    return plan
 
 
 def _load_average() -> float | None:

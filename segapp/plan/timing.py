@@ -198,6 +198,27 @@ def calibrate(
     return costs
 
 
+def measure_chosen(timer: StepTimer, costs: Costs, size: int, allowance_s: float) -> bool:
+    """Measure the size a plan chose when it was extrapolated and measuring it fits ``allowance_s``.
+
+    On a short budget the calibration affords only the smaller sizes, and the exponent fitted
+    between them undershoots above them (fixed costs weigh more in a small step): the 10-minute
+    ultrasound-like plan on an AMX CPU measured 128 and 192 px and its 256 px epochs ran 1.3-1.6
+    minutes behind the plan (docs/benchmarks.md 'An AMX CPU'). The exponent is refitted from the
+    smallest size to this one. Returns whether a measurement was added (the caller plans again)."""
+    if costs.measured(size) or _cost_of(_predicted(costs, size)) > allowance_s:
+        return False
+    cand = replace(costs.base, size=size)
+    got = timer.measure(cand, allowance_s)
+    costs.tried.append((cand, got))
+    costs.spent_s += got.spent_s
+    if not math.isfinite(got.train_s):
+        return False
+    costs.times[size] = got
+    _fit_exponent(costs, costs.base.size, size)
+    return True
+
+
 def _post_ratio(timer: StepTimer, costs: Costs, left_s: float) -> float:
     """Set ``costs.post_ratio`` for a plan in another precision than fp32; returns seconds spent.
 

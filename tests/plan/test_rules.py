@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from segapp.plan.device import Device
 from segapp.plan.fingerprint import fingerprint_folder
 from segapp.plan.given import Given
 from segapp.plan.rules_timed import RICH, epoch_room
+from segapp.plan.timing import Candidate, calibrate, measure_chosen
 from tests.plan.conftest import CPU, FakeTimer, fingerprint, lesion_folder
 
 WEIGHTS = (True, "test weights")
@@ -172,10 +174,38 @@ def test_a_gpu_gets_mixed_precision_and_a_measured_larger_batch():
 def test_calibration_stays_within_its_allowance():
     cheap, dear = FakeTimer(), FakeTimer(s_per_mpx=40)  # dear: 26 s to measure 128 px, 39 s at least for 192
     p_cheap, p_dear = plan(fingerprint(), 2400, timer=cheap), plan(fingerprint(), 2400, timer=dear)
-    assert len(cheap.calls) == 2 and len({c.size for c in cheap.calls}) == 2
+    assert len({c.size for c in cheap.calls[:2]}) == 2  # the calibration: two sizes
+    assert cheap.calls[-1].size == p_cheap.schedule.size and p_cheap.costs.measured(p_cheap.schedule.size)
     assert p_cheap.costs.exponent == pytest.approx(1.0) and "fitted" in p_cheap.costs.exponent_source
     assert len(dear.calls) == 1 and p_dear.costs.exponent_source == "assumed"  # 36 s allowance at 40 min
     assert dear.limits[0] == pytest.approx(0.015 * 2400)
+
+
+class OverheadTimer(FakeTimer):
+    """A fixed cost per step besides the pixels: the exponent fitted between small sizes is too low
+    for the larger ones (as measured on 2 CPU cores)."""
+
+    def measure(self, cand, max_s=math.inf):
+        t = super().measure(cand, max_s)
+        return type(t)(t.train_s + 0.3, t.val_s + 0.1, t.spent_s + 1.5)
+
+
+def test_a_chosen_size_that_was_extrapolated_is_measured_and_planned_again():
+    timer = OverheadTimer(s_per_mpx=0.3)
+    p = plan(fingerprint(pairs=800), 600, timer=timer)  # the allowance of 9 s measures 128 and 192 px
+    assert [c.size for c in timer.calls] == [128, 192, 288] and p.schedule.size == 288
+    true = timer.measure(replace(p.costs.base, size=p.schedule.size))
+    assert p.costs.train_step(p.schedule.size) == pytest.approx(true.train_s)  # planned on what it costs
+    assert "fitted from 128 and" in p.costs.exponent_source
+
+
+def test_measuring_the_chosen_size_keeps_to_its_allowance():
+    timer = OverheadTimer(s_per_mpx=3.0)
+    costs = calibrate(timer, Candidate("effl0", 128, 8, "32-true", True), [128], 60.0)
+    calls = len(timer.calls)
+    assert not measure_chosen(timer, costs, 384, allowance_s=1.0) and len(timer.calls) == calls
+    assert measure_chosen(timer, costs, 384, allowance_s=60.0) and costs.measured(384)
+    assert not measure_chosen(timer, costs, 384, allowance_s=60.0) and len(timer.calls) == calls + 1  # once
 
 
 def test_the_users_max_epochs_caps_the_plan():
