@@ -218,7 +218,8 @@ def _warn_emulated_bf16(trainer) -> None:
         print(
             f"warning: trainer.precision {trainer.precision} on a CPU without AMX-BF16 or AVX512-BF16 "
             f"({cpu_model()}): bf16 is emulated here, 8-25x slower than fp32 (a plan.yaml keeps the precision "
-            "of the machine it was planned on); fix: --trainer.precision 32-true, or plan again here with --budget",
+            "of the machine it was planned on); fix: --trainer.precision 32-true, or plan again here from the "
+            "plan_input.yaml beside the plan with --budget",
             file=sys.stderr,
             flush=True,
         )

@@ -52,7 +52,7 @@ def test_bf16_training_on_a_cpu_without_bf16_hardware_is_said(synth_root, tmp_pa
     assert app.trainer.state.finished
     said = "trainer.precision bf16-mixed on a CPU without AMX-BF16 or AVX512-BF16" in err
     assert said is not native
-    assert ("fix: --trainer.precision 32-true, or plan again here with --budget" in err) is not native
+    assert ("fix: --trainer.precision 32-true, or plan again here from the plan_input.yaml" in err) is not native
 
 
 def test_print_config_shows_model_and_data_sections(tmp_path):

@@ -22,7 +22,7 @@ from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
 from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, fingerprint_pairs
-from segapp.plan.given import Given, earlier_plans, given, without_earlier
+from segapp.plan.given import Given, given, refuse_plans
 from segapp.plan.nets import lite0_weights
 from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
@@ -30,14 +30,17 @@ from segapp.plan.rules import plan_base
 from segapp.plan.rules_timed import plan_run
 from segapp.plan.timing import Candidate, StepTimer, calibrate, measure_chosen
 from segapp.plan.torch_timer import TorchStepTimer
-from segapp.plan.writer import plan_config, replaced, write_plan
+from segapp.plan.writer import input_config, plan_config, replaced, write_plan
 
 CALIBRATION_SHARE = 0.015
 """Measuring may take 1.5 % of the budget, within [CALIBRATION_MIN_S, CALIBRATION_MAX_S] seconds
 (the smallest size is always measured once)."""
 REFINE_SHARE = 0.01
 """Measuring the size a plan chose, when the calibration extrapolated it, may take what is left of
-the calibration's allowance or 1 % of the budget (a 256 px bf16 step on 2 cores: about 3 s)."""
+the calibration's allowance or 1 % of the budget, whichever is more, for all its rounds (a 256 px
+bf16 step on 2 cores: about 3 s to measure)."""
+REFINE_ROUNDS = 3
+"""A size measured cheaper than extrapolated may move the plan to a larger unmeasured one: measured too."""
 CALIBRATION_MIN_S = 2.0
 CALIBRATION_MAX_S = 45.0
 BUSY_LOAD = 1.5
@@ -91,6 +94,7 @@ def plan_fit(
     started = command_start() if started is None else started
     full = _dump(parser, cfg)
     budget_s = _budget(full)
+    refuse_plans(cfg.get("config"))
     data = full.get("data") or {}
     if not data.get("root"):
         raise SettingError("data.root: expected your dataset folder, got nothing; fix: --data.root /path/to/folder")
@@ -115,10 +119,7 @@ def plan_fit(
         return make_timer(base, splits, rep.rule())
 
     defaults = _dump(parser, parser.get_defaults())
-    earlier = (earlier_plans(cfg.get("config")) or [None])[-1]
-    if earlier is not None:  # planning again from a plan.yaml: its planned values are not the user's
-        full = without_earlier(full, defaults, earlier)
-    mine = given(full, earlier)
+    mine = given(full)
     counts = (len(splits["train"]), len(splits["val"]))
     load = _load_average()
     plan = make_plan(fp, device, lite0_weights(), counts, timer, budget_s, lambda: time.monotonic() - started, mine)
@@ -132,15 +133,11 @@ def plan_fit(
             f"the fingerprint is of the {fp.pairs} training and validation pairs; the {len(splits['test'])} test "
             "pairs were checked for errors but do not choose the plan"
         )
-    if earlier is not None:
-        plan.notes.append(
-            f"planned again from {earlier}: the settings that plan chose were planned anew (its max_epochs is not a "
-            "cap); your own settings in it, and what you gave on the command line, are kept"
-        )
     plan.notes.extend(replaced(plan, full, defaults))
-    config = plan_config(plan, full, defaults, str(Path(data["root"]).resolve()))
+    root = str(Path(data["root"]).resolve())
+    config = plan_config(plan, full, defaults, root)
     folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
-    paths = write_plan(plan, config, folder)
+    paths = write_plan(plan, config, folder, input_config(full, defaults, root))
     print(summary(plan, paths), flush=True)
     return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
 
@@ -174,8 +171,12 @@ def make_plan(
     timer = make_timer(base)
     costs = calibrate(timer, first, base.timing_sizes(), allowance, base.precisions, base.batches)
     plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
-    refine = max(allowance - costs.spent_s, REFINE_SHARE * budget_s)
-    if measure_chosen(timer, costs, plan.schedule.size, refine):  # the chosen size was extrapolated
+    left = max(allowance - costs.spent_s, REFINE_SHARE * budget_s)
+    for _ in range(REFINE_ROUNDS):  # a chosen size that was extrapolated: measure it and plan again
+        before = costs.spent_s
+        if not measure_chosen(timer, costs, plan.schedule.size, left):
+            break
+        left -= costs.spent_s - before
         plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
     return plan
 

@@ -63,7 +63,8 @@ def summary(plan: Plan, paths: dict[str, Path]) -> str:
         + " + ".join(f"{k} {v / 60:.1f}" for k, v in times.items() if v >= 0.5)
         + f" = {total / 60:.1f} of {plan.budget_s / 60:.1f} min",
         *(f"  note      {n}" for n in plan.notes),
-        f"  written   {paths['yaml']} (the config), {paths['md'].name} (the reasons); replay: segapp fit --config "
+        f"  written   {paths['yaml']} (the config), {paths['md'].name} (the reasons), {paths['input'].name} (what it "
+        "was planned from); replay: segapp fit --config "
         f"{paths['yaml']}",
     ]
     return "\n".join(lines)

@@ -205,7 +205,12 @@ def measure_chosen(timer: StepTimer, costs: Costs, size: int, allowance_s: float
     between them undershoots above them (fixed costs weigh more in a small step): the 10-minute
     ultrasound-like plan on an AMX CPU measured 128 and 192 px and its 256 px epochs ran 1.3-1.6
     minutes behind the plan (docs/benchmarks.md 'An AMX CPU'). The exponent is refitted from the
-    smallest size to this one. Returns whether a measurement was added (the caller plans again)."""
+    smallest size to this one. Returns whether a measurement was added (the caller plans again).
+
+    Raises:
+        SettingError: when the chosen size fails to run (out of memory?): the plan would fail at its
+            first step, so it stops here with the fix.
+    """
     if costs.measured(size) or _cost_of(_predicted(costs, size)) > allowance_s:
         return False
     cand = replace(costs.base, size=size)
@@ -213,7 +218,11 @@ def measure_chosen(timer: StepTimer, costs: Costs, size: int, allowance_s: float
     costs.tried.append((cand, got))
     costs.spent_s += got.spent_s
     if not math.isfinite(got.train_s):
-        return False
+        raise SettingError(
+            f"planning: expected the chosen {size} px (batch {cand.batch}, {cand.precision}) to train on this "
+            f"device, got a failed step (out of memory?) while {costs.base.size} px ran; fix: free the device, "
+            "or plan for the CPU with --trainer.accelerator cpu"
+        )
     costs.times[size] = got
     _fit_exponent(costs, costs.base.size, size)
     return True

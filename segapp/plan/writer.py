@@ -20,7 +20,8 @@ from segapp.plan.budget import format_duration
 from segapp.plan.records import Plan
 from segapp.plan.report import plan_markdown, plan_record
 
-PLAN_HEADER = "# segapp plan:"  # the first line of every plan.yaml (segapp.plan.given tells a replanned one by it)
+PLAN_HEADER = "# segapp plan:"  # the first line of every plan.yaml (segapp.plan.given refuses it with --budget)
+INPUT_NAME = "plan_input.yaml"  # beside plan.yaml: the settings it was planned from
 PLAN_KEYS = ("budget", "plan_only")  # the planning arguments: never in a plan.yaml
 SECTION_ORDER = ("seed_everything", "trainer", "model", "data")
 
@@ -59,9 +60,8 @@ def same(a: Any, b: Any) -> bool:
     """Equal and of the same types all the way down: ``1`` is not ``True`` and ``1`` is not ``1.0``.
 
     Python's ``1 == True`` dropped ``seed_everything: 1`` from every plan.yaml (its default is
-    ``True``: a random seed), and Lightning reads ``limit_train_batches: 1`` as one batch, ``1.0``
-    as all of them. Written when in doubt: a value equal to its default costs a line, a missing
-    one a different run."""
+    ``True``: a random seed). Written when in doubt: a value equal to its default costs a line, a
+    missing one a different run."""
     if type(a) is not type(b):
         return False
     if isinstance(a, dict):
@@ -178,19 +178,37 @@ def plan_config(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any],
     return cfg
 
 
+def input_config(user_full: dict[str, Any], defaults: dict[str, Any], root: str) -> dict[str, Any]:
+    """The settings a plan was made from: the user's non-default ones (configs and command line),
+    without the planning arguments, ``data.root`` absolute. ``segapp fit --config plan_input.yaml
+    --budget B`` plans again from them (on another machine, or with another budget)."""
+    cfg = compact(user_full, defaults)
+    for key in PLAN_KEYS:
+        cfg.pop(key, None)
+    cfg.setdefault("data", {})["root"] = root
+    return cfg
+
+
 def _header(plan: Plan, folder: Path) -> str:
     return (
         f"{PLAN_HEADER} {format_duration(plan.budget_s)} on {plan.device.describe()} for {plan.fingerprint.root}\n"
         f"# A normal segapp config: `segapp fit --config {folder / 'plan.yaml'}` trains it again without planning.\n"
         "# Why each setting: plan.md beside this file. Copy and edit freely.\n"
+        f"# Plan again (another machine or budget) from {INPUT_NAME} beside it, not from this file.\n"
     )
 
 
-def write_plan(plan: Plan, config: dict[str, Any], folder: Path) -> dict[str, Path]:
-    """Write ``plan.yaml``, ``plan.md`` and ``plan.json`` into ``folder`` (atomically)."""
+def write_plan(plan: Plan, config: dict[str, Any], folder: Path, given: dict[str, Any]) -> dict[str, Path]:
+    """Write ``plan.yaml``, ``plan.md``, ``plan.json`` and ``plan_input.yaml`` (the settings
+    ``given``) into ``folder`` (atomically)."""
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {k: folder / f"plan.{k}" for k in ("yaml", "md", "json")}
+    paths = {k: folder / f"plan.{k}" for k in ("yaml", "md", "json")} | {"input": folder / INPUT_NAME}
     texts = {
+        "input": (
+            f"# segapp plan input: the settings {folder / 'plan.yaml'} was planned from (configs, command line).\n"
+            f"# Plan again from them: `segapp fit --config {paths['input']} --budget 40m` (any budget).\n"
+        )
+        + to_yaml(given),
         "yaml": _header(plan, folder) + to_yaml(config),
         "md": plan_markdown(plan, paths["yaml"]),
         "json": json.dumps(plan_record(plan), indent=1, default=str),

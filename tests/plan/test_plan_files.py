@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from segapp.app import parse_only, parsed_app
+from segapp.errors import SettingError
 from segapp.plan.apply import plan_fit
-from segapp.plan.given import PLANNED_KEYS
 from segapp.plan.rules_timed import epoch_room
 from segapp.plan.writer import compact, nested
 from tests.conftest import REPO
@@ -27,7 +27,9 @@ def _plan(tmp_path, *extra: str, budget: str = "20m"):
 def test_the_plan_is_a_normal_config_that_parses_and_holds_the_plan(tmp_path, capsys):
     active, root, run = _plan(tmp_path, "--data.val_fraction", "0.25", "--trainer.gradient_clip_val", "0.5")
     paths = active.paths
-    assert set(paths) == {"yaml", "md", "json"} and all(p.parent == run and p.is_file() for p in paths.values())
+    assert set(paths) == {"yaml", "md", "json", "input"} and all(
+        p.parent == run and p.is_file() for p in paths.values()
+    )
     assert parse_only(["--config", str(paths["yaml"])]) is None
     cfg = yaml.safe_load(paths["yaml"].read_text())
     assert "budget" not in cfg and "plan_only" not in cfg
@@ -93,27 +95,24 @@ def test_the_plan_yaml_keeps_a_seed_of_one_or_zero(tmp_path, seed):
     assert parsed_app(["--config", str(active.paths["yaml"])]).config["seed_everything"] == int(seed)
 
 
-def test_planning_again_from_a_plan_yaml_does_not_take_its_planned_values_as_the_users(tmp_path):
-    """``--config run/plan.yaml --budget``: the old max_epochs (1.5x + 1) is no cap, its inference
-    choice not the user's; the user's own settings in it, and the command line, stay."""
-    first, root, _ = _plan(tmp_path / "a", "--trainer.gradient_clip_val", "0.3", budget="1m")
-    old = yaml.safe_load(first.paths["yaml"].read_text())
-    run = tmp_path / "b"
-    base = ["--config", str(first.paths["yaml"]), "--budget", "3h", "--trainer.default_root_dir", str(run)]
+def test_a_plan_yaml_is_refused_with_budget_and_its_input_plans_again(tmp_path):
+    """A plan.yaml's max_epochs (1.5x + 1) was read as the user's cap when planning again from it;
+    plan_input.yaml holds the user's own settings, and plans again with any budget."""
+    first, root, run = _plan(tmp_path, "--trainer.gradient_clip_val", "0.3", "--trainer.max_epochs", "40", budget="1m")
+    inp = first.paths["input"]
+    assert inp == run / "plan_input.yaml" and inp.read_text().startswith("# segapp plan input:")
+    mine = yaml.safe_load(inp.read_text())
+    assert mine["trainer"]["gradient_clip_val"] == 0.3 and mine["trainer"]["max_epochs"] == 40
+    assert mine["data"]["root"] == str(root.resolve()) and "budget" not in mine
+    assert "image_size" not in mine["data"] and "callbacks" not in mine["trainer"]  # none of the plan's choices
     timer = lambda base, splits, rule: FakeTimer()  # noqa: E731
-    again = plan_fit(parsed_app(base).parser, parsed_app(base).config, make_timer=timer)
-    s = again.plan.settings
-    assert set(s) - {"trainer.callbacks"} <= set(PLANNED_KEYS)  # every planned setting is planned anew
-    assert s["trainer.max_epochs"] > old["trainer"]["max_epochs"]  # 3h plans more epochs than the 1m cap
-    new = yaml.safe_load(again.paths["yaml"].read_text())
-    assert new["trainer"]["gradient_clip_val"] == 0.3 and new["data"]["root"] == str(root.resolve())
-    (choice,) = [c for c in new["trainer"]["callbacks"] if c["class_path"].endswith("InferenceChoice")]
-    assert [c for c in s["trainer.callbacks"] if c["class_path"].endswith("InferenceChoice")] == [choice]
-    assert any(n.startswith(f"planned again from {first.paths['yaml']}") for n in again.plan.notes)
-    assert not [n for n in again.plan.notes if "was replaced" in n]
-    capped = [*base, "--trainer.max_epochs", "2"]
-    run2 = plan_fit(parsed_app(capped).parser, parsed_app(capped).config, make_timer=timer)
-    assert run2.plan.schedule.epochs == 2  # a cap given on the command line is the user's
+    replan = ["--config", str(first.paths["yaml"]), "--budget", "3h"]
+    with pytest.raises(SettingError, match=r"--budget with --config .*plan\.yaml: expected the settings to plan"):
+        plan_fit(parsed_app(replan).parser, parsed_app(replan).config, make_timer=timer)
+    again = ["--config", str(inp), "--budget", "3h", "--trainer.default_root_dir", str(tmp_path / "b")]
+    second = plan_fit(parsed_app(again).parser, parsed_app(again).config, make_timer=timer)
+    assert second.plan.settings["trainer.max_epochs"] == 40 and second.plan.schedule.epochs <= 40  # the user's cap
+    assert yaml.safe_load(second.paths["yaml"].read_text())["trainer"]["gradient_clip_val"] == 0.3
 
 
 def test_the_users_weight_average_replaced_or_dropped_is_named(tmp_path):

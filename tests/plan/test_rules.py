@@ -207,6 +207,16 @@ def test_measuring_the_chosen_size_keeps_to_its_allowance():
     assert measure_chosen(timer, costs, 384, allowance_s=60.0) and costs.measured(384)
     assert not measure_chosen(timer, costs, 384, allowance_s=60.0) and len(timer.calls) == calls + 1  # once
 
+    class OutOfMemory(OverheadTimer):
+        def measure(self, cand, max_s=math.inf):
+            t = super().measure(cand, max_s)
+            return t if cand.size <= 256 else type(t)(math.inf, math.inf, t.spent_s)
+
+    oom = OutOfMemory()
+    costs = calibrate(oom, Candidate("effl0", 128, 16, "bf16-mixed", True, "cuda"), [128], 60.0)
+    with pytest.raises(SettingError, match=r"expected the chosen 512 px \(batch 16, bf16-mixed\) to train"):
+        measure_chosen(oom, costs, 512, allowance_s=600.0)
+
 
 def test_the_users_max_epochs_caps_the_plan():
     p = plan(fingerprint(), 3 * 3600, max_epochs=3)
@@ -331,7 +341,9 @@ def test_without_allowance_for_it_the_fp32_ratio_comes_from_the_smallest_size_an
 
     p = plan(fingerprint(), 2400, timer=GrowingBf16Timer(), device=Device("cpu", "AVX512-BF16 CPU", 2, 2, True))
     assert plan_record(p)["post_ratio"] > 1
-    assert "fp32 evaluation" in summary(p, {"yaml": Path("plan.yaml"), "md": Path("plan.md")})
+    assert "fp32 evaluation" in summary(
+        p, {"yaml": Path("plan.yaml"), "md": Path("plan.md"), "input": Path("plan_input.yaml")}
+    )
 
 
 def test_an_fp32_measurement_that_failed_leaves_the_ratio_at_one_not_infinite():
