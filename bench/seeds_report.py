@@ -8,6 +8,10 @@ docs/benchmarks.md). Run the comparison with ``--seed N`` for a few N, then:
         runs/auto_compare/ultrasound_10m_amx_s1 runs/auto_compare/ultrasound_10m_amx_s2 \\
         --out bench/results/seeds_ultrasound_10m_amx
 
+A plan replayed with one setting changed (``--arms recipe --recipe OUT/auto/plan.yaml`` into the
+folder ``OUT_ema``, same ``--seed``) pairs with ``--first recipe@_ema --second recipe``: the arm
+``recipe`` of ``OUT_ema`` against that of ``OUT``.
+
 Reads each OUT's ``run.json``, ``compare.json`` and ``eval/<arm>/metrics.csv``; writes
 ``--out``.md and .json. Statistics: segapp.eval.stats (``paired_compare`` per seed,
 ``seeds_compare`` over the seeds), 2000 resamples, seed 0.
@@ -37,19 +41,41 @@ def run_seed(info: Mapping) -> str:
     return "0"
 
 
+def _arm(out: Path, spec: str) -> tuple[str, Path]:
+    """``ARM`` (in ``out``) or ``ARM@SUFFIX`` (in the folder named ``out`` + ``SUFFIX``): its name and folder."""
+    arm, _, suffix = spec.partition("@")
+    return arm, Path(str(out) + suffix)
+
+
 def load_run(out: Path, first: str, second: str) -> dict:
-    """One comparison folder: its seed, CPU, per-image Dice of both arms and what the plan trained."""
-    info, comp = read_json(out / "run.json"), read_json(out / "compare.json")
-    paths = [out / "eval" / arm / "metrics.csv" for arm in (first, second)]
+    """One comparison folder: its seed, CPU, per-image Dice of both arms and what the plan trained.
+
+    An arm written ``ARM@SUFFIX`` is read from the folder ``out`` + ``SUFFIX`` (e.g. a replay of the
+    same plan with one setting changed, run into its own folder with the same ``--seed``)."""
+    arms = [_arm(out, spec) for spec in (first, second)]
+    folders = list(dict.fromkeys(folder for _, folder in arms))
+    infos = {f: read_json(f / "run.json") for f in folders}
+    comps = {f: read_json(f / "compare.json") for f in folders}
+    paths = [folder / "eval" / arm / "metrics.csv" for arm, folder in arms]
     missing = [str(p) for p in paths if not p.is_file()]
-    if info is None or comp is None or missing:
+    if None in infos.values() or None in comps.values() or missing:
         raise SystemExit(
             f"{out}: expected run.json, compare.json and {', '.join(str(p) for p in paths)} of a finished "
             f"bench/auto_compare.py run; missing {missing or 'run.json/compare.json'}. "
             "Fix: finish or rerun that comparison."
         )
+    seeds = {run_seed(i) for i in infos.values()}
+    if len(seeds) > 1:
+        raise SystemExit(
+            f"{out}: expected both arms trained with one seed, got {sorted(seeds)} in {[str(f) for f in folders]}; "
+            "fix: pair folders run with the same --seed"
+        )
+    info, comp = infos[folders[0]], comps[folders[0]]
     rows = [read_metrics_csv(p) for p in paths]
-    fit = {m["model"]: m["training"].get("wall_over_budget") for m in comp.get("models", [])}
+    fit = {}
+    for spec, (arm, folder) in zip((first, second), arms, strict=True):
+        models = {m["model"]: m["training"].get("wall_over_budget") for m in comps[folder].get("models", [])}
+        fit[spec] = models.get(arm)
     return {
         "out": str(out),
         "seed": run_seed(info),
@@ -145,8 +171,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("outs", type=Path, nargs="+", help="OUT folders of bench/auto_compare.py, one per seed")
     p.add_argument("--out", type=Path, required=True, help="writes OUT.md and OUT.json")
-    p.add_argument("--first", default="auto")
-    p.add_argument("--second", default="reference")
+    p.add_argument("--first", default="auto", help="ARM, or ARM@SUFFIX: the arm of the folder OUT + SUFFIX")
+    p.add_argument("--second", default="reference", help="ARM, or ARM@SUFFIX (as --first)")
     args = p.parse_args()
     rep = build(args.outs, args.first, args.second)
     args.out.parent.mkdir(parents=True, exist_ok=True)

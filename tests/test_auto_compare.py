@@ -179,3 +179,16 @@ def test_the_seeds_report_pools_the_seeds_and_refuses_one_seed_twice(tmp_path):
     (runs[2] / "eval" / "auto" / "metrics.csv").unlink()
     with pytest.raises(SystemExit, match="s2/eval/auto/metrics.csv.*Fix: finish or rerun"):
         seeds_report.build(runs)
+
+
+def test_the_seeds_report_pairs_an_arm_with_the_same_arm_of_a_replay_folder(tmp_path):
+    """``--first auto@_replay``: a plan replayed with one setting changed, in its own folder, same seed."""
+    runs = [_seed_run(tmp_path / f"s{s}", s, 0.1) for s in (1, 2)]
+    for s in (1, 2):
+        _seed_run(tmp_path / f"s{s}_replay", s, 0.1 + 0.02 * s)
+    rep = seeds_report.build(runs, "auto@_replay", "auto")
+    assert [s["all"]["mean_diff"] for s in rep["seeds"]] == pytest.approx([0.02, 0.04])
+    assert rep["first"] == "auto@_replay" and rep["over_seeds_all"]["mean_diff"] == pytest.approx(0.03)
+    _seed_run(tmp_path / "s2_other", 3, 0.1)  # trained with another seed: not a pair
+    with pytest.raises(SystemExit, match=r"expected both arms trained with one seed, got \['2', '3'\]"):
+        seeds_report.build([runs[1]], "auto@_other", "auto")
