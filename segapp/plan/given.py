@@ -49,11 +49,17 @@ def refuse_plans(configs: Iterable[Any] | None) -> None:
         except OSError:
             continue
         if first.startswith(PLAN_HEADER):
+            source = path.parent / INPUT_NAME
+            start = (
+                f"`segapp fit --config {source} --budget ...` (add your changes to that file or the command line)"
+                if source.is_file()
+                else f"the config and options you planned with ({source} is not there: plans before 2026-12-07 did "
+                "not write it), with --budget"
+            )
             raise SettingError(
                 f"--budget with --config {path}: expected the settings to plan from, got a plan this planner "
                 "wrote (its max_epochs, sizes and callbacks are its choices, not yours); fix: plan again from "
-                f"the settings it was planned from, `segapp fit --config {path.parent / INPUT_NAME} --budget ...` "
-                f"(add your changes to that file or the command line), or train the plan as it is without --budget"
+                f"the settings it was planned from, {start}; or train the plan as it is without --budget"
             )
 
 

@@ -109,6 +109,10 @@ def test_a_plan_yaml_is_refused_with_budget_and_its_input_plans_again(tmp_path):
     replan = ["--config", str(first.paths["yaml"]), "--budget", "3h"]
     with pytest.raises(SettingError, match=r"--budget with --config .*plan\.yaml: expected the settings to plan"):
         plan_fit(parsed_app(replan).parser, parsed_app(replan).config, make_timer=timer)
+    inp.rename(tmp_path / "moved.yaml")  # a plan written before plan_input.yaml existed
+    with pytest.raises(SettingError, match=r"plan_input\.yaml is not there: plans before 2026-12-07"):
+        plan_fit(parsed_app(replan).parser, parsed_app(replan).config, make_timer=timer)
+    (tmp_path / "moved.yaml").rename(inp)
     again = ["--config", str(inp), "--budget", "3h", "--trainer.default_root_dir", str(tmp_path / "b")]
     second = plan_fit(parsed_app(again).parser, parsed_app(again).config, make_timer=timer)
     assert second.plan.settings["trainer.max_epochs"] == 40 and second.plan.schedule.epochs <= 40  # the user's cap
