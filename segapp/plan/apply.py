@@ -164,20 +164,20 @@ def make_plan(
         spent_s: Seconds spent so far, asked after the calibration.
         mine: What the user gave that shapes the plan (a cap on the epochs, their own inference choice).
     """
-    base = plan_base(fp, device, weights, *counts)
+    base, mine = plan_base(fp, device, weights, *counts), mine or Given()
     allowance = min(max(CALIBRATION_SHARE * budget_s, CALIBRATION_MIN_S), CALIBRATION_MAX_S)
     dev = "cuda" if device.kind == "cuda" else "cpu"
     first = Candidate(base.net.key, base.smallest, base.batches[0], base.precisions[0], base.channels_last, dev)
     timer = make_timer(base)
     costs = calibrate(timer, first, base.timing_sizes(), allowance, base.precisions, base.batches)
-    plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
+    plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine)
     left = max(allowance - costs.spent_s, REFINE_SHARE * budget_s)
     for _ in range(REFINE_ROUNDS):  # a chosen size that was extrapolated: measure it and plan again
         before = costs.spent_s
         if not measure_chosen(timer, costs, plan.schedule.size, left):
             break
         left -= costs.spent_s - before
-        plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine or Given())
+        plan = plan_run(base, fp, device, costs, budget_s, spent_s(), mine)
     return plan
 
 
