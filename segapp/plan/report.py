@@ -14,7 +14,8 @@ def _measured_line(plan: Plan) -> str:
     c = plan.costs
     sizes = ", ".join(f"{c.times[s].train_s:.2f} s/step at {s} px" for s in sorted(c.times))
     load = f"read {1000 * c.load.read_s:.0f} ms/image"
-    post = f"; fp32 evaluation {c.post_ratio:.2f}x slower (trust, choice)" if c.post_ratio > 1 else ""
+    ratio = c.post_ratio_at(plan.schedule.size)
+    post = f"; fp32 evaluation {ratio:.2f}x slower at {plan.schedule.size} px (trust, choice)" if ratio > 1 else ""
     return (
         f"{plan.net.key} {c.base.precision} batch {c.base.batch}: {sizes} (others ~pixels^{c.exponent:.2f}, "
         f"{c.exponent_source}){post}; {load}; {c.spent_s:.1f} s of measuring"
@@ -132,6 +133,9 @@ def plan_record(plan: Plan) -> dict[str, Any]:
         "exponent": c.exponent,
         "exponent_source": c.exponent_source,
         "post_ratio": c.post_ratio,
+        "post_size": c.post_size,
+        "post_growth": c.post_growth,
+        "post_ratio_at_size": c.post_ratio_at(s.size),
         "load": vars(c.load),
         "schedule": {
             "size": s.size,

@@ -28,6 +28,9 @@ per image: the mixed precision's lead grows with the size (bf16 on AVX512-BF16: 
 1.49x at 256 px, 1.54x at 384 px; docs/benchmarks.md) and at 128 px it is within the noise of a
 few timed steps (two dermoscopy-like plans a minute apart: bf16 0.258 vs fp32 0.251 s/step, then
 0.235 vs 0.272), so a plain "faster wins" trained fp32 or bf16 by chance."""
+MAX_POST_GROWTH = 0.5
+"""Cap on the fitted growth of the fp32 ratio with the pixels (AVX512-BF16 measured 0.16: 1.09x at
+128 px, 1.54x at 384 px): two noisy timings must not extrapolate a ratio that refuses the budget."""
 WARMUP_STEPS = 1
 TIMED_STEPS = 3
 VAL_STEPS = 2
@@ -94,9 +97,14 @@ class Costs:
         exponent_source: ``fitted from N and M px`` or ``assumed``.
         load: Per-image data costs.
         spent_s: Seconds the calibration took.
-        post_ratio: fp32 evaluation time over ``base``'s: the passes after training (trust
-            calibration, inference choice) run without autocast, so a bf16 plan must not cost
-            them at bf16 speed (1.5x faster at 384 px on AVX512-BF16, docs/benchmarks.md).
+        post_ratio: fp32 evaluation time over ``base``'s at ``post_size``: the passes after
+            training (trust calibration, inference choice) run without autocast, so a bf16 plan
+            must not cost them at bf16 speed (1.5x faster at 384 px on AVX512-BF16,
+            docs/benchmarks.md).
+        post_size: The size ``post_ratio`` was measured at.
+        post_growth: ``g`` in ``ratio ~ pixels ** g``, fitted when the ratio was measured at two
+            sizes (it grows with the size: 1.09x at 128 px, 1.54x at 384 px on AVX512-BF16), so
+            a plan whose chosen size is larger than any fp32 measurement does not under-cost them.
     """
 
     base: Candidate
@@ -107,6 +115,8 @@ class Costs:
     load: LoadTime = LoadTime(0.0, 0.0)
     spent_s: float = 0.0
     post_ratio: float = 1.0
+    post_size: int = 0
+    post_growth: float = 0.0
 
     def _scaled(self, size: int, attr: str) -> float:
         ref = min(self.times, key=lambda s: abs(math.log(size / s)))
@@ -122,7 +132,13 @@ class Costs:
 
     def post_val_step(self, size: int) -> float:
         """Seconds per evaluation batch at ``size`` in fp32, as the passes after training run."""
-        return self._scaled(size, "val_s") * self.post_ratio
+        return self._scaled(size, "val_s") * self.post_ratio_at(size)
+
+    def post_ratio_at(self, size: int) -> float:
+        """fp32 over ``base``'s evaluation time at ``size`` (never below 1)."""
+        if not self.post_size or not self.post_growth:
+            return max(self.post_ratio, 1.0)
+        return max(self.post_ratio * (size / self.post_size) ** (2 * self.post_growth), 1.0)
 
     def measured(self, size: int) -> bool:
         return size in self.times
@@ -229,33 +245,40 @@ def measure_chosen(timer: StepTimer, costs: Costs, size: int, allowance_s: float
 
 
 def _post_ratio(timer: StepTimer, costs: Costs, left_s: float) -> float:
-    """Set ``costs.post_ratio`` for a plan in another precision than fp32; returns seconds spent.
+    """Set ``costs.post_ratio`` (and its growth) for a plan in another precision than fp32.
 
     The ratio grows with the size (bf16 on AVX512-BF16: 1.09x at 128 px, 1.54x at 384 px), so it
     is measured at the largest size measured when the allowance still affords an fp32 run there,
-    else taken from the smallest size (where every precision was measured), else left at 1 (a GPU
-    plan measures its mixed precision only; its passes after training are short)."""
+    its growth fitted between that size and the smallest (where every precision was measured);
+    else it is the smallest size's, else 1 (a GPU plan measures its mixed precision only; its
+    passes after training are short). Returns the seconds spent."""
     base = costs.base
     if base.precision == POST_PRECISION:
         return 0.0
     same = (POST_PRECISION, base.size, base.batch)
     at_small = next((t for c, t in costs.tried if (c.precision, c.size, c.batch) == same), None)
-    if at_small is not None and not (math.isfinite(at_small.train_s) and math.isfinite(at_small.val_s)):
-        at_small = None  # fp32 failed to run: no ratio to take, and an infinite one would refuse the budget
-    ratio = at_small.val_s / costs.times[base.size].val_s if at_small and costs.times[base.size].val_s > 0 else 1.0
+    if at_small is None or not (math.isfinite(at_small.train_s) and math.isfinite(at_small.val_s)):
+        return 0.0  # fp32 not measured or failed: no ratio to take, and an infinite one would refuse the budget
+    small_ratio = _ratio(at_small, costs.times[base.size])
+    costs.post_ratio, costs.post_size = max(small_ratio, 1.0), base.size
     large = max(costs.times)
-    spent = 0.0
-    if large != base.size and at_small is not None:
-        scale = (large / base.size) ** (2 * costs.exponent)
-        if _cost_of(StepTime(at_small.train_s * scale, at_small.val_s * scale, 0.0)) <= left_s:
-            cand = replace(base, size=large, precision=POST_PRECISION)
-            got = timer.measure(cand, left_s)
-            costs.tried.append((cand, got))
-            spent = got.spent_s
-            if math.isfinite(got.val_s) and costs.times[large].val_s > 0:
-                ratio = got.val_s / costs.times[large].val_s
-    costs.post_ratio = max(ratio, 1.0)
-    return spent
+    scale = (large / base.size) ** (2 * costs.exponent)
+    if large == base.size or _cost_of(StepTime(at_small.train_s * scale, at_small.val_s * scale, 0.0)) > left_s:
+        return 0.0
+    cand = replace(base, size=large, precision=POST_PRECISION)
+    got = timer.measure(cand, left_s)
+    costs.tried.append((cand, got))
+    if math.isfinite(got.val_s) and costs.times[large].val_s > 0:
+        large_ratio = _ratio(got, costs.times[large])
+        costs.post_ratio, costs.post_size = max(large_ratio, 1.0), large
+        if small_ratio > 0 and large_ratio > small_ratio:
+            growth = math.log(large_ratio / small_ratio) / math.log((large / base.size) ** 2)
+            costs.post_growth = min(growth, MAX_POST_GROWTH)
+    return got.spent_s
+
+
+def _ratio(fp32: StepTime, other: StepTime) -> float:
+    return fp32.val_s / other.val_s if other.val_s > 0 else 1.0
 
 
 def _predicted(costs: Costs, size: int) -> StepTime:
