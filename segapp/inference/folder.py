@@ -43,6 +43,7 @@ from segapp.io.scans import scan_kind
 from segapp.io.writers import temp_prefix
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_NOTHING_READ, EXIT_OUTPUT = 0, 1, 2, 3, 4
+SKIPPED_NAMED = 5  # unsupported files named on the console (the rest counted)
 
 
 @dataclass
@@ -121,24 +122,24 @@ def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     return input_dir, output_dir
 
 
-def discover(input_dir: Path) -> tuple[list[Path], int]:
-    """Supported files under ``input_dir`` (sorted, recursive) and the count of skipped ones.
+def discover(input_dir: Path) -> tuple[list[Path], list[Path]]:
+    """Supported files under ``input_dir`` (sorted, recursive) and the skipped (unsupported) ones.
 
-    Dangling symlinks are kept (whatever their name): the loader turns each into an error row.
+    Hidden files and everything in hidden folders (``.snapshot/``, ``.git/``, a viewer's
+    ``.cache/``) are left out, as old copies there would be predicted as scans. Dangling symlinks
+    are kept (whatever their name): the loader turns each into an error row.
     """
-    files, skipped = [], 0
+    files: list[Path] = []
+    skipped: list[Path] = []
     for p in sorted(input_dir.rglob("*")):
-        if p.name.startswith("."):
+        if any(part.startswith(".") for part in p.relative_to(input_dir).parts):
             continue
         if p.is_symlink() and not p.exists():
             files.append(p)
             continue
         if not p.is_file():
             continue
-        if scan_kind(p) is None:
-            skipped += 1
-        else:
-            files.append(p)
+        (skipped if scan_kind(p) is None else files).append(p)
     return files, skipped
 
 
@@ -166,7 +167,12 @@ class FolderRun:
         with out.writing(self.output_dir):
             out.remove_stale_temps(self.output_dir, self.files.temp_prefix if shard else None)
             journal = out.Journal(self.output_dir, self.opts.resume, self.input_dir, name=self.files.journal)
-        files, self.summary.skipped_unsupported = discover(self.input_dir)
+        files, skipped = discover(self.input_dir)
+        self.summary.skipped_unsupported = len(skipped)
+        if skipped:
+            names = ", ".join(p.relative_to(self.input_dir).as_posix() for p in skipped[:SKIPPED_NAMED])
+            more = f" and {len(skipped) - SKIPPED_NAMED} more" if len(skipped) > SKIPPED_NAMED else ""
+            _note(f"skipped {len(skipped)} file(s) no reader handles (by extension or DICOM preamble): {names}{more}")
         if shard is not None:
             self.summary.empty_shard = bool(files) and not shard.select(files)
             files = shard.select(files)

@@ -221,7 +221,7 @@ def _input_order(input_dir: Path, parts: list[ShardPart]) -> tuple[list[str], in
 
     if input_dir.is_dir():
         files, skipped = discover(input_dir)
-        return [f.relative_to(input_dir).as_posix() for f in files], skipped, True
+        return [f.relative_to(input_dir).as_posix() for f in files], len(skipped), True
     done = {rel for p in parts for rel in p.entries}
     return sorted(done, key=lambda r: PurePosixPath(r).parts), None, False
 

@@ -66,10 +66,12 @@ def has_dicm_preamble(path: Path) -> bool:
 
 
 def scan_kind(path: str | Path, image_extensions: tuple[str, ...] | None = None) -> ScanKind | None:
-    """Which reader handles ``path``: by extension, or the DICM preamble for files without one.
+    """Which reader handles ``path``: by extension, else the DICM preamble.
 
-    Returns ``None`` for files no reader handles (unknown extension, or no extension and no
-    DICOM preamble).
+    The preamble is read for every file whose extension names no reader, not only for
+    extension-less ones: PACS exports come as ``IM.0001``, Siemens ``.IMA``, ``.dc3`` or
+    ``.ser``, and a DICOM file skipped for its name vanished from the run without an error row.
+    Returns ``None`` for files no reader handles (no known extension and no DICOM preamble).
     """
     path = Path(path)
     name = path.name.lower()
@@ -80,8 +82,8 @@ def scan_kind(path: str | Path, image_extensions: tuple[str, ...] | None = None)
         return "dicom"
     if suffix in (IMAGE_EXTENSIONS if image_extensions is None else image_extensions):
         return "image"
-    if (not suffix or not suffix[1:].isalpha()) and has_dicm_preamble(path):
-        return "dicom"  # extension-less (or numbered, e.g. IM.0001) DICOM export
+    if suffix not in IMAGE_EXTENSIONS and has_dicm_preamble(path):
+        return "dicom"  # IM.0001, scan.IMA, extension-less: a DICOM export by its content
     return None
 
 

@@ -161,3 +161,21 @@ def test_tta_and_tile_modes_keep_the_input_size(tiny_ckpt, tmp_path, capsys):
         assert read_mask(out / "small.png.mask.png").shape == (30, 20)
         if "--keep-largest" in extra:
             assert all(int(r[0]["components"]) <= 1 for r in read_rows(out).values())
+
+
+def test_dicom_named_ima_is_predicted_hidden_folders_are_not_and_skipped_files_are_named(tiny_ckpt, tmp_path, capsys):
+    """A Siemens ``.IMA`` export was skipped as 'unsupported' and vanished from the CSV with exit 0,
+    and an old copy in a hidden ``.snapshot/`` folder was predicted as a scan."""
+    from tests.inference.formats import write_dicom
+
+    src = tmp_path / "in"
+    (src / ".snapshot").mkdir(parents=True)
+    write_dicom(src / "scan1.IMA", np.arange(24 * 20, dtype=np.uint16).reshape(24, 20))
+    Image.fromarray(np.full((20, 24, 3), 90, np.uint8)).save(src / ".snapshot" / "old.png")
+    (src / "notes.xyz").write_text("not a scan")
+    code, _, err = predict_in_process(
+        capsys, "--checkpoint", str(tiny_ckpt), "--workers", "0", "--input", str(src), "--output", str(tmp_path / "o")
+    )
+    rows = read_rows(tmp_path / "o")
+    assert code == 0 and list(rows) == ["scan1.IMA"] and rows["scan1.IMA"][0]["status"] == "ok"
+    assert "skipped 1 file(s) no reader handles" in err and "notes.xyz" in err
