@@ -23,7 +23,10 @@ from segapp.io.writers import cache_dir
 __all__ = ["cache_dir"]  # one definition, in segapp.io (inference caches there too)
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+# Raised whenever a reader decodes a file differently, so that no entry made by the older reader is
+# reused (keys see the file, not the code). 2: DICOM rescale/window from Enhanced functional groups,
+# padding left out of the gray range.
+CACHE_VERSION = 2
 
 
 def file_stamp(path: Path) -> str:
