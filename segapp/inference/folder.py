@@ -303,7 +303,7 @@ class FolderRun:
         from segapp.inference.dicom_seg import SegError, write_seg
 
         name = out.output_name(Path(item.rel), "seg", ext="dcm")
-        probs = [r.probs for r in results] if self.opts.save_probs else None
+        probs = [self._seg_probs(r) for r in results] if self.opts.save_probs else None
         try:
             write_seg(
                 self.input_dir / item.rel,
@@ -318,6 +318,13 @@ class FolderRun:
                 r["reason"] = f"no DICOM SEG: {e}"
             return []
         return [name.as_posix()]
+
+    def _seg_probs(self, res: FrameResult) -> np.ndarray:
+        """A FRACTIONAL SEG's probabilities: 0 where the clean-up (--keep-largest, --min-size) removed
+        a component, so thresholding the SEG at its ``threshold_calibrated`` gives the mask the CSV
+        and the PNG describe (it gave the mask before clean-up); below-threshold values are kept."""
+        removed = (res.probs > self.p.calibrated_threshold) & ~res.mask
+        return np.where(removed, 0.0, res.probs).astype(res.probs.dtype, copy=False)
 
     def _extras(self, item: Decoded, k: int, frame: int | None, res: FrameResult) -> list[str]:
         """Probabilities, uncertainty map, overlay and review thumbnail of one frame, as asked."""
@@ -501,6 +508,8 @@ def _seg_identity(
         "name": f"{net} x{predictor.engine.members}" if predictor.engine.members > 1 else net,
         "sha256": str(record.get("model", "")),
         "threshold": predictor.threshold,
+        "keep_largest": bool(predictor.keep_largest),
+        "min_size": predictor.min_size,
     }
     if run.opts.save_probs:  # FRACTIONAL: the stored probabilities are calibrated; say on which scale
         algorithm["threshold_calibrated"] = round(predictor.calibrated_threshold, 6)

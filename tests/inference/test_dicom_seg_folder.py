@@ -83,3 +83,23 @@ def test_probabilities_make_a_fractional_seg_and_resume_keeps_the_series(tiny_ck
     (out / "cine.dcm.seg.dcm").unlink()  # a lost output: --resume predicts that input again
     assert _predict(tiny_ckpt, dicom_folder, out, "--save-probs", "npy", "--resume").returncode == 0
     assert pydicom.dcmread(out / "cine.dcm.seg.dcm").SeriesInstanceUID == first
+
+
+def test_a_fractional_seg_thresholds_to_the_cleaned_mask_and_names_the_clean_up(tiny_ckpt, dicom_folder, tmp_path):
+    """With --keep-largest/--min-size the FRACTIONAL SEG kept the probabilities of the components the
+    clean-up removed: thresholded at its own threshold_calibrated it gave another mask than the CSV's."""
+    out = tmp_path / "out"
+    res = _predict(tiny_ckpt, dicom_folder, out, "--save-probs", "npy", "--keep-largest", "--min-size", "5")
+    assert res.returncode == 0, res.stderr
+    seg = pydicom.dcmread(out / "grey.dcm.seg.dcm")
+    params = seg.SegmentSequence[0].SegmentationAlgorithmIdentificationSequence[0].AlgorithmParameters
+    assert "keep_largest=True" in params and "min_size=5" in params
+    thr = float(params.split("threshold_calibrated=")[1].split(",")[0])
+    step = 1 / float(seg.MaximumFractionalValue)
+    stored = frames_of(out / "grey.dcm.seg.dcm")[0] * step
+    probs = np.load(out / "grey.dcm.prob.npy")
+    mask = np.asarray(Image.open(out / _rows(out)["grey.dcm"][0]["output"])) > 0
+    near = np.abs(probs - thr) <= step  # 8-bit rounding may move these across the threshold
+    assert np.array_equal((stored > thr)[~near], mask[~near])
+    kept = mask | (probs <= thr)
+    assert np.abs(stored - probs)[kept].max() <= step + 1e-6  # everything else is the probability map
