@@ -71,7 +71,11 @@ def main(argv: list[str] | None = None) -> None:
 
         print(summary(json.loads(out.with_name(out.name + ".json").read_text())["quantization"]))
     kind = f"{args.format} {args.quantize}" if args.quantize else args.format
-    print(f"wrote {out} and {out.name}.json ({kind}); run it with `segapp-predict --model {out}`")
+    if args.format == "onnx":
+        use = f"run it with `segapp-predict --model {out}`"
+    else:  # segapp-predict runs ONNX or a checkpoint; a TorchScript file is for the user's own code
+        use = f"load it with `torch.jit.load('{out}')` (segapp-predict runs ONNX: --format onnx)"
+    print(f"wrote {out} and {out.name}.json ({kind}); {use}")
 
 
 if __name__ == "__main__":

@@ -71,6 +71,15 @@ def test_torchscript_export_runs_at_other_sizes(tiny_ckpt, tmp_path):
         assert torch.allclose(module(x), ref(x), atol=1e-4)
 
 
+def test_the_torchscript_export_does_not_print_a_predict_command_that_refuses_it(tiny_ckpt, tmp_path, capsys):
+    """It printed `segapp-predict --model X.pt`, which exits 2 ('--model expects an .onnx file')."""
+    from segapp.cli.export import main
+
+    main(["--checkpoint", str(tiny_ckpt), "--format", "torchscript", "--out", str(tmp_path / "m.pt")])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "torch.jit.load" in last and "segapp-predict --model" not in last
+
+
 BLOCKER = textwrap.dedent(
     """
     import sys
