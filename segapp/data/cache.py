@@ -23,7 +23,7 @@ from segapp.io.writers import cache_dir
 __all__ = ["cache_dir"]  # one definition, in segapp.io (inference caches there too)
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the TIFF Orientation tag is applied (an oriented TIFF reads other pixels)
 
 
 def file_stamp(path: Path) -> str:

@@ -53,7 +53,7 @@ def read_image(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray
     """Read a 2D image as ``H x W x C`` in its native dtype.
 
     Supports PNG, JPEG (EXIF orientation applied), BMP, GIF and TIFF (8/16-bit, gray, RGB,
-    RGBA, palette, 1-bit); DICOM and NIfTI files give their first frame (only that frame of
+    RGBA, palette, 1-bit; Orientation tag applied); DICOM and NIfTI files give their first frame (only that frame of
     a multi-frame DICOM is decoded). A thin name for :func:`segapp.io.scans.read_first_frame`.
 
     Args:

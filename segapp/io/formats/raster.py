@@ -2,6 +2,10 @@
 
 The size is checked from the header (Pillow's ``size`` right after ``open``, tifffile's page
 shape) before any pixel is decoded; see :mod:`segapp.io.limits`.
+
+Both readers give the image as displayed: Pillow applies the EXIF orientation
+(``ImageOps.exif_transpose``), the TIFF reader the Orientation tag (274) with the same eight
+transforms, so a TIFF and a PNG of one displayed image read identically (images and masks).
 """
 
 from __future__ import annotations
@@ -19,6 +23,19 @@ from segapp.io.formats.common import TIFF_EXTENSIONS
 from segapp.io.limits import ReadLimits, check_size
 
 _PIL_LOCK = threading.Lock()
+
+# The TIFF/EXIF orientations as numpy views of an ``H x W [x C]`` array: the transposes Pillow's
+# ``ImageOps.exif_transpose`` applies (2 FLIP_LEFT_RIGHT, 3 ROTATE_180, 4 FLIP_TOP_BOTTOM,
+# 5 TRANSPOSE, 6 ROTATE_270, 7 TRANSVERSE, 8 ROTATE_90), so a TIFF and a PNG agree.
+_ORIENTATIONS = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
 
 
 @contextlib.contextmanager
@@ -58,14 +75,21 @@ def _pil_to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img)
 
 
+def _orient(arr: np.ndarray, orientation: int) -> np.ndarray:
+    """The stored ``H x W [x C]`` pixels as displayed under a TIFF/EXIF orientation (1-8; others: as stored)."""
+    transform = _ORIENTATIONS.get(orientation)
+    return arr if transform is None else np.ascontiguousarray(transform(arr))
+
+
 def _read_pillow(path: Path, limits: ReadLimits | None) -> np.ndarray:
+    """Pillow's pixels as displayed (EXIF orientation applied)."""
     try:
         with _our_limit_not_pillows():
             img = Image.open(path)
         with img:
             width, height = img.size
             check_size(path, height, width, 1, limits)
-            img = ImageOps.exif_transpose(img)  # honour JPEG EXIF orientation
+            img = ImageOps.exif_transpose(img)  # honour JPEG/PNG EXIF orientation
             img.load()
             return _pil_to_array(img)
     except ReadError:
@@ -77,6 +101,7 @@ def _read_pillow(path: Path, limits: ReadLimits | None) -> np.ndarray:
 
 
 def _read_tiff(path: Path, limits: ReadLimits | None) -> np.ndarray:
+    """tifffile's first page as displayed (Orientation tag applied)."""
     import tifffile
 
     try:
@@ -88,20 +113,22 @@ def _read_tiff(path: Path, limits: ReadLimits | None) -> np.ndarray:
             check_size(path, h, w, max(1, int(series.size) // per_frame), limits)
             arr = np.asarray(page.asarray())  # the first page only: a multi-page stack is not colour
             planar = int(page.planarconfig) == 2  # tifffile.PLANARCONFIG.SEPARATE: (C, H, W)
+            orientation = int(page.tags[274].value) if 274 in page.tags else 1
     except ReadError:
         raise
     except Exception as e:  # tifffile raises many types for broken files
         raise ReadError(path, f"not a readable TIFF ({type(e).__name__}: {e})") from e
     if arr.ndim == 3 and planar:
         arr = np.moveaxis(arr, 0, -1)  # planar (C, H, W) -> (H, W, C)
-    return arr
+    return _orient(arr, orientation)
 
 
 def read_raster(path: Path, limits: ReadLimits | None = None) -> np.ndarray:
     """Decode a 2D image file: tifffile for ``.tif``/``.tiff``, Pillow for everything else.
 
     Returns:
-        The pixels in their native dtype, ``H x W`` or ``H x W x C`` (not yet checked for shape).
+        The pixels as displayed (EXIF / TIFF orientation applied) in their native dtype,
+        ``H x W`` or ``H x W x C`` (not yet checked for shape).
 
     Raises:
         ReadError: undecodable, or over the size limits (checked from the header).
