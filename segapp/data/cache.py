@@ -23,7 +23,7 @@ from segapp.io.writers import cache_dir
 __all__ = ["cache_dir"]  # one definition, in segapp.io (inference caches there too)
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # 2: the TIFF Orientation tag is applied (an oriented TIFF reads other pixels)
+CACHE_VERSION = 3  # 2: the TIFF Orientation tag is applied; 3: a declared 9-15-bit depth is scaled to 16 bits
 
 
 def file_stamp(path: Path) -> str:
