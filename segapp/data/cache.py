@@ -25,8 +25,9 @@ __all__ = ["cache_dir"]  # one definition, in segapp.io (inference caches there 
 log = logging.getLogger(__name__)
 # Raised whenever a reader decodes a file differently, so that no entry made by the older reader is
 # reused (keys see the file, not the code). 2: DICOM rescale/window from Enhanced functional groups,
-# padding left out of the gray range.
-CACHE_VERSION = 2
+# padding left out of the gray range, and the TIFF Orientation tag applied; 3: a declared 9-15-bit
+# depth is scaled to 16 bits.
+CACHE_VERSION = 3
 
 
 def file_stamp(path: Path) -> str:

@@ -21,7 +21,7 @@ from segapp.data.cache import digest, file_stamp, load_json, save_json
 from segapp.data.check_cache import anchor_report, relative_report
 from segapp.data.errors import DataError
 from segapp.data.layouts import Discovery, Pair
-from segapp.io import MaskRule, MaskStats, ReadError, decide_rule, read_image
+from segapp.io import MaskRule, MaskStats, ReadError, decide_rule
 from segapp.io.masks import (
     foreground_count,
     has_foreground,
@@ -31,9 +31,11 @@ from segapp.io.masks import (
     value_stats,
     values_text,
 )
+from segapp.io.scans import depth_known, low_range_max, read_first_scan
 
-CHECK_VERSION = 4
+CHECK_VERSION = 5
 MAX_LISTED = 20
+NAMED_IN_WARNING = 3  # files a warning names before "and N more"
 _BINS = (0, 1, 32, 224, 255, 256)  # 0 | 1-31 | 32-223 | 224-254 | 255
 SMALL_LESION = 0.02  # lesions under 2 % of the frame: the small-polyp failures of docs/benchmarks.md
 
@@ -59,6 +61,7 @@ class CheckReport:
     empty_masks: int = 0
     lesions: dict = field(default_factory=dict)
     size_mismatch: list[str] = field(default_factory=list)
+    low_range: list[str] = field(default_factory=list)
     duplicates: list[list[str]] = field(default_factory=list)
     splits: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -84,7 +87,9 @@ def _inspect(pair: Pair) -> dict:
     """Read one pair: sizes, dtype, content hash, and the value histogram of each mask file."""
     out: dict = {"key": pair.key, "unreadable": [], "masks": []}
     try:
-        img = read_image(pair.image)
+        scan = read_first_scan(pair.image)
+        img = scan.frames[0]
+        out["low_range"] = not depth_known(scan) and low_range_max(img) is not None
         out["size"] = (int(img.shape[1]), int(img.shape[0]))
         out["type"] = f"{img.dtype}x{img.shape[2]}"
         out["grey"] = _is_grey(img)
@@ -223,11 +228,25 @@ def _judge(rep: CheckReport) -> None:
             f"{len(rep.size_mismatch)} pair(s) whose mask size differs from the image size, e.g. "
             f"{rep.size_mismatch[0]}; check the pairing"
         )
+    if rep.low_range:
+        rep.warnings.append(_low_range_warning(rep.low_range))
     if rep.duplicates:
         rep.warnings.append(
             f"{len(rep.duplicates)} group(s) of identical images, e.g. {', '.join(rep.duplicates[0][:3])}; "
             f"duplicates across splits inflate validation scores"
         )
+
+
+def _low_range_warning(paths: list[str]) -> str:
+    """The warning for 16-bit images that use at most 12 of their bits and declare no depth."""
+    more = f" and {len(paths) - NAMED_IN_WARNING} more" if len(paths) > NAMED_IN_WARNING else ""
+    return (
+        f"{len(paths)} image(s) are 16-bit with values below 4096 and no declared bit depth, e.g. "
+        f"{', '.join(paths[:NAMED_IN_WARNING])}{more}: expected a 16-bit image to use more than 12 of its bits, "
+        "so they are read near-black (values / 65535), and segapp-predict flags such scans 'input: low-range'; "
+        "fix: if they hold 12-bit data, store them as 8-bit or full-range 16-bit, or set their TIFF "
+        "MaxSampleValue (4095) / PNG sBIT (12)"
+    )
 
 
 def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | None = None) -> str:
@@ -304,6 +323,7 @@ def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
         lesions=_summarise_lesions(rows),
         empty_masks=sum(r["empty"] for r in rows),
         size_mismatch=[r["key"] for r in rows if "size" in r and "mask_size" in r and r["size"] != r["mask_size"]],
+        low_range=[str(p.image) for p, r in zip(disc.pairs, rows, strict=True) if r.get("low_range")],
         duplicates=[keys for keys in by_hash.values() if len(keys) > 1],
         splits=dict(Counter(p.split or "-" for p in disc.pairs)),
     )
@@ -341,6 +361,7 @@ def format_report(rep: CheckReport) -> str:
         ("images without mask", rep.images_without_mask),
         ("masks without image", rep.masks_without_image),
         ("missing files", rep.missing),
+        ("16-bit images with values below 4096 and no declared depth", rep.low_range),
     ):
         if items:
             lines.append(f"{title} ({len(items)}):")

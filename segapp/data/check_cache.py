@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-_PATH_LISTS = ("images_without_mask", "masks_without_image", "missing")
+_PATH_LISTS = ("images_without_mask", "masks_without_image", "missing", "low_range")
 _PATH_RECORDS = ("unreadable", "mask_misfits")
 _TOKEN = "<<path>>"
 

@@ -288,7 +288,7 @@ class FolderRun:
                 "sop_instance_uid": item.meta.get("sop_instance_uid", ""),
                 "output": name.as_posix(),
                 "status": "ok",
-                "reason": "",
+                "reason": item.notes[k],
                 **mask_stats(res.mask, res.probs, res.components),
                 **self._trust_columns(res.signals, item.checks[k], not res.mask.any()),
             }
@@ -407,6 +407,21 @@ class FolderRun:
         out.write_csv(self.output_dir / self.files.csv, rows)
         if self.opts.review and self.opts.shard is None:  # sharded: segapp-merge writes the one review.html
             write_review(self.output_dir, rows, max_cards=self.opts.review_cards)
+        if line := low_range_line(rows):
+            _note(line)
+
+
+def low_range_line(rows: list[dict[str, Any]]) -> str:
+    """The console line for scans flagged ``input: low-range`` ("" for none): how many, an example, the fix.
+
+    The flag alone (a row among thousands) is easy to miss, and the fix is in the data, so the run says it once.
+    """
+    low = [r for r in rows if "low-range" in str(r.get("input_check", "")).split()]
+    if not low:
+        return ""
+    return f"{len(low)} scan(s) flagged input: low-range (the reason column says why), e.g. {low[0]['input']}: " + str(
+        low[0].get("reason", "")
+    ).removeprefix("input: low-range: ")
 
 
 def _versions(engine_info: dict[str, Any]) -> dict[str, Any]:

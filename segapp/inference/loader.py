@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from segapp.inference.lock import pid_alive, process_start_time
+from segapp.inference.trust import input_note
 from segapp.io import ReadError, ReadLimits
-from segapp.io.scans import read_scan
+from segapp.io.scans import depth_known, read_scan
 
 
 @dataclass
@@ -35,6 +36,7 @@ class Decoded:
     raw: list[np.ndarray] | None = None
     meta: dict[str, Any] = field(default_factory=dict)
     checks: list[list[str]] = field(default_factory=list)  # per frame: input checks that fired
+    notes: list[str] = field(default_factory=list)  # per frame: what a check found and the fix ("" for none)
     error: str = ""
     decode_s: float = 0.0
     prep_s: float = 0.0
@@ -51,7 +53,8 @@ class FileDataset:
         nifti_axis: Slice axis for 3D NIfTI volumes.
         limits: Reader size limits (:class:`segapp.io.ReadLimits`), checked from each file's
             header before decoding; the defaults when None.
-        check: Raw frame -> the input checks that fire (:func:`segapp.inference.trust.input_checks`).
+        check: Raw frame and ``depth_known`` (:func:`segapp.io.scans.depth_known` of its file) ->
+            the input checks that fire (:func:`segapp.inference.trust.input_checks`).
     """
 
     def __init__(
@@ -62,7 +65,7 @@ class FileDataset:
         keep_raw: bool = False,
         nifti_axis: int = 2,
         limits: ReadLimits | None = None,
-        check: Callable[[np.ndarray], list[str]] | None = None,
+        check: Callable[..., list[str]] | None = None,
     ) -> None:
         self.root, self.files, self.prepare, self.check = root, files, prepare, check
         self.keep_raw, self.nifti_axis = keep_raw, nifti_axis
@@ -82,7 +85,9 @@ class FileDataset:
             scan = read_scan(path, nifti_axis=self.nifti_axis, limits=self.limits)
             t1 = time.perf_counter()
             item.inputs = [self.prepare(f) for f in scan.frames]
-            item.checks = [self.check(f) if self.check else [] for f in scan.frames]
+            known = depth_known(scan)
+            item.checks = [self.check(f, depth_known=known) if self.check else [] for f in scan.frames]
+            item.notes = [input_note(f, cs) for f, cs in zip(scan.frames, item.checks, strict=True)]
             item.prep_s = time.perf_counter() - t1
         except ReadError as e:
             item.error = e.reason

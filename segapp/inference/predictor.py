@@ -178,8 +178,9 @@ class Predictor:
         t = min(max(float(self.threshold), 1e-7), 1 - 1e-7)
         return float(1 / (1 + np.exp(-np.log(t / (1 - t)) / self.rules.temperature)))
 
-    def checker(self) -> Callable[[np.ndarray], list[str]]:
-        """A picklable raw-frame check (blank, saturated, grey for a colour model) for loader workers."""
+    def checker(self) -> Callable[..., list[str]]:
+        """A picklable raw-frame check for loader workers: blank, saturated, low-range (given the
+        frame's ``depth_known``), grey for a colour model."""
         return partial(
             input_checks, in_channels=self.engine.spec.in_channels, trained_on_colour=self.rules.trained_on_colour
         )

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from segapp.eval.calibration import binary_entropy, uncertainty_score
+from segapp.io.scans import low_range_max
 
 __all__ = ["binary_entropy", "uncertainty_score"]  # one definition, shared with segapp-eval --probs
 
@@ -35,6 +36,7 @@ REASONS = (
     "out of distribution",
     "input: blank",
     "input: saturated",
+    "input: low-range",
     "input: channels",
     "uncertain",
     "low estimated Dice",
@@ -70,16 +72,20 @@ def agreement(masks: list[np.ndarray]) -> float | None:
     return float(np.mean([dice(a, b) for a, b in combinations(masks, 2)]))
 
 
-def input_checks(frame: np.ndarray, in_channels: int, trained_on_colour: bool | None) -> list[str]:
-    """Cheap checks of a raw ``H x W x C`` frame: ``blank``, ``saturated``, ``channels``.
+def input_checks(
+    frame: np.ndarray, in_channels: int, trained_on_colour: bool | None, depth_known: bool = True
+) -> list[str]:
+    """Cheap checks of a raw ``H x W x C`` frame: ``blank``, ``saturated``, ``low-range``, ``channels``.
 
     ``blank``: (almost) one value everywhere, or non-finite values. For 8-bit frames: standard
     deviation under 1 % of 255. For other dtypes a robust spread, so one dead or hot pixel
     neither hides a blank frame nor makes a real one blank: the 1st-99th percentile range of the
     (sampled) frame is zero or at most 1 % of ``max(|p1|, |p99|)``. ``saturated``: over
     half the pixels of an integer image at the dtype's maximum (over-exposed; a black border is
-    not saturation). ``channels``: a grey scan (one channel, or equal channels) for a model
-    trained on colour scans.
+    not saturation). ``low-range``: a 16-bit frame whose values stop below 4096 and whose scale
+    the reader does not know (``depth_known`` False: an image file that declares no bit depth;
+    see :func:`segapp.io.scans.depth_known`), read near-black, 12-bit data or not.
+    ``channels``: a grey scan (one channel, or equal channels) for a model trained on colour scans.
     """
     f = np.asarray(frame)
     sample = f[:: max(1, f.shape[0] // 128), :: max(1, f.shape[1] // 128)].astype(np.float32)
@@ -96,10 +102,28 @@ def input_checks(frame: np.ndarray, in_channels: int, trained_on_colour: bool | 
         return ["blank"]  # nothing else is worth saying about a frame of one value
     if np.issubdtype(f.dtype, np.integer) and float((sample >= np.iinfo(f.dtype).max).mean()) > 0.5:
         out.append("saturated")
+    if not depth_known and low_range_max(f) is not None:
+        out.append("low-range")
     grey = f.shape[2] == 1 or bool(np.all(sample[..., :1] == sample[..., 1:3]))
     if trained_on_colour and in_channels >= 3 and grey:
         out.append("channels")
     return out
+
+
+def input_note(frame: np.ndarray, checks: list[str]) -> str:
+    """For the ``reason`` column: what a fired check expected, what it got and the fix ("" for none).
+
+    Only ``low-range`` needs more than its name: the value the scan stops at, and how to store it
+    so it is read at its brightness.
+    """
+    top = low_range_max(np.asarray(frame)) if "low-range" in checks else None
+    if top is None:
+        return ""
+    return (
+        f"input: low-range: expected a 16-bit scan to use more than 12 of its bits or to declare its depth, got "
+        f"values that stop at {top} of 65535, so it is read as 16-bit and looks near-black to the model; fix: if it "
+        "is 12-bit data, store it as 8-bit or full-range 16-bit, or set its TIFF MaxSampleValue (4095) / PNG sBIT (12)"
+    )
 
 
 def volume_signals(slices: list[dict[str, Any]], probs: np.ndarray, mask: np.ndarray) -> dict[str, Any]:

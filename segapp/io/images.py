@@ -53,8 +53,9 @@ def read_image(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray
     """Read a 2D image as ``H x W x C`` in its native dtype.
 
     Supports PNG, JPEG (EXIF orientation applied), BMP, GIF and TIFF (8/16-bit, gray, RGB,
-    RGBA, palette, 1-bit); DICOM and NIfTI files give their first frame (only that frame of
-    a multi-frame DICOM is decoded). A thin name for :func:`segapp.io.scans.read_first_frame`.
+    RGBA, palette, 1-bit; Orientation tag applied); a 16-bit file that declares a 9-15-bit depth
+    is scaled to the full 16-bit range. DICOM and NIfTI files give their first frame (only that
+    frame of a multi-frame DICOM is decoded). A thin name for :func:`segapp.io.scans.read_first_frame`.
 
     Args:
         path: The file.

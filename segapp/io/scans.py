@@ -6,6 +6,11 @@ other frame where the format allows; both go through :func:`_read`, so a file is
 (missing, empty, size limits) and decoded identically for training and inference.
 Grayscale scans come back as ``uint16`` scaled to the full 0-65535 range:
 
+- Images (PNG, JPEG, BMP, GIF, TIFF): as displayed (EXIF / TIFF orientation applied), in their
+  native dtype; a 16-bit image that declares a 9-15-bit depth is scaled to the full range
+  (``meta["declared_bits"]``). One without a declaration whose values stop below 4096 is kept as
+  it is, and :func:`low_range_max` names it for the checks that flag it.
+
 - DICOM: rescale slope/intercept (modality LUT), then the first VOI window when the file has
   one (else the file's min-max), MONOCHROME1 inverted so bright means dense as in
   MONOCHROME2. Multi-frame files give one frame per slice. RGB/YBR files give RGB.
@@ -33,22 +38,28 @@ from segapp.io.formats.common import (
     Scan,
     ScanKind,
     check_file,
-    check_frames,
 )
 from segapp.io.formats.dicom import read_dicom
 from segapp.io.formats.nifti import read_nifti
 from segapp.io.formats.raster import read_raster
 from segapp.io.limits import ReadLimits
 
+LOW_RANGE_TOP = 4095
+"""A 16-bit image whose values all stay at or below this uses at most 12 of its 16 bits."""
+
 __all__ = [
     "DICOM_EXTENSIONS",
     "NIFTI_EXTENSIONS",
     "Scan",
     "ScanKind",
+    "LOW_RANGE_TOP",
+    "depth_known",
     "has_dicm_preamble",
     "is_scan_file",
+    "low_range_max",
     "read_dicom",
     "read_first_frame",
+    "read_first_scan",
     "read_nifti",
     "read_scan",
     "scan_kind",
@@ -99,8 +110,31 @@ def _read(path: Path, kind: ScanKind, nifti_axis: int, limits: ReadLimits | None
         return read_dicom(path, limits=limits, first_only=first_only)
     if kind == "nifti":
         return read_nifti(path, axis=nifti_axis, limits=limits, first_only=first_only)
-    arr = read_raster(path, limits)
-    return Scan(path, "image", check_frames(path, [arr[:, :, None] if arr.ndim == 2 else arr]), {"n_frames": 1})
+    return read_raster(path, limits)
+
+
+def depth_known(scan: Scan) -> bool:
+    """Whether the reader knows the scale of ``scan``'s values, not just their dtype.
+
+    DICOM and NIfTI readers scale grey values to the full 16-bit range themselves (a NIfTI edge
+    slice may still be dark); an image knows its scale only when its file declared a 9-15-bit
+    depth (then the reader scaled it too).
+    """
+    return scan.kind != "image" or scan.meta.get("declared_bits") is not None
+
+
+def low_range_max(frame: np.ndarray) -> int | None:
+    """The maximum of a 16-bit ``H x W x C`` frame that uses at most 12 of its bits; None otherwise.
+
+    Alpha is left out (an opaque alpha is 65535). Such a frame, read by its dtype (``/ 65535``),
+    looks near-black to a model trained on full-range scans; whether it is 12-bit data or a dark
+    16-bit scan, the file alone cannot tell. 8-bit and float frames give None.
+    """
+    if frame.dtype != np.uint16 or not frame.size:
+        return None
+    colour = frame[:, :, :-1] if frame.ndim == 3 and frame.shape[2] in (2, 4) else frame
+    top = int(colour.max())
+    return top if top <= LOW_RANGE_TOP else None
 
 
 def read_scan(path: str | Path, nifti_axis: int = 2, limits: ReadLimits | None = None) -> Scan:
@@ -133,6 +167,15 @@ def read_first_frame(path: str | Path, limits: ReadLimits | None = None) -> np.n
     Raises:
         ReadError: as :func:`read_scan`.
     """
+    return read_first_scan(path, limits).frames[0]
+
+
+def read_first_scan(path: str | Path, limits: ReadLimits | None = None) -> Scan:
+    """:func:`read_first_frame` with its :class:`Scan`: the first frame only, and the file's ``meta``.
+
+    Raises:
+        ReadError: as :func:`read_scan`.
+    """
     path = Path(path)
     kind = scan_kind(path, image_extensions=()) or "image"
-    return _read(path, kind, 2, limits, first_only=True).frames[0]
+    return _read(path, kind, 2, limits, first_only=True)

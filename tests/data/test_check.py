@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import tifffile
 
 import segapp.data.check as check_mod
 from segapp.cli.data import main as data_main
@@ -15,6 +17,8 @@ from segapp.data.check import check_dataset, format_report
 from segapp.data.errors import DataError
 from segapp.data.layouts import discover
 from tests.conftest import REPO
+from tests.data.conftest import disk, make_paired, save
+from tests.inference.formats import write_png16
 
 
 def test_messy_dataset_report(messy_root):
@@ -123,3 +127,28 @@ def test_cached_report_names_paths_as_reached_this_time(paired_root, tmp_path, i
     assert bad["path"] == "../paired/images/img03.jpg" and (b / bad["path"]).is_file()
     assert "paired/images/img03.jpg" not in bad["reason"].replace("../paired/images/img03.jpg", "")
     assert "../paired/images/img03.jpg" in second["errors"][0]
+
+
+def test_16_bit_images_below_4096_without_a_declared_depth_are_named(tmp_path):
+    root = make_paired(tmp_path / "d", n=2)
+    g = (np.random.default_rng(0).integers(0, 4081, (32, 32))).astype(np.uint16)
+    for i in range(5):
+        path = root / "images" / f"low{i}.{'tif' if i % 2 else 'png'}"
+        tifffile.imwrite(path, g) if i % 2 else write_png16(path, g)
+    tifffile.imwrite(root / "images" / "declared.tif", g, extratags=[(281, "H", 1, 4095, True)])
+    write_png16(root / "images" / "full.png", g * 16)
+    for stem in ("low0", "low1", "low2", "low3", "low4", "declared", "full"):
+        save(root / "masks" / f"{stem}.png", (disk(32, 6) * 255).astype(np.uint8))
+    rep = check_dataset(discover(root), use_cache=False)
+    assert sorted(p.rsplit("/", 1)[1] for p in rep.low_range) == [
+        "low0.png",
+        "low1.tif",
+        "low2.png",
+        "low3.tif",
+        "low4.png",
+    ]
+    warning = next(w for w in rep.warnings if "below 4096" in w)
+    assert warning.startswith("5 image(s) are 16-bit with values below 4096 and no declared bit depth, e.g. ")
+    assert "and 2 more" in warning and "fix: if they hold 12-bit data" in warning and "low0.png" in warning
+    assert "declared.tif" not in warning and "full.png" not in warning
+    assert "16-bit images with values below 4096 and no declared depth (5):" in format_report(rep)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +61,21 @@ def jpeg_with_orientation(path: Path, arr: np.ndarray, orientation: int = 6) -> 
     exif = img.getexif()
     exif[0x0112] = orientation
     img.save(path, format="JPEG", exif=exif.tobytes())
+
+
+def write_png16(path: Path, arr: np.ndarray, sbit: int | None = None) -> Path:
+    """A 16-bit grey PNG of ``arr`` (rows x cols, uint16), with an ``sBIT`` chunk of ``sbit`` bits
+    right after IHDR when given (Pillow writes none)."""
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr, np.uint16)).save(buf, format="PNG")
+    data = buf.getvalue()
+    if sbit is not None:
+        end_of_ihdr = 8 + 8 + 13 + 4  # signature, IHDR length and type, its 13 bytes, CRC
+        body = b"sBIT" + bytes([sbit])
+        chunk = struct.pack(">I", 1) + body + struct.pack(">I", zlib.crc32(body))
+        data = data[:end_of_ihdr] + chunk + data[end_of_ihdr:]
+    path.write_bytes(data)
+    return path
 
 
 def make_scan_folder(root: Path, seed: int = 0) -> dict[str, dict]:

@@ -34,7 +34,9 @@ class Scan:
         frames: One ``H x W x C`` array per 2D frame (native dtype for images, uint16 for
             grayscale scans, uint8/uint16 RGB for colour DICOM).
         meta: ``n_frames`` and, for DICOM, ``sop_instance_uid`` and ``photometric``; for NIfTI
-            ``shape``, ``axis``, ``affine`` (4x4 array) and ``header`` (nibabel header).
+            ``shape``, ``axis``, ``affine`` (4x4 array) and ``header`` (nibabel header); for
+            images ``declared_bits``, the 9-15-bit depth the file declared and the reader scaled
+            to the full 16-bit range, or None.
     """
 
     path: Path
