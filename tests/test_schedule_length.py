@@ -136,6 +136,21 @@ def test_the_run_stops_when_the_next_epoch_does_not_fit_in_max_time(capsys):
     assert "stopping after epoch 8: the next epoch (~100 s) does not fit in the 20 s left" in capsys.readouterr().out
 
 
+def test_an_unmet_min_epochs_is_said_once_not_a_stop_said_after_every_epoch(capsys):
+    """With trainer.min_epochs unmet Lightning does not stop: the log said "stopping" after each of
+    12 epochs while the run went on (a 60 s plan ran 82 s)."""
+    sched, info, follower = _sched(max_epochs=None), {}, ScheduleFollower()
+    follower.start(_fake_trainer(20, remaining=900), sched, info)
+    loop = SimpleNamespace(_can_stop_early=False)
+    follower.epoch_end(_fake_trainer(20, remaining=320, epoch=5, fit_loop=loop), sched, info, epoch_seconds=100.0)
+    for epoch in (8, 9, 10):
+        t = _fake_trainer(20, remaining=20, epoch=epoch, fit_loop=loop)
+        follower.epoch_end(t, sched, info, epoch_seconds=100.0)
+        assert not t.should_stop
+    out = capsys.readouterr().out
+    assert "stopping" not in out and out.count("min_epochs / min_steps not met") == 1
+
+
 def test_the_time_after_the_last_whole_epoch_holds_a_partial_one():
     limits = ScheduleLength(50, "trainer.max_epochs=50")
     # 7 whole 100 s epochs, then 58 s: less the 28 s kept for a 20 s tail (x1.25 + 3 s), 30 s of

@@ -244,6 +244,7 @@ class ScheduleFollower:
         self.history: list[dict] = []
         self.fastest_rate: float | None = None  # the fastest epoch so far, seconds per training pixel
         self.seen = 0  # epochs timed in this process
+        self._min_said = False  # the note that trainer.min_epochs/min_steps keep the run going
         self.tail: float | None = None  # seconds after the last training step of the last epoch
         self.stopped: dict | None = None  # where batch_end ended the last, partial epoch
         self.partial_ok = True  # validation every epoch: a partial epoch can end in time for it
@@ -336,13 +337,19 @@ class ScheduleFollower:
         next_s = self.fastest_rate * train_pixels(trainer, done)
         left = timer.time_remaining()
         short = partial_share(left, next_s, tail) < MIN_PARTIAL if tail is not None else next_s > left
-        if trainer.strategy.broadcast(short, src=0):  # every rank gets here; rank 0 decides
-            trainer.should_stop = True
-            _say(
-                trainer,
-                f"stopping after epoch {trainer.current_epoch}: the next epoch (~{next_s:.0f} s) does not fit "
-                f"in the {left:.0f} s left of trainer.max_time; the cosine ended here",
-            )
+        if not trainer.strategy.broadcast(short, src=0):  # every rank gets here; rank 0 decides
+            return
+        if not getattr(getattr(trainer, "fit_loop", None), "_can_stop_early", True):
+            if not self._min_said:  # it said "stopping" after every epoch and went on (a 60 s run took 82 s)
+                self._min_said = True
+                _say(trainer, "trainer.min_epochs / min_steps not met: the run goes on past trainer.max_time")
+            return
+        trainer.should_stop = True
+        _say(
+            trainer,
+            f"stopping after epoch {trainer.current_epoch}: the next epoch (~{next_s:.0f} s) does not fit "
+            f"in the {left:.0f} s left of trainer.max_time; the cosine ended here",
+        )
 
     def batch_end(self, trainer, sched, run_info: dict, batch_idx: int) -> None:
         """Stop the last (partial) epoch when the time left is what its validation takes.

@@ -199,6 +199,10 @@ UNMODELLED = {
     "check_val_every_n_epoch": (lambda v: v in (None, 1), "1 (a validation after every epoch)"),
     "val_check_interval": (_whole, "1.0 (validation at the end of each epoch)"),
     "max_steps": (lambda v: v in (None, -1), "-1 (the budget's time ends the run)"),
+    "min_epochs": (lambda v: v in (None, 0), "none (a minimum switches off trainer.max_time's stop)"),
+    "min_steps": (lambda v: v in (None, -1, 0), "none (a minimum switches off trainer.max_time's stop)"),
+    "fast_dev_run": (lambda v: v in (None, False, 0), "false (a debugging run of a few batches, not a plan)"),
+    "overfit_batches": (lambda v: v in (None, 0, 0.0), "0 (every training image, as planned)"),
 }
 """Trainer settings the planner's time model assumes: epochs of every batch, one step per batch, a
 validation after each. Another value would make the planned epochs, the step floor and the EMA decay

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from segapp.errors import SettingError
@@ -9,6 +10,9 @@ from segapp.errors import SettingError
 _PART = re.compile(r"(\d+(?:\.\d+)?)([hms])")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0}
 _EXAMPLES = "e.g. --budget 40m, 1h30m, 90s or 2400 (seconds)"
+MAX_BUDGET_S = 30 * 86400.0
+"""A month: past it a plan is no plan (99999999999999h planned, then Lightning's timer overflowed,
+and a 400-digit budget became ``inf`` and NaN epochs inside planning)."""
 
 
 def parse_budget(text: str | int | float) -> float:
@@ -25,6 +29,11 @@ def parse_budget(text: str | int | float) -> float:
         )
     if seconds <= 0:
         raise SettingError(f"--budget: expected a duration above zero, got {text!r}; fix: {_EXAMPLES}")
+    if not math.isfinite(seconds) or seconds > MAX_BUDGET_S:
+        raise SettingError(
+            f"--budget: expected at most 30 days ({MAX_BUDGET_S:.0f} s), got {text!r}; fix: a budget you would wait "
+            "for, e.g. --budget 12h (the plan's epochs stop at 500 long before)"
+        )
     return seconds
 
 

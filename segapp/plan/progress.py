@@ -4,7 +4,8 @@
 
 The app adds it when a run was planned with ``--budget``; a replayed ``plan.yaml`` has no plan
 to compare with and runs without it. Minutes count from the start of the command; "on plan"
-means within 3 % of the budget (at least 30 s) of the planned end of that epoch.
+means within 3 % of the budget (at least 30 s) of the planned end of that epoch; a line past the
+budget itself says ``OVER BUDGET`` whatever the plan said.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ def progress_line(epoch: int, epochs: int, elapsed_s: float, planned_s: float, b
     count = f"{epoch}/{epochs}" if epoch <= epochs else f"{epoch} ({epochs} planned; the epochs ran faster)"
     line = f"plan: epoch {count} · {elapsed_s / 60:.1f} of {budget_s / 60:.1f} min · {status}"
     line += f" ({delta / 60:+.1f} min)"
-    if epoch < epochs and delta > tol:
+    if elapsed_s > budget_s:  # past the plan the "planned end" is extrapolated and can hide this
+        line += f"; OVER BUDGET by {(elapsed_s - budget_s) / 60:.1f} min"
+    elif epoch < epochs and delta > tol:
         line += "; the run will end before the last planned epoch (the cosine is shortened to fit)"
     return line
 

@@ -36,6 +36,15 @@ def test_bad_spellings_are_one_line_with_the_fix(text):
     assert repr(text) in msg and "fix: e.g. --budget 40m" in msg
 
 
+@pytest.mark.parametrize("text", ["99999999999999h", "9" * 400, "721h", "2592001"])
+def test_budgets_past_a_month_or_infinite_are_refused_in_one_line(text):
+    """99999999999999h was planned and then overflowed Lightning's timer; 400 digits gave NaN epochs."""
+    with pytest.raises(SettingError) as e:
+        parse_budget(text)
+    assert str(e.value).startswith("--budget: expected at most 30 days") and "fix:" in str(e.value)
+    assert parse_budget("720h") == 30 * 86400
+
+
 @pytest.mark.parametrize("seconds", [90, 2400, 5400, 3630, 59])
 def test_format_reads_back(seconds):
     assert parse_budget(format_duration(seconds)) == seconds

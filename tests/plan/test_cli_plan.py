@@ -37,6 +37,9 @@ def test_refusals_are_one_line(tmp_path, capsys):
         assert f"trainer.{key}: expected " in err and "with --budget" in err and "plan.yaml" in err, err
     for key, value in (("check_val_every_n_epoch", "2"), ("max_steps", "100"), ("val_check_interval", "0.5")):
         assert f"trainer.{key}: expected " in _error(capsys, [*base, "--budget", "5m", f"--trainer.{key}", value])
+    # a minimum switched off trainer.max_time's stop (a 60 s plan ran 82 s); the others are debugging runs
+    for key, value in (("min_epochs", "34"), ("min_steps", "500"), ("fast_dev_run", "true"), ("overfit_batches", "2")):
+        assert f"trainer.{key}: expected " in _error(capsys, [*base, "--budget", "5m", f"--trainer.{key}", value])
     val = ["validate", *base[1:], "--budget", "5m"]
     assert "--budget: expected with segapp fit, got segapp validate" in _error(capsys, val)
     assert not (tmp_path / "run" / "plan.yaml").exists()

@@ -39,6 +39,14 @@ def test_epochs_past_the_plan_are_counted_at_the_last_planned_epochs_length():
     assert line.startswith("plan: epoch 5 (3 planned; the epochs ran faster)") and "on plan" in line
 
 
+def test_a_line_past_the_budget_says_over_budget_even_when_on_the_extrapolated_plan():
+    """Past the planned epochs the planned end is extrapolated: 1.3 of 1.0 min read "on plan"."""
+    ends = [2.0 * k for k in range(1, 22)]  # 21 planned epochs of a 60 s budget
+    line = progress_line(32, 21, 78.0, planned_end(ends, 32), 60)
+    assert "on plan" in line and line.endswith("; OVER BUDGET by 0.3 min")
+    assert "OVER BUDGET" not in progress_line(21, 21, 59.0, 42.0, 60)
+
+
 def test_a_partial_last_epoch_says_so_instead_of_ahead_of_plan(capsys):
     """The 40-minute Kvasir run's 16th epoch, stopped at 33 of 80 batches, printed "ahead of plan
     (-2.9 min)" against a whole epoch's planned end."""
