@@ -42,6 +42,7 @@ from segapp.lit.report_callback import EvalReport  # noqa: E402
 from segapp.lit.run_info import build_run_info  # noqa: E402
 from segapp.machine import cpu_model, cpu_supports_bf16  # noqa: E402
 from segapp.plan.apply import ActivePlan, command_start, plan_fit  # noqa: E402
+from segapp.plan.given import given_keys  # noqa: E402
 from segapp.plan.progress import PlanProgress  # noqa: E402
 
 
@@ -110,6 +111,11 @@ class SegappCLI(LightningCLI):
         self.started = command_start()  # the --budget clock: this command, not what its process did before
         super().__init__(*args, **kwargs)
 
+    def parse_arguments(self, parser, args) -> None:
+        """Keep the arguments as given: a planned run tells the user's settings by key, not value."""
+        self._argv = [str(a) for a in args] if isinstance(args, (list, tuple)) else sys.argv[1:] if args is None else []
+        super().parse_arguments(parser, args)
+
     def before_instantiate_classes(self) -> None:
         """With ``--budget``: plan the run, then train ``<run>/plan.yaml`` parsed as if given with ``--config``."""
         self.active_plan: ActivePlan | None = None
@@ -122,7 +128,7 @@ class SegappCLI(LightningCLI):
                 f"--budget: expected with segapp fit, got segapp {sub}; fix: plan with `segapp fit --budget 40m ...`"
             )
         parser = self._parser(sub)
-        self.active_plan = plan_fit(parser, cfg, started=self.started)
+        self.active_plan = plan_fit(parser, cfg, started=self.started, user_keys=given_keys(self._argv))
         self.config[sub] = parser.parse_args(["--config", str(self.active_plan.paths["yaml"])])
         # Planning drew from (and the step timer reseeded) torch's RNG after Lightning seeded it:
         # seed again, so the run starts where `segapp fit --config plan.yaml` starts.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
 from segapp.plan.device import Device, detect_device
 from segapp.plan.fingerprint import Fingerprint, fingerprint_folder, fingerprint_pairs
-from segapp.plan.given import Given, given, refuse_plans
+from segapp.plan.given import Given, given, refuse_plans, without
 from segapp.plan.nets import lite0_weights
 from segapp.plan.records import Base, Plan
 from segapp.plan.report import summary
@@ -78,12 +78,17 @@ def command_start() -> float:
 
 
 def plan_fit(
-    parser: Any, cfg: Any, make_timer: Callable[..., StepTimer] = _timer, started: float | None = None
+    parser: Any,
+    cfg: Any,
+    make_timer: Callable[..., StepTimer] = _timer,
+    started: float | None = None,
+    user_keys: Iterable[str] = (),
 ) -> ActivePlan:
     """Plan the ``segapp fit`` config ``cfg`` (parsed by ``parser``) to its ``budget``.
 
     The budget clock starts at ``started`` (default :func:`command_start`; the app passes the
-    moment it was built, so a process that ran other work first does not count it).
+    moment it was built, so a process that ran other work first does not count it). ``user_keys``: the
+    dotted keys the user gave (:func:`~segapp.plan.given.given_keys`), theirs even at a default value.
 
     Raises:
         SettingError: a bad budget, a budget too small for one epoch, ``--plan_only`` without a
@@ -95,6 +100,7 @@ def plan_fit(
     full = _dump(parser, cfg)
     budget_s = _budget(full)
     refuse_plans(cfg.get("config"))
+    _refuse_trained_folder(full)
     data = full.get("data") or {}
     if not data.get("root"):
         raise SettingError("data.root: expected your dataset folder, got nothing; fix: --data.root /path/to/folder")
@@ -133,11 +139,12 @@ def plan_fit(
             f"the fingerprint is of the {fp.pairs} training and validation pairs; the {len(splits['test'])} test "
             "pairs were checked for errors but do not choose the plan"
         )
-    plan.notes.extend(replaced(plan, full, defaults))
+    yours = without(defaults, user_keys)  # a key the user gave counts as theirs even at its default value
+    plan.notes.extend(replaced(plan, full, yours))
     root = str(Path(data["root"]).resolve())
     config = plan_config(plan, full, defaults, root)
     folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
-    paths = write_plan(plan, config, folder, input_config(full, defaults, root))
+    paths = write_plan(plan, config, folder, input_config(full, yours, root))
     print(summary(plan, paths), flush=True)
     return ActivePlan(plan, paths, started, bool(full.get("plan_only")))
 
@@ -217,6 +224,20 @@ def _modelled(trainer: dict[str, Any]) -> None:
                 f"got {trainer.get(key)!r}; fix: drop it, or plan without it and set it in the written "
                 "plan.yaml, then run segapp fit --config plan.yaml (no --budget)"
             )
+
+
+def _refuse_trained_folder(full: dict[str, Any]) -> None:
+    """Refuse planning into a run folder that holds a trained model: the new run would write over its
+    checkpoints and plan (planning again from ``plan_input.yaml`` names the old folder, so the
+    documented "plan again" command replaced a best.ckpt of 0.061 Dice by one of 0.027)."""
+    folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
+    ckpts = sorted((folder / "checkpoints").glob("*.ckpt"))
+    if ckpts:
+        raise SettingError(
+            f"trainer.default_root_dir: expected a new run folder for a planned run, got {folder}, which holds a "
+            f"trained model ({', '.join(p.name for p in ckpts[:3])}); fix: --trainer.default_root_dir "
+            f"{folder.parent / (folder.name + '_2')} (or move that folder away)"
+        )
 
 
 def _budget(full: dict[str, Any]) -> float:

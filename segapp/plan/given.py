@@ -12,10 +12,13 @@ beside it, ``plan_input.yaml``; planning again starts from that.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from segapp.errors import SettingError
 from segapp.inference.choice import MAX_IMAGES
@@ -72,3 +75,51 @@ def given(full: dict[str, Any]) -> Given:
             n = (c.get("init_args") or {}).get("max_images")
             choice = MAX_IMAGES if n is None else int(n)
     return Given(cap if isinstance(cap, int) and cap > 0 else None, choice)
+
+
+def given_keys(argv: Iterable[str]) -> set[str]:
+    """Dotted keys the user set on the command line or in a ``--config`` file, whatever their value.
+
+    A value equal to the parser's default is still the user's: ``--data.image_size 256`` or
+    ``--model.freeze_encoder_epochs 0`` were taken for "not given" (a comparison with the defaults)
+    and replaced by the plan without the note every other replaced setting gets.
+    """
+    keys: set[str] = set()
+    args = iter(argv)
+    for tok in args:
+        if tok in ("-c", "--config") or tok.startswith("--config="):
+            path = tok.partition("=")[2] if "=" in tok else next(args, None)
+            keys |= _config_keys(path)
+        elif tok.startswith("--"):
+            keys.add(tok[2:].partition("=")[0].rstrip("+"))
+    return keys
+
+
+def _config_keys(path: str | None) -> set[str]:
+    try:
+        tree = yaml.safe_load(Path(str(path)).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError):
+        return set()  # the parser has already read it, or refused it with its own message
+    return set(_dotted(tree)) if isinstance(tree, dict) else set()
+
+
+def _dotted(tree: dict[str, Any], prefix: str = "") -> Iterable[str]:
+    """The leaves' dotted keys (a section's own key would claim every default in it)."""
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            yield from _dotted(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def without(defaults: dict[str, Any], keys: Iterable[str]) -> dict[str, Any]:
+    """``defaults`` less the ``keys`` the user gave, so that comparing with it keeps them all."""
+    out = copy.deepcopy(defaults)
+    for key in keys:
+        *parents, last = key.split(".")
+        node: Any = out
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(last, None)
+    return out

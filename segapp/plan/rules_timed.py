@@ -76,7 +76,7 @@ def plan_run(
     choices += _schedule_choices(sched, work, settings, cap if cap < MAX_EPOCHS else None)
     choices += _training_choices(base, fp, sched, work, settings)
     choices.append(_inference_choice(costs, work, sched, budget_s, settings))
-    notes = [] if sched.epochs >= floor else [f"{sched.epochs} epochs is under the floor of {floor}: more budget helps"]
+    notes = [] if sched.epochs >= floor else [_under_floor(sched.epochs, floor, cap if cap < MAX_EPOCHS else None)]
     return Plan(budget_s, spent_s, fp, device, costs, sched, base.net, settings, choices, notes)
 
 
@@ -289,6 +289,16 @@ def _training_choices(
     base: Base, fp: Fingerprint, sched: sizing.Schedule, work: sizing.Work, settings: Settings
 ) -> list[Choice]:
     return [_freeze_choice(base, sched, settings), _augment_choice(sched, work, settings), _loss_choice(fp, settings)]
+
+
+def _under_floor(epochs: int, floor: int, cap: int | None) -> str:
+    """The note for a plan under the epoch floor: what to change (a cap of the user's is not the budget)."""
+    if cap is not None and epochs >= cap:  # "more budget helps" was wrong: 12 epochs of 250 at any budget
+        return (
+            f"{epochs} epochs is under the floor of {floor} because your trainer.max_epochs={cap} caps it, not the "
+            "budget: drop trainer.max_epochs (from your config or command line) to let the budget decide"
+        )
+    return f"{epochs} epochs is under the floor of {floor}: more budget helps"
 
 
 def _freeze_choice(base: Base, sched: sizing.Schedule, settings: Settings) -> Choice:

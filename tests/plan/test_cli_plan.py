@@ -80,8 +80,9 @@ def test_a_planned_run_starts_from_its_seed_as_its_plan_yaml_replayed_does(tmp_p
             torch.rand(100)
             return super().measure(cand, max_s)
 
-    def planned(parser, cfg, started=None):
-        return plan_fit(parser, cfg, make_timer=lambda base, splits, rule: DrawingTimer(), started=started)
+    def planned(parser, cfg, started=None, user_keys=()):
+        timer = lambda base, splits, rule: DrawingTimer()  # noqa: E731
+        return plan_fit(parser, cfg, make_timer=timer, started=started, user_keys=user_keys)
 
     monkeypatch.setattr(app_module, "plan_fit", planned)
     root = str(generate(tmp_path / "d", n=12, size=32, seed=0))

@@ -10,6 +10,7 @@ import yaml
 from segapp.app import parse_only, parsed_app
 from segapp.errors import SettingError
 from segapp.plan.apply import plan_fit
+from segapp.plan.given import given_keys
 from segapp.plan.rules_timed import epoch_room
 from segapp.plan.writer import compact, nested
 from tests.conftest import REPO
@@ -20,8 +21,10 @@ def _plan(tmp_path, *extra: str, budget: str = "20m"):
     root = lesion_folder(tmp_path / "data", [0.04, 0.09, 0.16, 0.0] * 6, size=100)
     run = tmp_path / "run"
     args = ["--config", str(REPO / "configs/auto.yaml"), "--data.root", str(root), "--budget", budget]
-    app = parsed_app([*args, "--trainer.default_root_dir", str(run), *extra])
-    return plan_fit(app.parser, app.config, make_timer=lambda base, splits, rule: FakeTimer()), root, run
+    args = [*args, "--trainer.default_root_dir", str(run), *extra]
+    app = parsed_app(args)
+    timer = lambda base, splits, rule: FakeTimer()  # noqa: E731
+    return plan_fit(app.parser, app.config, make_timer=timer, user_keys=given_keys(args)), root, run
 
 
 def test_the_plan_is_a_normal_config_that_parses_and_holds_the_plan(tmp_path, capsys):
@@ -138,6 +141,41 @@ def test_a_setting_the_user_gave_and_the_plan_replaces_is_named(tmp_path, capsys
     assert "your data.image_size=999" in capsys.readouterr().out
     plain, _, _ = _plan(tmp_path / "again")
     assert not [n for n in plain.plan.notes if "was replaced" in n]  # configs/auto.yaml alone: nothing to name
+
+
+def test_a_setting_given_at_its_default_value_and_replaced_is_named_and_kept_in_plan_input(tmp_path):
+    """``--data.image_size 256`` and ``--model.freeze_encoder_epochs 0`` equal the parser's defaults,
+    so they were taken for "not given": replaced without a note and missing from plan_input.yaml
+    (an encoder frozen for the whole run though the user asked for 0)."""
+    active, _, _ = _plan(tmp_path, "--data.image_size", "256", "--model.freeze_encoder_epochs=0")
+    s = active.plan.settings
+    assert s["data.image_size"] != 256 and s["model.freeze_encoder_epochs"] != 0
+    notes = [n for n in active.plan.notes if "was replaced" in n]
+    assert any(n.startswith("your data.image_size=256 was replaced") for n in notes)
+    assert any(n.startswith("your model.freeze_encoder_epochs=0 was replaced") for n in notes)
+    mine = yaml.safe_load(active.paths["input"].read_text())
+    assert mine["data"]["image_size"] == 256 and mine["model"]["freeze_encoder_epochs"] == 0
+
+
+def test_planning_into_a_folder_with_a_trained_model_is_refused(tmp_path):
+    """`segapp fit --config run/plan_input.yaml --budget ...` (the documented "plan again") names the
+    old run folder: it wrote over that run's best.ckpt and plan.yaml."""
+    first, _, run = _plan(tmp_path)
+    (run / "checkpoints").mkdir()
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"weights")
+    before = first.paths["yaml"].read_text()
+    again = ["--config", str(first.paths["input"]), "--budget", "20m"]
+    with pytest.raises(SettingError, match=r"trainer.default_root_dir: expected a new run folder .*best\.ckpt.*_2"):
+        plan_fit(parsed_app(again).parser, parsed_app(again).config, make_timer=lambda b, s, r: FakeTimer())
+    assert first.paths["yaml"].read_text() == before and (run / "checkpoints" / "best.ckpt").read_bytes() == b"weights"
+
+
+def test_given_keys_come_from_the_command_line_and_the_config_files(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data:\n  image_size: 256\nmodel:\n  net:\n    init_args:\n      encoder_name: x\n")
+    keys = given_keys(["fit", "-c", str(cfg), "--trainer.max_epochs", "3", "--trainer.callbacks+=X", "--a.b=1"])
+    assert {"data.image_size", "model.net.init_args.encoder_name", "trainer.max_epochs", "trainer.callbacks"} <= keys
+    assert "a.b" in keys and "fit" not in keys and "data" not in keys  # leaves only: not a whole section
 
 
 def test_a_test_split_is_checked_but_does_not_choose_the_plan(tmp_path):

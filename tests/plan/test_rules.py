@@ -221,6 +221,10 @@ def test_measuring_the_chosen_size_keeps_to_its_allowance():
 def test_the_users_max_epochs_caps_the_plan():
     p = plan(fingerprint(), 3 * 3600, max_epochs=3)
     assert p.schedule.epochs == 3 and "at most 3" in choice(p, "trainer.max_epochs").evidence
+    # a cap under the floor is named as the cause: "more budget helps" was wrong (12 epochs at any budget)
+    (note,) = [n for n in p.notes if "under the floor" in n]
+    assert "your trainer.max_epochs=3 caps it, not the budget" in note and "more budget" not in note
+    assert "more budget helps" in " ".join(plan(fingerprint(), 60).notes)
 
 
 def test_the_users_own_inference_choice_is_priced_as_given():
