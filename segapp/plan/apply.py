@@ -242,6 +242,12 @@ def _refuse_trained_folder(full: dict[str, Any]) -> None:
 
 def _budget(full: dict[str, Any]) -> float:
     _modelled(full.get("trainer") or {})
+    if (full.get("model") or {}).get("compile"):
+        raise SettingError(
+            "model.compile: expected false with --budget (the step timer measures the net without torch.compile, "
+            "whose first steps compile for minutes on a CPU, unplanned), got true; fix: drop it, or plan without "
+            "it and set it in the written plan.yaml, then run segapp fit --config plan.yaml (no --budget)"
+        )
     if full.get("ckpt_path"):
         raise SettingError(
             f"--budget: expected a new run, got --ckpt_path {full['ckpt_path']}; fix: resume a planned run with "

@@ -166,8 +166,9 @@ def calibrate(
 ) -> Costs:
     """Measure what fits in ``allowance_s`` seconds, smallest first.
 
-    1. Every precision x batch combination at the smallest size (the cheapest measurement); the
-       fastest per image wins, a mixed precision counted :data:`MIXED_EDGE` x faster (a candidate
+    1. Every precision x batch combination at the smallest size (the cheapest measurement) while
+       the allowance lasts (the first always: on a busy machine a 60 s plan measured for 45 s);
+       the fastest per image wins, a mixed precision counted :data:`MIXED_EDGE` x faster (a candidate
        that fails, e.g. out of GPU memory, times as infinite).
     2. Then the largest of ``sizes`` whose predicted measuring cost fits what is left, so the
        exponent ``k`` is fitted over the widest range; sizes not measured are extrapolated.
@@ -186,6 +187,8 @@ def calibrate(
         for batch in batches or [base.batch]:
             cand = replace(base, size=small, precision=prec, batch=batch)
             left = allowance_s - sum(t.spent_s for _, t in tried)
+            if tried and left <= 0:
+                continue  # the allowance is spent (a busy machine): one measurement is what planning needs
             tried.append((cand, timer.measure(cand, left)))
     ok = [t for t in tried if math.isfinite(t[1].train_s)]
     if not ok:

@@ -40,6 +40,9 @@ def test_refusals_are_one_line(tmp_path, capsys):
     # a minimum switched off trainer.max_time's stop (a 60 s plan ran 82 s); the others are debugging runs
     for key, value in (("min_epochs", "34"), ("min_steps", "500"), ("fast_dev_run", "true"), ("overfit_batches", "2")):
         assert f"trainer.{key}: expected " in _error(capsys, [*base, "--budget", "5m", f"--trainer.{key}", value])
+    assert "model.compile: expected false with --budget" in _error(
+        capsys, [*base, "--budget", "5m", "--model.compile", "true"]
+    )
     val = ["validate", *base[1:], "--budget", "5m"]
     assert "--budget: expected with segapp fit, got segapp validate" in _error(capsys, val)
     assert not (tmp_path / "run" / "plan.yaml").exists()

@@ -115,6 +115,16 @@ def test_progressive_resizing_ema_and_schedule_on_a_long_run():
     )
 
 
+def test_the_ema_reason_gives_the_window_its_decay_makes():
+    """With 2 steps per epoch the decay is held at 0.9, a 10-step window: 5 epochs, not the "about 2" it said."""
+    from segapp.plan.rules_timed import _ema_span
+
+    assert _ema_span(1 - 1 / (2 * 80), 80) == "2 epochs" and _ema_span(0.9, 2) == "5 epochs"
+    assert _ema_span(0.999, 800) == "1000 steps"  # under 1.5 epochs: said in steps
+    p = plan(fingerprint(lesion_p10=0.02), 3 * 3600)
+    assert "over the last ~2 epochs" in choice(p, "trainer.callbacks").reason
+
+
 def test_a_short_run_has_no_ema_and_no_progressive_resizing():
     p = plan(fingerprint(lesion_p10=0.3), 4 * 60, timer=FakeTimer(s_per_mpx=6))
     assert p.schedule.low is None and p.settings["data.train_size_schedule"] is None
@@ -179,6 +189,16 @@ def test_calibration_stays_within_its_allowance():
     assert p_cheap.costs.exponent == pytest.approx(1.0) and "fitted" in p_cheap.costs.exponent_source
     assert len(dear.calls) == 1 and p_dear.costs.exponent_source == "assumed"  # 36 s allowance at 40 min
     assert dear.limits[0] == pytest.approx(0.015 * 2400)
+
+
+def test_a_spent_allowance_measures_no_other_precision():
+    """On a busy machine a 60 s plan measured for 45 s: every precision was timed at the smallest
+    size whatever the allowance left."""
+    from segapp.plan.timing import Candidate, calibrate
+
+    dear = FakeTimer(s_per_mpx=40)  # one measurement at 128 px takes 26 s
+    costs = calibrate(dear, Candidate("effl0", 128, 8, "32-true", True), [128, 320], 9.0, ["32-true", "bf16-mixed"])
+    assert [(c.size, c.precision) for c in dear.calls] == [(128, "32-true")] and costs.base.precision == "32-true"
 
 
 class OverheadTimer(FakeTimer):
