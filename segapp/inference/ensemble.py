@@ -169,7 +169,9 @@ def load_members(paths: list[str | Path]) -> Members:
         if not trust:
             warnings.warn(
                 f"{path} has no trust block (a last.ckpt, or written before trust signals): it adds no OOD score "
-                "and no calibration; the other members' are used. Use best.ckpt files, or refit with `segapp fit`",
+                "and no calibration; "
+                + ("the other members' are used. " if len(files) > 1 else "its predictions are not flagged by them. ")
+                + "Use best.ckpt files, or refit with `segapp fit`",
                 stacklevel=2,
             )
     if record is not None:
