@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+REPO = Path(__file__).resolve().parents[2]
 SECRET_NAME = "Doe^Secret"  # a PatientName that must never show up in logs or outputs
 
 
@@ -186,3 +190,18 @@ def write_study_dicom(
         delattr(ds, key)
     ds.save_as(path, enforce_file_format=True)
     return uid
+
+
+def predict_rows(ckpt: Path, inp: Path, out: Path) -> tuple[dict[str, dict[str, str]], str]:
+    """``segapp-predict`` of ``ckpt`` over ``inp`` into ``out`` (a subprocess, as users run it): the
+    CSV rows by input name (one row per input: 2D files) and the run's stderr."""
+    cmd = [sys.executable, "-m", "segapp.cli.predict", "--checkpoint", str(ckpt), "--input", str(inp)]
+    res = subprocess.run(
+        [*cmd, "--output", str(out), "--workers", "0", "--no-review", "--no-progress"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+    )
+    assert res.returncode == 0, res.stderr
+    with open(out / "predictions.csv", newline="") as fh:
+        return {r["input"]: r for r in csv.DictReader(fh)}, res.stderr

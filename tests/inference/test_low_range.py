@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
 from functools import partial
 from pathlib import Path
 
@@ -14,9 +11,7 @@ import tifffile
 
 from segapp.inference.loader import FileDataset
 from segapp.inference.trust import REASONS, TrustRules, input_checks, input_note, review
-from tests.inference.formats import write_dicom, write_nifti, write_png16
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.inference.formats import predict_rows, write_dicom, write_nifti, write_png16
 
 
 def _grey12(seed: int = 0, size: int = 64) -> np.ndarray:
@@ -81,16 +76,7 @@ def test_the_loader_flags_images_without_a_depth_and_never_dicom_or_nifti(tmp_pa
 def test_predict_flags_a_12_bit_scan_in_16_bits_and_says_the_fix(tiny_ckpt, tmp_path):
     inp, out = tmp_path / "in", tmp_path / "out"
     _low_range_folder(inp)
-    cmd = [sys.executable, "-m", "segapp.cli.predict", "--checkpoint", str(tiny_ckpt), "--input", str(inp)]
-    res = subprocess.run(
-        [*cmd, "--output", str(out), "--workers", "0", "--no-review", "--no-progress"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert res.returncode == 0, res.stderr
-    with open(out / "predictions.csv", newline="") as fh:
-        rows = {r["input"]: r for r in csv.DictReader(fh)}
+    rows, stderr = predict_rows(tiny_ckpt, inp, out)
     for name in ("low.tif", "low.png"):
         r = rows[name]
         assert r["review"] == "yes" and "input: low-range" in r["review_reason"].split("; "), r
@@ -98,4 +84,4 @@ def test_predict_flags_a_12_bit_scan_in_16_bits_and_says_the_fix(tiny_ckpt, tmp_
         assert "fix: if it is 12-bit data" in r["reason"]
     for name in ("full.tif", "declared.tif", "declared.png", "ct.dcm", "vol.nii.gz"):
         assert "low-range" not in rows[name]["input_check"].split() and rows[name]["reason"] == "", rows[name]
-    assert "2 scan(s) flagged input: low-range" in res.stderr and "values that stop at 4080" in res.stderr
+    assert "2 scan(s) flagged input: low-range" in stderr and "values that stop at 4080" in stderr

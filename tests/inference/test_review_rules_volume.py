@@ -3,18 +3,11 @@ when every slice is (reviewer findings 4 and 8)."""
 
 from __future__ import annotations
 
-import csv
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from segapp.inference.trust import input_checks
-from tests.inference.formats import write_nifti
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.inference.formats import predict_rows, write_nifti
 
 
 def test_one_dead_pixel_or_a_small_float_spread_is_not_blank():
@@ -45,15 +38,6 @@ def test_a_volume_is_blank_only_when_every_slice_is(tiny_ckpt, tmp_path):
     vol[..., 0] = 0  # an all-zero edge slice, as in a padded or skull-stripped scan
     write_nifti(inp / "edge.nii.gz", vol)
     write_nifti(inp / "zero.nii.gz", np.zeros((40, 36, 4), np.float32))
-    cmd = [sys.executable, "-m", "segapp.cli.predict", "--checkpoint", str(tiny_ckpt), "--input", str(inp)]
-    res = subprocess.run(
-        [*cmd, "--output", str(out), "--workers", "0", "--no-review", "--no-progress"],
-        capture_output=True,
-        text=True,
-        cwd=REPO,
-    )
-    assert res.returncode == 0, res.stderr
-    with open(out / "predictions.csv", newline="") as fh:
-        rows = {r["input"]: r for r in csv.DictReader(fh)}
+    rows, _ = predict_rows(tiny_ckpt, inp, out)
     assert "blank" not in rows["edge.nii.gz"]["input_check"].split()
     assert rows["zero.nii.gz"]["input_check"].split() == ["blank"]
