@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from segapp.ablation.metrics import fit_metrics_csv, read_epochs
-from segapp.ablation.runner import run_dir
+from segapp.ablation.runner import DONE, run_dir
 from segapp.ablation.study import Study
 from segapp.io import atomic_write
 
@@ -31,6 +31,8 @@ def mean_curves(study: Study, out: Path) -> dict[str, dict[str, np.ndarray]]:
     for v in study.variants:
         per_seed = []
         for s in study.seeds:
+            if not (run_dir(out, v.name, s) / DONE).is_file():
+                continue  # a failed (or unfinished) arm's partial curve is not the variant's
             try:
                 per_seed.append(read_epochs(fit_metrics_csv(run_dir(out, v.name, s))))
             except FileNotFoundError:
@@ -97,7 +99,7 @@ def format_report(study: Study, rows: list[dict[str, Any]], figure: str, command
     table = _TABLE + (_EVAL if study.evaluate else [])
     lines += ["| variant | " + " | ".join(t for _, t, _ in table) + " |", "|---" + "|---:" * len(table) + "|"]
     for v in study.variants:
-        mine = [r for r in rows if r["variant"] == v.name]
+        mine = [r for r in rows if r["variant"] == v.name and not r.get("error")]
         if mine:
             cells = [_cell([r.get(k, "") for r in mine], d, len(mine)) for k, _, d in table]
             lines.append(f"| {v.name} | " + " | ".join(cells) + " |")
@@ -109,6 +111,10 @@ def format_report(study: Study, rows: list[dict[str, Any]], figure: str, command
     lines += [""]
     lines += [f"![{study.name} curves]({figure})", "", "## Variants", ""]
     lines += [f"- `{v.name}`: `{v.overrides}`" for v in study.variants]
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        lines += ["", "## Failed runs (left out of the table above; rerun the command to retry them)", ""]
+        lines += [f"- `{r['variant']}` seed {r['seed']}: {r['error']}" for r in failed]
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from segapp.ablation.metrics import EVAL_COLUMNS, RUN_COLUMNS, eval_numbers, fit_metrics_csv, read_epochs, summarize_run
 from segapp.ablation.study import Study, Variant, cli_args
 from segapp.app import bare_argv
+from segapp.errors import UserError
 from segapp.io import atomic_write
 
 DONE = "DONE.json"
@@ -97,20 +98,34 @@ def run_study(
             log(f"[{i}/{len(todo)}] {variant.name} seed {seed}: done before, skipped")
         else:
             log(f"[{i}/{len(todo)}] {variant.name} seed {seed}: training in {root}")
-            args = fit_command(study, variant, seed, base, list(extra or []), root)
-            row = {"variant": variant.name, "seed": seed, **_train_one(args, root, study.target_dice, study.evaluate)}
-            with atomic_write(done) as tmp:
-                Path(tmp).write_text(json.dumps({"row": row, "args": args}, indent=2))
+            row = _run_arm(study, variant, seed, base, list(extra or []), root, log)
         rows.append(row)
         write_results(rows, out / "results.csv", study.evaluate)
     return rows
+
+
+def _run_arm(
+    study: Study, variant: Variant, seed: int, base: list[str], extra: list[str], root: Path, log
+) -> dict[str, Any]:
+    """Train one arm; a user error (a setting or the data) becomes the arm's ``error`` row and the
+    study goes on (it used to end the study with a traceback, the later arms never run, no report)."""
+    args = fit_command(study, variant, seed, base, extra, root)
+    try:
+        row = {"variant": variant.name, "seed": seed, **_train_one(args, root, study.target_dice, study.evaluate)}
+    except UserError as e:
+        log(f"  {variant.name} seed {seed}: FAILED ({type(e).__name__}): {e}")
+        return {"variant": variant.name, "seed": seed, "error": f"{type(e).__name__}: {e}"}
+    with atomic_write(root / DONE) as tmp:
+        Path(tmp).write_text(json.dumps({"row": row, "args": args}, indent=2))
+    return row
 
 
 def write_results(rows: list[dict[str, Any]], path: Path, evaluate: bool = False) -> None:
     """``results.csv``: variant, seed, :data:`RUN_COLUMNS` (and :data:`EVAL_COLUMNS` with ``evaluate``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=["variant", "seed", *RUN_COLUMNS, *(EVAL_COLUMNS if evaluate else [])])
+        columns = ["variant", "seed", *RUN_COLUMNS, *(EVAL_COLUMNS if evaluate else []), "error"]
+        w = csv.DictWriter(f, fieldnames=columns)
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if k in w.fieldnames})

@@ -39,7 +39,32 @@ def _checked_study(path: str, configs: list[str], extra: list[str]):
         err = parse_only([a for c in configs for a in ("--config", c)] + extra)
         if err:
             raise StudyError(f"extra arguments {extra} are rejected by the segapp CLI: {err}")
+        _refuse_overlaps(study, extra)
     return study
+
+
+RUNNER_KEYS = ("trainer.default_root_dir", "seed_everything")
+"""Set by the runner for every run (the run folder, the study's seeds)."""
+
+
+def _refuse_overlaps(study, extra: list[str]) -> None:
+    """An extra argument that sets a key the study sets (a variant, ``overrides``, ``budget``) or the
+    runner sets would win in every run: arms reported as different trained the same (two init arms
+    given ``--model.net.init_args.init xavier`` were bit-identical)."""
+    from segapp.ablation import StudyError
+    from segapp.plan.given import given_keys
+
+    owned = {k: "the runner" for k in RUNNER_KEYS}
+    for v in study.variants:
+        for key in study.run_overrides(v):
+            owned.setdefault(key, f"the study (variant {v.name})")
+    for key in sorted(given_keys(extra)):
+        clash = next((k for k in owned if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
+        if clash is not None:
+            raise StudyError(
+                f"extra argument --{key}: expected a setting the study leaves alone, got one {owned[clash]} sets "
+                f"({clash}); fix: set it in the study's overrides or variants, or drop it"
+            )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -61,6 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     rows = run_study(study, args.config, out, extra)
     report = write_study_report(study, rows, out, "segapp-ablate " + shlex.join(argv))
     print(f"wrote {out / 'results.csv'} and {report}")
+    failed = [r for r in rows if r.get("error")]
+    if failed:
+        print(f"segapp-ablate: {len(failed)} run(s) failed (report.md lists why); fix them and rerun", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

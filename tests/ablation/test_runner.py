@@ -133,3 +133,44 @@ def test_bad_pass_through_argument_fails_early(tmp_path, data32, capsys):
     with pytest.raises(SystemExit):
         main([*_argv(study, tmp_path / "out", data32), "--data.augment", "heavy"])
     assert "data.augment" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "clash"),
+    [
+        (["--model.net.init_args.init", "xavier"], "model.net.init_args.init"),  # a variant's key
+        (["--trainer.max_epochs", "5"], "trainer.max_epochs"),  # the study's budget
+        (["--seed_everything", "3"], "seed_everything"),  # the runner's
+    ],
+)
+def test_an_extra_argument_the_study_sets_is_refused(tmp_path, data32, capsys, extra, clash):
+    """Placed after the study's settings, it won in every run: two init arms given
+    --model.net.init_args.init xavier were bit-identical and reported as different."""
+    study = tmp_path / "tiny.yaml"
+    study.write_text(TINY)
+    with pytest.raises(SystemExit) as e:
+        main([*_argv(study, tmp_path / "out", data32), *extra, "--check"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and f"({clash}); fix: set it in the study's overrides or variants" in err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_a_failing_arm_is_reported_and_the_others_still_run(tmp_path, data32, capsys):
+    """A DataError in one arm ended the study with a traceback: later arms never ran, no report."""
+    study = tmp_path / "s.yaml"
+    study.write_text(
+        TINY.replace(
+            "grid:\n  model.net.init_args.init: [he, zeros]",
+            "variants:\n  ok: {}\n  big: {data.train_subset: 500}\n  ok2: {}",
+        ).replace("evaluate: true", "evaluate: false")
+    )
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as e:
+        main(_argv(study, out, data32))
+    assert e.value.code == 1
+    rows = {r["variant"]: r for r in csv.DictReader((out / "results.csv").read_text().splitlines())}
+    assert set(rows) == {"ok", "big", "ok2"} and rows["ok2"]["best_val_dice"] and not rows["ok2"]["error"]
+    assert rows["big"]["error"].startswith("DataError") and not rows["big"]["best_val_dice"]
+    report = (out / "report.md").read_text()
+    assert "## Failed runs" in report and "`big` seed" in report and "| ok2 |" in report and "| big |" not in report
