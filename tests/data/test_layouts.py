@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from segapp.data.errors import DataError
+from segapp.data.errors import DataError, DuplicateFilesError
 from segapp.data.layouts import LAYOUTS, detect_layout, discover, find_paired
 from tests.data.conftest import make_paired, rgb, save
 
@@ -167,3 +167,28 @@ def test_no_pairs_error_names_the_layout_and_flags_that_pair(tmp_path):
     ):
         discover(flat)
     assert len(discover(flat, "suffix", mask_suffix="-label", mask_dir="ann").pairs) == 3
+
+
+def test_files_with_one_stem_are_an_error_naming_both(tmp_path):
+    """A stale empty ``masks/a.jpg`` beside ``masks/a.png`` was used ("first one wins", ``.jpg`` sorts first)."""
+    root = make_paired(tmp_path / "p", n=2)
+    save(root / "masks" / "img00.jpg", rgb(0)[..., 0] * 0)
+    with pytest.raises(DuplicateFilesError) as e:
+        discover(root)
+    msg = str(e.value)
+    assert "1 pair(s) of files with the same name but another extension: img00.jpg and img00.png" in msg
+    assert "expected one file per name" in msg and "fix: remove or rename one" in msg
+    assert "closest layout" not in msg  # no other layout fixes a clash
+    (root / "masks" / "img00.jpg").unlink()
+    for i in range(5):  # images this time, many: a count and the first three
+        save(root / "images" / f"x{i}.png", rgb(i))
+        save(root / "images" / f"x{i}.bmp", rgb(i))
+    with pytest.raises(DuplicateFilesError, match=r"images: 5 pair\(s\) .*: x0.bmp and x0.png; x1.bmp .*; and 2 more;"):
+        discover(root, "paired")
+
+
+def test_isic_files_with_one_stem_are_an_error(isic_root):
+    truth = isic_root / "ISIC2018_Task1_Training_GroundTruth"
+    save(truth / "ISIC_0000001_segmentation.jpg", rgb(0)[..., 0])
+    with pytest.raises(DuplicateFilesError, match="ISIC_0000001_segmentation.jpg and ISIC_0000001_segmentation.png"):
+        discover(isic_root)
