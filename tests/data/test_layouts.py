@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from segapp.cli.data import main as data_main
 from segapp.data.errors import DataError, DuplicateFilesError
 from segapp.data.layouts import LAYOUTS, detect_layout, discover, find_paired
 from tests.data.conftest import make_paired, rgb, save
@@ -192,3 +193,35 @@ def test_isic_files_with_one_stem_are_an_error(isic_root):
     save(truth / "ISIC_0000001_segmentation.jpg", rgb(0)[..., 0])
     with pytest.raises(DuplicateFilesError, match="ISIC_0000001_segmentation.jpg and ISIC_0000001_segmentation.png"):
         discover(isic_root)
+
+
+def test_suffix_mask_dir_images_with_one_name_in_two_folders_are_an_error(tmp_path, capsys):
+    """siteA/case_i.png and siteB/case_i.png with masks/case_i_mask.png: siteB vanished, siteA got its mask."""
+    root = tmp_path / "md"
+    for i in range(8):
+        save(root / "siteA" / f"case_{i}.png", rgb(i))
+        save(root / "siteB" / f"case_{i}.png", rgb(10 + i))
+        save(root / "masks" / f"case_{i}_mask.png", rgb(i)[..., 0])
+    with pytest.raises(DuplicateFilesError) as e:
+        discover(root, "suffix", mask_dir="masks")
+    msg = str(e.value)
+    assert "8 pair(s) of images with one pairing key (file name): siteA/case_0.png and siteB/case_0.png;" in msg
+    assert "; and 5 more; expected one file per name" in msg
+    assert "fix: data.mask_dir matches masks by file name alone" in msg and "data.layout csv" in msg
+    with pytest.raises(SystemExit) as e:
+        data_main(["check", str(root), "--layout", "suffix", "--mask-dir", "masks"])
+    assert e.value.code == 2 and "siteB/case_0.png" in capsys.readouterr().err
+    assert len(discover(root / "siteA", "suffix", mask_dir="../masks").pairs) == 8  # one site: paired
+
+
+def test_suffix_masks_with_one_name_are_an_error(busi_root, tmp_path):
+    """``x_mask.jpg`` beside ``x_mask.png`` (or one name in two mask_dir folders) was OR-ed into the truth."""
+    save(busi_root / "benign" / "benign (2)_mask.jpg", rgb(0)[..., 0])
+    with pytest.raises(DuplicateFilesError, match=r"benign/benign \(2\)_mask.jpg and benign/benign \(2\)_mask.png"):
+        discover(busi_root)
+    root = tmp_path / "apart"
+    save(root / "img" / "c0.png", rgb(0))
+    save(root / "gt" / "a" / "c0_label.png", rgb(1)[..., 0])
+    save(root / "gt" / "b" / "c0_label.png", rgb(2)[..., 0])
+    with pytest.raises(DuplicateFilesError, match=r"masks with one name .*: a/c0_label.png and b/c0_label.png"):
+        discover(root, "suffix", mask_suffix="_label", mask_dir="gt")

@@ -128,6 +128,7 @@ def is_visible_file(p: Path, exts: tuple[str, ...]) -> bool:
 
 NAMED_IN_ERROR = 3
 """How many clashing file pairs an error names before it counts the rest."""
+SAME_STEM_FIX = "remove or rename one file of each pair (e.g. delete the stale copy)"
 
 
 def clash_error(clashes: Sequence[tuple[Path, Path]], what: str, base: Path, fix: str) -> DuplicateFilesError:
@@ -143,7 +144,7 @@ def clash_error(clashes: Sequence[tuple[Path, Path]], what: str, base: Path, fix
 
 
 def unique_by_key(
-    items: Iterable[tuple[str, Path]], what: str, base: Path, fix: str = "remove or rename one file of each pair"
+    items: Iterable[tuple[str, Path]], what: str, base: Path, fix: str = SAME_STEM_FIX
 ) -> dict[str, Path]:
     """Map key -> path, refusing two paths with one key (see :func:`clash_error`).
 
@@ -177,7 +178,6 @@ def files_by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
         ((p.stem, p) for p in files),
         "files with the same name but another extension",
         folder,
-        "remove or rename one file of each pair (e.g. delete the stale copy)",
     )
 
 
@@ -213,6 +213,7 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
     "MASK_NAME_SUFFIXES",
+    "SAME_STEM_FIX",
     "mask_key",
     "mask_name_re",
     "Discovery",
