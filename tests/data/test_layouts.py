@@ -225,3 +225,34 @@ def test_suffix_masks_with_one_name_are_an_error(busi_root, tmp_path):
     save(root / "gt" / "b" / "c0_label.png", rgb(2)[..., 0])
     with pytest.raises(DuplicateFilesError, match=r"masks with one name .*: a/c0_label.png and b/c0_label.png"):
         discover(root, "suffix", mask_suffix="_label", mask_dir="gt")
+
+
+def test_csv_rows_naming_one_image_with_two_spellings_are_one_pair(tmp_path):
+    """``images/a.png`` and ``./images/a.png`` were two pairs with one key, each with one of the masks."""
+    root = tmp_path / "m"
+    save(root / "images" / "a.png", rgb(0))
+    save(root / "masks" / "a1.png", rgb(1)[..., 0])
+    save(root / "masks" / "a2.png", rgb(2)[..., 0])
+    rows = [
+        "image,mask,group",
+        "images/a.png,masks/a1.png,p1",
+        "./images/a.png,./masks/a2.png;masks/a1.png,",
+        "images/../images/a.png,masks/a2.png,p1",
+    ]
+    (root / "list.csv").write_text("\n".join(rows) + "\n")
+    (pair,) = discover(root).pairs
+    assert pair.key == "images/a" and pair.group == "p1"
+    assert [m.name for m in pair.masks] == ["a1.png", "a2.png"]  # every mask once
+
+
+def test_csv_rows_of_one_image_that_disagree_or_two_images_with_one_key_are_errors(tmp_path):
+    root = tmp_path / "m"
+    save(root / "a.png", rgb(0))
+    save(root / "a.jpg", rgb(1))
+    save(root / "m.png", rgb(1)[..., 0])
+    (root / "list.csv").write_text("image,mask,split\na.png,m.png,\n./a.png,m.png,train\na.png,m.png,val\n")
+    with pytest.raises(DataError, match=r"list\.csv:4: split 'val' for .*a\.png, but .*list\.csv:3 gave 'train'"):
+        discover(root)
+    (root / "list.csv").write_text("image,mask\na.png,m.png\na.jpg,m.png\n")
+    with pytest.raises(DuplicateFilesError, match=r"1 pair\(s\) of images with one key .*: a.jpg and a.png"):
+        discover(root)
