@@ -2,8 +2,8 @@
 
 Location: ``$SEGAPP_CACHE_DIR``, else ``$XDG_CACHE_HOME/segapp``, else ``~/.cache/segapp``;
 never beside the data (which may be read-only). Entries are keyed by the files' absolute path,
-size and modification time plus the settings that shaped them, so a changed file or size gets
-a new entry; stale entries are harmless and can be deleted with the folder.
+size, modification and change time plus the settings that shaped them, so a changed file or size
+gets a new entry; stale entries are harmless and can be deleted with the folder.
 """
 
 from __future__ import annotations
@@ -31,9 +31,14 @@ CACHE_VERSION = 3
 
 
 def file_stamp(path: Path) -> str:
-    """``absolute path|size|mtime_ns``: changes whenever the file is replaced or edited."""
+    """``absolute path|size|mtime_ns|ctime_ns``: changes whenever the file is replaced or edited.
+
+    The change time is there because size and mtime can survive an edit: ``cp -p``, ``rsync -t``
+    and unzip set the old mtime back, and a same-size BMP/TIFF/DICOM keeps its size; ``utime``
+    cannot set the ctime. A ``chmod`` or a move also changes it: a needless miss, never a stale hit.
+    """
     st = path.stat()
-    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    return f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{st.st_ctime_ns}"
 
 
 def digest(parts: Iterable[Any]) -> str:

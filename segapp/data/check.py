@@ -250,7 +250,7 @@ def _low_range_warning(paths: list[str]) -> str:
 
 
 def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | None = None) -> str:
-    """Cache key of a check: layout, every file's path/size/mtime, mask rule settings, check version.
+    """Cache key of a check: layout, every file's stamp (path/size/mtime/ctime), mask settings, check version.
 
     Paths are resolved, so the same dataset reached through another spelling (relative path,
     other working folder, symlink) shares one entry; the entry stores root-relative paths.

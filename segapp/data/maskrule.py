@@ -28,7 +28,7 @@ def _stats(path: Path) -> MaskStats:
 
 
 def mask_stats(files: Iterable[Path], use_cache: bool = True, workers: int | None = None) -> MaskStats:
-    """Histogram of the values of all ``files`` (in threads); cached by the files' path/size/mtime."""
+    """Histogram of the values of all ``files`` (in threads); cached by the files' stamps (path/size/mtime/ctime)."""
     files = sorted(set(Path(f) for f in files))
     key = digest(["maskstats", RULE_VERSION, *(file_stamp(f) for f in files if f.exists())])
     hit = load_json("maskstats", key) if use_cache else None

@@ -131,20 +131,42 @@ def _explicit(pairs: Sequence[Pair]) -> dict[str, list[int]] | None:
     return {s: [i for i, n in enumerate(named) if n == s] for s in ("train", "val", "test")}
 
 
+def _given_folds(pairs: Sequence[Pair], pool: list[int], num_folds: int) -> list[int] | None:
+    """The CSV ``fold`` of every pool pair, or ``None`` when no pair has one (seeded folds then).
+
+    A partial column is an error, as a partial ``split`` column is: falling back to seeded
+    folds would throw the given folds away and could split a patient across train and val.
+
+    Raises:
+        DataError: naming the pairs without a fold, or a fold outside ``0..num_folds-1``.
+    """
+    given = [pairs[i].fold for i in pool]
+    if all(f is None for f in given):
+        return None
+    blank = [pairs[i].image for i, f in zip(pool, given, strict=True) if f is None]
+    if blank:
+        named = ", ".join(map(str, blank[:3])) + (f" and {len(blank) - 3} more" if len(blank) > 3 else "")
+        raise DataError(
+            f"the CSV fold column is empty for {len(blank)} of {len(pool)} training/validation pairs (the rows of "
+            f"{named}); expected a fold for every row (test rows aside) or for none; fix: fill those fold cells, "
+            f"or empty the whole column for seeded folds"
+        )
+    bad = [f for f in given if not 0 <= f < num_folds]
+    if bad:
+        raise DataError(
+            f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}"
+        )
+    return given
+
+
 def _kfold(
     pairs: Sequence[Pair], pool: list[int], groups: list[str], num_folds: int, fold: int, seed: int
 ) -> tuple[list[int], list[int]]:
+    """Training and validation indices of fold ``fold``: the CSV folds if given, else seeded and grouped."""
     if not 0 <= fold < num_folds:
         raise DataError(f"data.fold={fold} is out of range for data.num_folds={num_folds}; expected 0..{num_folds - 1}")
-    given = [pairs[i].fold for i in pool]
-    if all(f is not None for f in given):
-        bad = [f for f in given if not 0 <= f < num_folds]
-        if bad:
-            raise DataError(
-                f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}"
-            )
-        folds = given
-    else:
+    folds = _given_folds(pairs, pool, num_folds)
+    if folds is None:
         folds = assign_folds([groups[i] for i in pool], num_folds, seed)
     val = [i for i, f in zip(pool, folds, strict=True) if f == fold]
     in_val = set(val)
@@ -165,9 +187,9 @@ def make_splits(
 
     Splits fixed by the layout win (a missing val or test split is held out of the fixed
     training split by the fractions); otherwise groups are split by ``seed`` and fractions. With
-    ``num_folds >= 2`` the non-test pool is cut into folds (CSV ``fold`` column if complete,
-    else seeded and grouped) and fold ``fold`` is validation. ``train_subset`` keeps a seeded
-    subset of the training pairs.
+    ``num_folds >= 2`` the non-test pool is cut into folds (the CSV ``fold`` column, filled for
+    every non-test pair or for none; else seeded and grouped) and fold ``fold`` is validation.
+    ``train_subset`` keeps a seeded subset of the training pairs.
 
     Raises:
         DataError: on inconsistent split/fold settings or data.

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -152,3 +153,22 @@ def test_16_bit_images_below_4096_without_a_declared_depth_are_named(tmp_path):
     assert "and 2 more" in warning and "fix: if they hold 12-bit data" in warning and "low0.png" in warning
     assert "declared.tif" not in warning and "full.png" not in warning
     assert "16-bit images with values below 4096 and no declared depth (5):" in format_report(rep)
+
+
+def test_in_place_edit_that_keeps_size_and_mtime_is_not_served_from_the_cache(tmp_path):
+    """``cp -p`` / ``rsync -t`` / unzip over a same-size BMP kept size and mtime: the stale check was reused."""
+    root = tmp_path / "bmp"
+    for i in range(3):
+        save(root / "images" / f"c{i}.png", np.full((32, 32), 40 * i, np.uint8))
+        save(root / "masks" / f"c{i}.bmp", (disk(32, 6) * 255).astype(np.uint8))
+    assert check_dataset(discover(root)).empty_masks == 0
+    mask = root / "masks" / "c0.bmp"
+    before = mask.stat()
+    save(mask, np.zeros((32, 32), np.uint8))  # the annotator emptied it; same BMP size
+    os.utime(mask, ns=(before.st_atime_ns, before.st_mtime_ns))  # what cp -p does
+    while mask.stat().st_ctime_ns == before.st_ctime_ns:  # a coarse clock: wait for the change time to move
+        time.sleep(0.01)
+        os.utime(mask, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = mask.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert check_dataset(discover(root)).empty_masks == 1

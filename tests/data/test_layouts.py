@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from segapp.data.errors import DataError
+from segapp.cli.data import main as data_main
+from segapp.data.errors import DataError, DuplicateFilesError
 from segapp.data.layouts import LAYOUTS, detect_layout, discover, find_paired
 from tests.data.conftest import make_paired, rgb, save
 
@@ -167,3 +168,91 @@ def test_no_pairs_error_names_the_layout_and_flags_that_pair(tmp_path):
     ):
         discover(flat)
     assert len(discover(flat, "suffix", mask_suffix="-label", mask_dir="ann").pairs) == 3
+
+
+def test_files_with_one_stem_are_an_error_naming_both(tmp_path):
+    """A stale empty ``masks/a.jpg`` beside ``masks/a.png`` was used ("first one wins", ``.jpg`` sorts first)."""
+    root = make_paired(tmp_path / "p", n=2)
+    save(root / "masks" / "img00.jpg", rgb(0)[..., 0] * 0)
+    with pytest.raises(DuplicateFilesError) as e:
+        discover(root)
+    msg = str(e.value)
+    assert "1 pair(s) of files with the same name but another extension: img00.jpg and img00.png" in msg
+    assert "expected one file per name" in msg and "fix: remove or rename one" in msg
+    assert "closest layout" not in msg  # no other layout fixes a clash
+    (root / "masks" / "img00.jpg").unlink()
+    for i in range(5):  # images this time, many: a count and the first three
+        save(root / "images" / f"x{i}.png", rgb(i))
+        save(root / "images" / f"x{i}.bmp", rgb(i))
+    with pytest.raises(DuplicateFilesError, match=r"images: 5 pair\(s\) .*: x0.bmp and x0.png; x1.bmp .*; and 2 more;"):
+        discover(root, "paired")
+
+
+def test_isic_files_with_one_stem_are_an_error(isic_root):
+    truth = isic_root / "ISIC2018_Task1_Training_GroundTruth"
+    save(truth / "ISIC_0000001_segmentation.jpg", rgb(0)[..., 0])
+    with pytest.raises(DuplicateFilesError, match="ISIC_0000001_segmentation.jpg and ISIC_0000001_segmentation.png"):
+        discover(isic_root)
+
+
+def test_suffix_mask_dir_images_with_one_name_in_two_folders_are_an_error(tmp_path, capsys):
+    """siteA/case_i.png and siteB/case_i.png with masks/case_i_mask.png: siteB vanished, siteA got its mask."""
+    root = tmp_path / "md"
+    for i in range(8):
+        save(root / "siteA" / f"case_{i}.png", rgb(i))
+        save(root / "siteB" / f"case_{i}.png", rgb(10 + i))
+        save(root / "masks" / f"case_{i}_mask.png", rgb(i)[..., 0])
+    with pytest.raises(DuplicateFilesError) as e:
+        discover(root, "suffix", mask_dir="masks")
+    msg = str(e.value)
+    assert "8 pair(s) of images with one pairing key (file name): siteA/case_0.png and siteB/case_0.png;" in msg
+    assert "; and 5 more; expected one file per name" in msg
+    assert "fix: data.mask_dir matches masks by file name alone" in msg and "data.layout csv" in msg
+    with pytest.raises(SystemExit) as e:
+        data_main(["check", str(root), "--layout", "suffix", "--mask-dir", "masks"])
+    assert e.value.code == 2 and "siteB/case_0.png" in capsys.readouterr().err
+    assert len(discover(root / "siteA", "suffix", mask_dir="../masks").pairs) == 8  # one site: paired
+
+
+def test_suffix_masks_with_one_name_are_an_error(busi_root, tmp_path):
+    """``x_mask.jpg`` beside ``x_mask.png`` (or one name in two mask_dir folders) was OR-ed into the truth."""
+    save(busi_root / "benign" / "benign (2)_mask.jpg", rgb(0)[..., 0])
+    with pytest.raises(DuplicateFilesError, match=r"benign/benign \(2\)_mask.jpg and benign/benign \(2\)_mask.png"):
+        discover(busi_root)
+    root = tmp_path / "apart"
+    save(root / "img" / "c0.png", rgb(0))
+    save(root / "gt" / "a" / "c0_label.png", rgb(1)[..., 0])
+    save(root / "gt" / "b" / "c0_label.png", rgb(2)[..., 0])
+    with pytest.raises(DuplicateFilesError, match=r"masks with one name .*: a/c0_label.png and b/c0_label.png"):
+        discover(root, "suffix", mask_suffix="_label", mask_dir="gt")
+
+
+def test_csv_rows_naming_one_image_with_two_spellings_are_one_pair(tmp_path):
+    """``images/a.png`` and ``./images/a.png`` were two pairs with one key, each with one of the masks."""
+    root = tmp_path / "m"
+    save(root / "images" / "a.png", rgb(0))
+    save(root / "masks" / "a1.png", rgb(1)[..., 0])
+    save(root / "masks" / "a2.png", rgb(2)[..., 0])
+    rows = [
+        "image,mask,group",
+        "images/a.png,masks/a1.png,p1",
+        "./images/a.png,./masks/a2.png;masks/a1.png,",
+        "images/../images/a.png,masks/a2.png,p1",
+    ]
+    (root / "list.csv").write_text("\n".join(rows) + "\n")
+    (pair,) = discover(root).pairs
+    assert pair.key == "images/a" and pair.group == "p1"
+    assert [m.name for m in pair.masks] == ["a1.png", "a2.png"]  # every mask once
+
+
+def test_csv_rows_of_one_image_that_disagree_or_two_images_with_one_key_are_errors(tmp_path):
+    root = tmp_path / "m"
+    save(root / "a.png", rgb(0))
+    save(root / "a.jpg", rgb(1))
+    save(root / "m.png", rgb(1)[..., 0])
+    (root / "list.csv").write_text("image,mask,split\na.png,m.png,\n./a.png,m.png,train\na.png,m.png,val\n")
+    with pytest.raises(DataError, match=r"list\.csv:4: split 'val' for .*a\.png, but .*list\.csv:3 gave 'train'"):
+        discover(root)
+    (root / "list.csv").write_text("image,mask\na.png,m.png\na.jpg,m.png\n")
+    with pytest.raises(DuplicateFilesError, match=r"1 pair\(s\) of images with one key .*: a.jpg and a.png"):
+        discover(root)

@@ -122,3 +122,19 @@ def test_missing_test_split_is_carved_from_fixed_train(isic_root):
     s = make_splits(train_only, 1 / 3, 1 / 3, seed=0)
     assert (len(s["train"]), len(s["val"]), len(s["test"])) == (2, 2, 2)
     assert sorted(keys(s["train"]) + keys(s["val"]) + keys(s["test"])) == sorted(keys(train_only))
+
+
+def test_partial_fold_column_is_an_error_naming_the_rows(csv_root):
+    """One empty fold cell threw the whole column away for seeded per-image folds (patients split)."""
+    csv = csv_root / "manifest.csv"
+    lines = csv.read_text().splitlines()
+    lines[3] = lines[3].replace(",train,2,", ",train,,")  # files/p2_2.png
+    csv.write_text("\n".join(lines) + "\n")
+    d = discover(csv_root)
+    with pytest.raises(DataError) as e:
+        make_splits(d.pairs, seed=0, num_folds=3, fold=0)
+    msg = str(e.value)
+    assert "the CSV fold column is empty for 1 of 10 training/validation pairs (the rows of " in msg
+    assert "p2_2.png" in msg and "fix: fill those fold cells, or empty the whole column" in msg
+    blank = [Pair(p.key, p.image, p.masks, split=p.split, group=p.group) for p in d.pairs]
+    assert len(make_splits(blank, seed=0, num_folds=3, fold=0)["val"]) > 0  # no fold at all: seeded folds

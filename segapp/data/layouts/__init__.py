@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from segapp.data.errors import DataError
+from segapp.data.errors import DataError, DuplicateFilesError
 from segapp.data.layouts import isic, manifest, paired, suffix
 from segapp.data.layouts.base import Discovery, Pair, check_root
 from segapp.data.layouts.suggest import closest_layout
@@ -77,9 +77,12 @@ def discover(root: str | Path, layout: LayoutName = "auto", **opts: Any) -> Disc
     Raises:
         DataError: on an unknown layout, a folder no layout matches, or no pairs; the message
             then names the closest layout and the settings that would pair the files, if any.
+        DuplicateFilesError: when two files claim one name (no other layout would fix that).
     """
     try:
         disc = _find(root, layout, opts)
+    except DuplicateFilesError:
+        raise
     except DataError as e:
         hint = closest_layout(Path(root).expanduser(), LAYOUTS) if layout in ("auto", *LAYOUTS) else None
         if hint is None:

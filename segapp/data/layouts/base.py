@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from segapp.data.errors import DataError
+from segapp.data.errors import DataError, DuplicateFilesError
 from segapp.io import IMAGE_EXTENSIONS, MASK_EXTENSIONS
 
 SPLIT_ALIASES = {
@@ -126,13 +126,59 @@ def is_visible_file(p: Path, exts: tuple[str, ...]) -> bool:
     return p.is_file() and p.suffix.lower() in exts and not p.name.startswith(".")
 
 
-def files_by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
-    """Map file stem -> path for the files of ``folder`` (first one wins on equal stems)."""
+NAMED_IN_ERROR = 3
+"""How many clashing file pairs an error names before it counts the rest."""
+SAME_STEM_FIX = "remove or rename one file of each pair (e.g. delete the stale copy)"
+
+
+def clash_error(clashes: Sequence[tuple[Path, Path]], what: str, base: Path, fix: str) -> DuplicateFilesError:
+    """The one-line error for files that claim one name: a count, the first few pairs (relative to
+    ``base``), what was expected and ``fix``."""
+    rel = [tuple(p.relative_to(base).as_posix() if base in p.parents else str(p) for p in c) for c in clashes]
+    shown = "; ".join(f"{a} and {b}" for a, b in rel[:NAMED_IN_ERROR])
+    more = f"; and {len(rel) - NAMED_IN_ERROR} more" if len(rel) > NAMED_IN_ERROR else ""
+    return DuplicateFilesError(
+        f"{base}: {len(rel)} pair(s) of {what}: {shown}{more}; expected one file per name (pairing would use "
+        f"one and silently drop the other); fix: {fix}"
+    )
+
+
+def unique_by_key(
+    items: Iterable[tuple[str, Path]], what: str, base: Path, fix: str = SAME_STEM_FIX
+) -> dict[str, Path]:
+    """Map key -> path, refusing two paths with one key (see :func:`clash_error`).
+
+    Keeping the first would pair the wrong file or lose one without a word (a stale ``.jpg``
+    mask sorts before the ``.png`` that replaced it).
+
+    Raises:
+        DuplicateFilesError: naming the clashing files and ``fix``.
+    """
     out: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if is_visible_file(p, exts):
-            out.setdefault(p.stem, p)
+    clashes: list[tuple[Path, Path]] = []
+    for key, path in items:
+        if key in out:
+            clashes.append((out[key], path))
+        else:
+            out[key] = path
+    if clashes:
+        raise clash_error(clashes, what, base, fix)
     return out
+
+
+def files_by_stem(folder: Path, exts: tuple[str, ...]) -> dict[str, Path]:
+    """Map file stem -> path for the files of ``folder``.
+
+    Raises:
+        DuplicateFilesError: when two files share a stem (``a.jpg`` beside ``a.png``): the
+            layouts pair by stem, so one of them would be dropped silently.
+    """
+    files = [p for p in sorted(folder.iterdir()) if is_visible_file(p, exts)]
+    return unique_by_key(
+        ((p.stem, p) for p in files),
+        "files with the same name but another extension",
+        folder,
+    )
 
 
 def split_subfolders(root: Path, probe) -> dict[str, Path]:
@@ -167,14 +213,17 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MASK_EXTENSIONS",
     "MASK_NAME_SUFFIXES",
+    "SAME_STEM_FIX",
     "mask_key",
     "mask_name_re",
     "Discovery",
     "Pair",
     "check_root",
+    "clash_error",
     "files_by_stem",
     "is_visible_file",
     "no_pairs_error",
     "normalize_split",
     "split_subfolders",
+    "unique_by_key",
 ]
