@@ -315,7 +315,7 @@ class LesionDataModule(L.LightningDataModule):
         h = self.hparams
         pairs = self.splits[split]
         if not pairs:
-            raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
+            raise DataError(self._empty_split(split))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         out_size = self.train_size(epoch) if train else None
         if train and self.trainer is not None:  # recorded: a later re-placed switch does not rewrite it
@@ -324,6 +324,18 @@ class LesionDataModule(L.LightningDataModule):
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         return LesionDataset(pairs, self.spec, augment=aug, mask_rule=self.mask_rule, cache=h.cache)
+
+    def _empty_split(self, split: str) -> str:
+        """Why ``split`` has no images, and the fix; scoring a checkpoint, a split cut now would hold
+        images it learnt from (refused in :meth:`setup`), so the fix is the training run's or other images."""
+        fix = f"set data.{split}_fraction > 0 to hold out images for it"
+        if self.checkpoint is not None and self.trainer is not None and self.trainer.state.fn != "fit":
+            fix = (
+                f"a run holds out its {split} images when it trains (data.{split}_fraction, split folders, a CSV split "
+                f"column): {self.checkpoint.path} was trained without; score images it never saw with segapp-predict "
+                "and segapp-eval"
+            )
+        return f"the {split} split is empty; expected images to score; fix: {fix}"
 
     def _eval_sampler(self, ds) -> Sampler | None:
         """Under DDP, give each rank a disjoint share of an evaluation split, without padding.

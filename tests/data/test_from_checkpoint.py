@@ -149,6 +149,8 @@ def test_scoring_a_split_the_checkpoint_learnt_from_is_refused(tiny_run, capsys)
     assert "segapp test --ckpt_path" in err and "of its validation images" in err and "fix: score the test" in err
     err = _app_error(capsys, ["validate", *tiny_fit_args(root, run, "--data.seed", "7", *best)[1:]])
     assert "of its training images" in err
+    err = _app_error(capsys, ["test", *tiny_fit_args(root, run, *best)[1:]])  # the run's settings: no test split
+    assert "the test split is empty" in err and "was trained without; score images it never saw" in err
 
 
 @pytest.mark.slow
