@@ -158,23 +158,31 @@ class SegappCLI(LightningCLI):
         self._check_ckpt_path()
         super()._parse_ckpt_path()
 
-    def _check_ckpt_path(self) -> None:
-        """Refuse an empty, truncated, unsafe or missing ``--ckpt_path`` with one line and the fix."""
+    def _ckpt_file(self) -> Path | None:
+        """The local file ``--ckpt_path`` names (``last``: the run folder's), or ``None``: none given,
+        ``last`` not written yet (Lightning warns and starts from scratch, as documented), or one of
+        Lightning's keywords or a remote path (Lightning resolves and checks them)."""
         sub = self.config.get("subcommand")
         given = self.config[sub].get("ckpt_path") if sub else None
         if not given or given in ("best", "hpc") or "://" in str(given) or str(given).startswith("registry"):
-            return  # Lightning's own keywords and remote paths: Lightning resolves and checks them
-        cfg = self.config[sub]
-        folder = cfg.get("checkpoint.dirpath") or _ckpt_dir(cfg.get("trainer.default_root_dir"))
-        if given == "last":
-            path = Path(folder) / "last.ckpt"
-            if not path.exists():
-                return  # Lightning warns and starts from scratch, as documented
-        else:
-            path = Path(given)
+            return None
+        if given != "last":
+            return Path(given)
+        path = Path(self._ckpt_folder()) / "last.ckpt"
+        return path if path.exists() else None
+
+    def _ckpt_folder(self) -> str:
+        cfg = self.config[self.config.get("subcommand")]
+        return cfg.get("checkpoint.dirpath") or _ckpt_dir(cfg.get("trainer.default_root_dir"))
+
+    def _check_ckpt_path(self) -> None:
+        """Refuse an empty, truncated, unsafe or missing ``--ckpt_path`` with one line and the fix."""
+        path = self._ckpt_file()
+        if path is None:
+            return
         problem = checkpoint_problem(path) or _unsafe_pickle(path)
         if problem is not None:
-            best = Path(folder) / "best.ckpt"
+            best = Path(self._ckpt_folder()) / "best.ckpt"
             alt = f"--ckpt_path {best}" if best != path and best.exists() else "another checkpoint"
             raise SettingError(
                 f"ckpt_path {path}: expected a checkpoint written by segapp, but it is "
@@ -187,12 +195,31 @@ class SegappCLI(LightningCLI):
         text = self._parser(self.subcommand).dump(cfg, skip_none=False)
         self.model.run_info = build_run_info(text, None)
 
+    def _follow_checkpoint(self) -> None:
+        """With ``--ckpt_path``: the data is fed as the checkpoint was and its split is checked
+        (:mod:`segapp.data.from_checkpoint`); settings other than the checkpoint's are refused here."""
+        path = self._ckpt_file()
+        if path is None or not isinstance(self.datamodule, LesionDataModule):
+            return
+        from segapp.data.from_checkpoint import CheckpointData
+
+        resume = self.subcommand == "fit"
+        self.datamodule.follow_checkpoint(CheckpointData.read(path), resume, given_keys(self._argv))
+
+    def before_validate(self) -> None:
+        self._follow_checkpoint()
+
     def before_test(self) -> None:
         """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
+        self._follow_checkpoint()
         if not any(isinstance(c, EvalReport) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(EvalReport())
 
+    def before_predict(self) -> None:
+        self._follow_checkpoint()
+
     def before_fit(self) -> None:
+        self._follow_checkpoint()
         self._record_run()
         _warn_emulated_bf16(self.trainer)
         if getattr(self, "active_plan", None) is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any, get_args
 
 import lightning as L
@@ -15,6 +16,7 @@ from torch.utils.data import DataLoader, Sampler
 from segapp.data.check import CheckReport, check_dataset
 from segapp.data.dataset import LesionDataset
 from segapp.data.errors import DataError
+from segapp.data.from_checkpoint import CheckpointData, check_settings, check_split, split_record
 from segapp.data.layouts import Discovery, LayoutName, Pair, discover
 from segapp.data.maskrule import dataset_mask_rule
 from segapp.data.sampling import (
@@ -154,6 +156,8 @@ class LesionDataModule(L.LightningDataModule):
         self.discovery: Discovery | None = None
         self.report: CheckReport | None = None
         self.splits: dict[str, list[Pair]] = {}
+        self.split_ids: dict[str, list[str]] | None = None
+        self.checkpoint: CheckpointData | None = None
         self.spec: PreprocessSpec | None = None
         self.fingerprint: str | None = None
         self.mask_rule: MaskRule | None = None
@@ -206,6 +210,8 @@ class LesionDataModule(L.LightningDataModule):
         return rep
 
     def setup(self, stage: str | None = None) -> None:
+        """Discover, check and split the pairs; decide the preprocessing (a followed checkpoint's, else
+        this data's), checking the split against a followed checkpoint for ``stage``."""
         if self.spec is not None:
             return
         h = self.hparams
@@ -224,14 +230,37 @@ class LesionDataModule(L.LightningDataModule):
             fold=h.fold,
             train_subset=h.train_subset,
         )
-        mean, std = self._resolve_stats()
-        self.spec = PreprocessSpec(size=self.size, in_channels=h.in_channels, mean=mean, std=std)
+        self.split_ids = split_record(self.splits)
+        self.spec = self._checked_spec(stage)
         log.info(
             "data: %d train / %d val / %d test pairs from %s (%s)",
             *(len(self.splits[k]) for k in ("train", "val", "test")),
             h.root,
             self.discovery.layout,
         )
+
+    def follow_checkpoint(self, ckpt: CheckpointData, resume: bool, given: Iterable[str] | None = None) -> None:
+        """Feed the data as checkpoint ``ckpt`` was fed, and check the split against it in :meth:`setup`.
+
+        Called by the app on ``--ckpt_path`` before the trainer runs. ``resume``: ``segapp fit``;
+        ``given``: the ``data.*`` keys the user set (``None``: all), see :func:`check_settings`.
+
+        Raises:
+            SettingError: on an ``image_size`` / ``in_channels`` / ``normalize`` other than the checkpoint's.
+        """
+        check_settings(ckpt, self.hparams, resume, given)
+        self.checkpoint = ckpt
+
+    def _checked_spec(self, stage: str | None) -> PreprocessSpec:
+        """Following a checkpoint: its split checked, its preprocessing; otherwise this data's own."""
+        ckpt = self.checkpoint
+        if ckpt is not None:
+            check_split(ckpt, self.split_ids, stage)
+            if ckpt.spec is not None:
+                log.info("data: fed as checkpoint %s was: %s", ckpt.path, ckpt.spec)
+                return ckpt.spec
+        mean, std = self._resolve_stats()
+        return PreprocessSpec(size=self.size, in_channels=self.hparams.in_channels, mean=mean, std=std)
 
     def _decide_mask_rule(self) -> MaskRule:
         """The dataset's mask value rule: from the check report, else from one (cached) scan of the masks."""
@@ -247,9 +276,11 @@ class LesionDataModule(L.LightningDataModule):
         return rule
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in checkpoints by Lightning: the data fingerprint and the mask rule trained with."""
+        """Saved in checkpoints by Lightning: the data fingerprint, the mask rule trained with and the
+        split (:func:`split_record`: which images trained, validated, tested; checked on ``--ckpt_path``)."""
         return {
             "fingerprint": self.fingerprint,
+            "split": self.split_ids,
             "mask_rule": self.mask_rule.to_dict() if self.mask_rule else None,
             "size_schedule": self.size_schedule.state_dict(),
         }
@@ -284,7 +315,7 @@ class LesionDataModule(L.LightningDataModule):
         h = self.hparams
         pairs = self.splits[split]
         if not pairs:
-            raise DataError(f"the {split} split is empty; set data.{split}_fraction > 0 to hold out images for it")
+            raise DataError(self._empty_split(split))
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         out_size = self.train_size(epoch) if train else None
         if train and self.trainer is not None:  # recorded: a later re-placed switch does not rewrite it
@@ -293,6 +324,18 @@ class LesionDataModule(L.LightningDataModule):
         if aug is not None:
             aug.set_random_seed(int(torch.randint(0, 2**31 - 1, (1,)).item()))
         return LesionDataset(pairs, self.spec, augment=aug, mask_rule=self.mask_rule, cache=h.cache)
+
+    def _empty_split(self, split: str) -> str:
+        """Why ``split`` has no images, and the fix; scoring a checkpoint, a split cut now would hold
+        images it learnt from (refused in :meth:`setup`), so the fix is the training run's or other images."""
+        fix = f"set data.{split}_fraction > 0 to hold out images for it"
+        if self.checkpoint is not None and self.trainer is not None and self.trainer.state.fn != "fit":
+            fix = (
+                f"a run holds out its {split} images when it trains (data.{split}_fraction, split folders, a CSV split "
+                f"column): {self.checkpoint.path} was trained without; score images it never saw with segapp-predict "
+                "and segapp-eval"
+            )
+        return f"the {split} split is empty; expected images to score; fix: {fix}"
 
     def _eval_sampler(self, ds) -> Sampler | None:
         """Under DDP, give each rank a disjoint share of an evaluation split, without padding.

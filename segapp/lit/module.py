@@ -258,10 +258,14 @@ class SegmentationModule(L.LightningModule):
         )
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Restore the threshold and temperature; the preprocessing and data fingerprint only where no
+        datamodule gave them in :meth:`setup` (which runs first): what the data is fed with is what a
+        resumed run saves, never the checkpoint's old description."""
         meta = checkpoint.get("segapp")
         if meta and meta.get("schema_version") == SCHEMA_VERSION:
             self.tuned_threshold = float(meta["threshold"])
-            if meta.get("preprocess"):
+            if meta.get("preprocess") and self.preprocess_spec is None:
                 self.preprocess_spec = PreprocessSpec.from_dict(meta["preprocess"])
-            self.data_fingerprint = meta.get("data_fingerprint")
+            if self.data_fingerprint is None:
+                self.data_fingerprint = meta.get("data_fingerprint")
             self.temperature = float((meta.get("trust") or {}).get("temperature", 1.0))

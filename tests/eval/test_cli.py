@@ -113,7 +113,7 @@ def test_eval_after_segapp_predict_on_holdout(tiny_ckpt, holdout_root, tmp_path)
 
 
 def _mixed_sizes(src, dst, n: int = 30):
-    """The first ``n`` synthetic pairs; every other one resized to 96 x 80 (W x H)."""
+    """The first ``n`` pairs of ``src``; every other one resized to 96 x 80 (W x H)."""
     for sub in ("images", "masks"):
         (dst / sub).mkdir(parents=True)
         for i, f in enumerate(sorted((src / sub).iterdir())[:n]):
@@ -123,10 +123,10 @@ def _mixed_sizes(src, dst, n: int = 30):
 
 
 @pytest.mark.slow
-def test_segapp_test_writes_the_same_report(tiny_ckpt, synth_root, tmp_path):
+def test_segapp_test_writes_the_same_report(tiny_ckpt, holdout_root, tmp_path):
     from segapp.app import cli
 
-    root = _mixed_sizes(synth_root, tmp_path / "data")
+    root = _mixed_sizes(holdout_root, tmp_path / "data")  # images it never saw (its own are refused)
     run_dir = tmp_path / "run"
     extra = dotted({"data.test_fraction": 0.2, "model.net.init_args.depth": 3})
     report = ["--trainer.callbacks+=segapp.lit.report_callback.EvalReport", "--trainer.callbacks.worst=4"]
