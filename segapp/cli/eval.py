@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv, or masks (a folder of "
         "masks only) (default auto)",
     )
+    p.add_argument("--mask-suffix", help="suffix or paired layout: mask stem = image stem + this (e.g. -label)")
+    p.add_argument("--mask-dir", help="suffix layout: folder of the masks, relative to --gt (e.g. ann)")
     p.add_argument(
         "--images", help="with a --gt folder of masks only: the input images, matched by name, drawn under the contours"
     )
@@ -131,7 +133,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         foreground_labels=labels,
         failure_dice=args.failure_dice,
     )
-    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images)
+    layout_opts = {"mask_suffix": args.mask_suffix, "mask_dir": args.mask_dir}
+    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images, **layout_opts)
     source = {"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout}
     cases = pairing.cases
     if args.probs is not None:

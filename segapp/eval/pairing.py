@@ -45,23 +45,28 @@ class Pairing:
     unpaired: list[dict[str, str]] = field(default_factory=list)
 
 
-def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | None = None):
+def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | None = None, **opts):
     """Find ground-truth pairs with the DataModule's layouts (:func:`segapp.data.layouts.discover`).
 
     ``layout="masks"``, or ``auto`` when no dataset layout pairs anything, reads ``root`` as a
-    folder of masks only (:func:`masks_only`). Imported when called, so that importing
-    ``segapp.eval`` stays light.
+    folder of masks only (:func:`masks_only`). A folder that some layout *would* pair with other
+    settings (``img/x.png`` + ``ann/x-label.png``) is refused with those settings: read as masks
+    only, its photos would be scored as masks. ``opts`` (``mask_suffix``, ``mask_dir``,
+    ``csv_name``) go to the layout. Imported when called, so that importing ``segapp.eval`` stays light.
 
     Raises:
-        DataError: (a ``ValueError``) for an unknown layout or a folder without pairs or masks.
+        DataError: (a ``ValueError``) for an unknown layout, a folder without pairs or masks, or
+            a dataset folder that needs other layout settings.
     """
-    from segapp.data.errors import DataError
+    from segapp.data.errors import DataError, LayoutError
     from segapp.data.layouts import discover
 
     if layout == "masks":
         return masks_only(root, images)
     try:
-        disc = discover(root, layout)  # type: ignore[arg-type]
+        disc = discover(root, layout, **opts)  # type: ignore[arg-type]
+    except LayoutError as e:
+        raise DataError(_layout_fix(root, layout, e)) from None
     except DataError:
         if layout != "auto" or not Path(root).is_dir():
             raise
@@ -69,6 +74,19 @@ def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | Non
         if not disc.pairs:
             raise
     return disc
+
+
+def _layout_fix(root: str | Path, layout: str, e) -> str:
+    """The one-line refusal of a ground-truth folder that pairs only with other layout settings."""
+    from segapp.data.layouts.suggest import cli_flags
+
+    flags = cli_flags(e.layout, e.options)
+    return (
+        f"--gt {root}: expected a dataset that --layout {layout} pairs, or a folder of masks only; got a folder "
+        f"that layout {e.layout!r} pairs ({e.n_pairs} image(s)) only with other settings, so it was not read as "
+        f"masks only (its images would be scored as masks); fix: segapp-eval ... {flags} "
+        f"(or --layout masks if every file there is a mask)"
+    )
 
 
 def _mask_files(folder: Path) -> list[tuple[str, Path]]:
@@ -226,7 +244,7 @@ def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
 
 
 def pair_folders(
-    pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None
+    pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None, **opts
 ) -> Pairing:
     """Pair ``segapp-predict`` output (or a mask folder) with a ground-truth dataset or mask folder.
 
@@ -235,9 +253,10 @@ def pair_folders(
         gt_root: Ground truth: a dataset folder (any layout) or a folder of masks only.
         layout: Ground-truth layout (``auto``, a ``data.layout`` name, or ``masks``).
         images: Folder of the input images when ``gt_root`` holds masks only (for the gallery).
+        **opts: Layout settings (``mask_suffix``, ``mask_dir``), as ``segapp-data check`` takes them.
     """
     preds, failed = list_predictions(pred_dir)
-    pairing = pair_cases(preds, discover_gt(gt_root, layout, images))
+    pairing = pair_cases(preds, discover_gt(gt_root, layout, images, **opts))
     pairing.unpaired = failed + pairing.unpaired
     return pairing
 

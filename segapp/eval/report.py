@@ -31,6 +31,7 @@ from segapp.eval.metrics import COUNT_COLUMNS, METRIC_COLUMNS, MetricConfig, ima
 from segapp.eval.pairing import EvalCase
 from segapp.eval.stats import FAILURE_DICE, summarize, uncertainty_summary
 from segapp.io import MaskRule, ReadError, atomic_write, read_image, read_masks
+from segapp.io.images import mask_values
 from segapp.io.masks import is_lossy, mask_pixels, value_stats, values_text
 
 CSV_COLUMNS: tuple[str, ...] = ("image",) + METRIC_COLUMNS + COUNT_COLUMNS
@@ -68,8 +69,43 @@ class ReportOptions:
 
 
 def load_gt(paths: Sequence[Path], rule: MaskRule | float = 127) -> np.ndarray:
-    """OR together the ground-truth mask files of one image with the dataset's mask rule."""
+    """OR together the ground-truth mask files of one image with the dataset's mask rule.
+
+    Raises:
+        ValueError: when a file is a colour photo rather than a mask (:func:`photo_reason`).
+    """
+    for p in paths:
+        why = photo_reason(read_image(p))
+        if why:
+            raise ValueError(
+                f"ground-truth mask {p}: expected a mask (a few values: 0/255, 0/1 or labels), got {why}, so it "
+                "looks like a photo, not a mask; fix: point --gt at the masks (or a dataset with --layout and "
+                "--mask-suffix/--mask-dir as segapp-data check suggests)"
+            )
     return read_masks(paths, rule if isinstance(rule, MaskRule) else MaskRule("grey", float(rule)))
+
+
+PHOTO_VALUES = 64
+"""A multi-channel ground truth with at least this many distinct values (0-255 scale) ..."""
+PHOTO_MID_SHARE = 0.25
+"""... and this share of its pixels in the mid range 32..223 is a photo, not a mask. A JPEG mask
+has many values too (compression noise), but only along its edges."""
+
+
+def photo_reason(raw: np.ndarray) -> str | None:
+    """Why a decoded ground-truth file looks like a photo (``None``: it may be a mask).
+
+    Read as a mask (max over RGB, above 127), a photo becomes a plausible blob, so a folder of
+    images taken for masks would be scored without a word.
+    """
+    if raw.ndim != 3 or raw.shape[2] < 3 or raw.size == 0:
+        return None
+    values = np.clip(np.rint(mask_values(raw)), 0, 255).astype(np.int64)
+    distinct = int(np.count_nonzero(np.bincount(values.ravel(), minlength=256)))
+    mid = float(((values >= 32) & (values <= 223)).mean())
+    if distinct < PHOTO_VALUES or mid < PHOTO_MID_SHARE:
+        return None
+    return f"a {raw.shape[2]}-channel image with {distinct} distinct values, {mid:.0%} of its pixels mid-grey"
 
 
 def gt_rule(cases: Sequence[EvalCase], opts: ReportOptions) -> MaskRule:

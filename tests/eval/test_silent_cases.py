@@ -1,0 +1,80 @@
+"""``segapp-eval`` cases that used to give a plausible wrong number with exit 0 (docs/reliability.md,
+"Evaluation: segapp-eval")."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segapp.cli.eval import main
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    """``segapp-eval``'s ``main`` in this process: ``(exit code, stdout, stderr)``."""
+    with pytest.raises(SystemExit) as e:
+        main(["--n-boot", "50", *args])
+    out = capsys.readouterr()
+    return e.value.code, out.out, out.err
+
+
+def _square(shift: int = 0, value: int = 255) -> np.ndarray:
+    m = np.zeros((32, 32), np.uint8)
+    m[8:24, 8 + shift : 24 + shift] = value
+    return m
+
+
+def _photo(seed: int) -> np.ndarray:
+    """A colour 'photo': smooth mid-grey shading plus noise, a brighter blob in the middle."""
+    rng = np.random.default_rng(seed)
+    base = np.linspace(60, 200, 32)[None, :, None] + rng.normal(0, 12, (32, 32, 3))
+    base[8:24, 8:24] += 40
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+def _save(path, arr, **kw) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, **kw)
+
+
+def test_a_dataset_that_pairs_only_with_other_settings_is_refused_not_read_as_masks(tmp_path, capsys):
+    """``img/x.png`` + ``ann/x-label.png``: read as 'masks only', every photo was scored as a mask."""
+    for i in range(3):
+        _save(tmp_path / "gt" / "img" / f"s{i}.png", _photo(i))
+        _save(tmp_path / "gt" / "ann" / f"s{i}-label.png", _square())
+        _save(tmp_path / "pred" / f"s{i}.png", _square())
+    args = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")]
+    rc, out, err = _run(capsys, *args)
+    assert rc == 2 and "Dice" not in out
+    assert "--layout suffix --mask-suffix=-label --mask-dir ann" in err and err.count("\n") == 1
+    rc, out, err = _run(capsys, *args, "--layout", "suffix", "--mask-suffix=-label", "--mask-dir", "ann")
+    assert rc == 0, err
+    assert "Dice macro 1.0000" in out
+
+
+def test_photos_given_as_ground_truth_masks_are_refused_naming_the_file(tmp_path, capsys):
+    for i in range(2):
+        _save(tmp_path / "gt" / f"s{i}.png", _photo(i))
+        _save(tmp_path / "pred" / f"s{i}.png", _square())
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 2 and "Dice" not in out
+    assert "s0.png" in err and "photo" in err and "3-channel" in err
+
+
+def test_colour_and_jpeg_masks_are_not_photos():
+    """RGB masks with JPEG noise along the edges (Kvasir-SEG) and colour-coded masks stay masks."""
+    from segapp.eval.report import photo_reason
+
+    buf = io.BytesIO()
+    yy, xx = np.mgrid[:128, :128]
+    big = (((yy - 60) ** 2 + (xx - 64) ** 2 < 40**2) * 255).astype(np.uint8)
+    Image.fromarray(np.dstack([big] * 3)).save(buf, format="JPEG", quality=40)
+    jpeg = np.asarray(Image.open(buf))
+    assert len(np.unique(jpeg)) > 64 and photo_reason(jpeg) is None
+    red = np.dstack([big, np.zeros_like(big), np.zeros_like(big)])
+    assert photo_reason(red) is None
+    assert photo_reason(_photo(0)) is not None
