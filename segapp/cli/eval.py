@@ -170,13 +170,36 @@ def _compare(args: argparse.Namespace) -> int:
     r = compare_runs(args.compare[0], args.compare[1], args.metric, args.out, seed=args.seed)
     lo, hi = r["mean_diff_ci"]
     print(
-        f"{r['metric']}: A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
-        f"on {r['n_paired']} paired images (B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}); "
-        f"Wilcoxon p = {r['wilcoxon_p']:.3g}"
+        f"{r['metric']} ({_direction_text(r['direction'])}): A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  "
+        f"B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] on {r['n_paired']} paired images "
+        f"({_counts_text(r)}); Wilcoxon p = {r['wilcoxon_p']:.3g}"
     )
+    if r["n_undefined"]:
+        why = (
+            "; a mask is empty there: compare dice too, or score both runs with --distance-empty max"
+            if r["metric"] in ("hd95", "assd")
+            else ""
+        )
+        print(
+            f"left out: {r['n_undefined']} of {r['n_common']} common images where {r['metric']} is undefined "
+            f"({r['undefined_b_only']} in B only, {r['undefined_a_only']} in A only, "
+            f"{r['undefined_both']} in both{why})"
+        )
     if r["only_a"] or r["only_b"]:
         print(f"not paired: {r['only_a']} images only in A, {r['only_b']} only in B")
     return 0
+
+
+def _direction_text(direction: str | None) -> str:
+    """``higher is better``, ``lower is better``, or ``no better direction``."""
+    return f"{direction} is better" if direction else "no better direction"
+
+
+def _counts_text(r: dict) -> str:
+    """``B better 3, worse 1, ties 0``; for a metric without a direction ``B higher 3, lower 1, ties 0``."""
+    if r["direction"] is None:
+        return f"B higher {r['b_higher']}, lower {r['b_lower']}, ties {r['ties']}"
+    return f"B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}"
 
 
 def main(argv: list[str] | None = None) -> None:

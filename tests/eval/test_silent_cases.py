@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -78,3 +79,29 @@ def test_colour_and_jpeg_masks_are_not_photos():
     red = np.dstack([big, np.zeros_like(big), np.zeros_like(big)])
     assert photo_reason(red) is None
     assert photo_reason(_photo(0)) is not None
+
+
+def _metrics_csv(path, rows: dict[str, tuple[float, float, float]]) -> str:
+    """A minimal ``metrics.csv``: ``image -> (dice, hd95, uncertainty)``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["image,dice,hd95,uncertainty"] + [f"{k},{d},{h},{u}" for k, (d, h, u) in rows.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def test_compare_counts_images_undefined_on_one_side_and_lower_hd95_is_better(tmp_path, capsys):
+    """B misses 4 lesions (HD95 NaN): those 4 vanished without a word and 'B better' counted a higher HD95."""
+    nan = float("nan")
+    a = {f"i{k}": (0.85, 3.0, 0.2) for k in range(10)}
+    b = {f"i{k}": ((0.0, nan, 0.1) if k < 4 else (0.9, 1.0, 0.3)) for k in range(10)}
+    pa, pb = _metrics_csv(tmp_path / "A" / "metrics.csv", a), _metrics_csv(tmp_path / "B" / "metrics.csv", b)
+    rc, out, err = _run(capsys, "--compare", pa, pb, "--metric", "hd95", "--out", str(tmp_path / "c"))
+    assert rc == 0, err
+    assert "lower is better" in out and "B better 6, worse 0" in out
+    assert "left out: 4 of 10 common images where hd95 is undefined (4 in B only" in out
+    cmp = json.loads((tmp_path / "c" / "compare.json").read_text())
+    assert cmp["undefined_b_only"] == 4 and cmp["n_undefined"] == 4 and cmp["direction"] == "lower"
+    assert cmp["b_better"] == 6 and cmp["b_lower"] == 6
+    rc, out, _ = _run(capsys, "--compare", pa, pb, "--metric", "uncertainty")
+    assert "B higher 6, lower 4" in out and "no better direction" in out and "B better" not in out
+    assert _run(capsys, "--compare", pa, pb)[1].count("B better 6, worse 4") == 1
