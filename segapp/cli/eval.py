@@ -58,6 +58,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=FAILURE_DICE,
         help=f"with --probs: Dice below this is a failure the uncertainty should flag (default {FAILURE_DICE})",
     )
+    p.add_argument(
+        "--missing",
+        choices=("fail", "empty"),
+        default="fail",
+        help="ground-truth images without a prediction: fail (listed, exit 1) or empty (scored as an empty "
+        "prediction: Dice 0, or 1 on an empty ground truth) (default fail)",
+    )
     p.add_argument("--out", help="report folder")
     p.add_argument(
         "--compare", nargs=2, metavar=("A", "B"), help="compare two runs (eval folders or metrics.csv files)"
@@ -134,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         failure_dice=args.failure_dice,
     )
     layout_opts = {"mask_suffix": args.mask_suffix, "mask_dir": args.mask_dir}
-    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images, **layout_opts)
+    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images, missing=args.missing, **layout_opts)
     source = {"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout}
     cases = pairing.cases
     if args.probs is not None:
@@ -144,15 +151,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     for w in doc["warnings"]:
         print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
+    cov = s["coverage"]
     lo, hi = s["dice_macro_ci"]
     print(
-        f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
-        f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
+        f"Dice macro {_f(s['dice_macro'])} over {cov['scored']} of {cov['ground_truth_images']} ground-truth "
+        f"images [{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
     )
+    print(_coverage_line(cov, len(doc["unpaired"])))
     if "calibration" in doc:
         print(_trust_line(doc))
     print(f"report: {args.out}/report.html")
-    return 0
+    return _coverage_exit(cov)
+
+
+def _coverage_line(cov: dict, n_unpaired: int) -> str:
+    """``ground-truth images without a prediction: 3 of 12 (e.g. ...); predictions without ground truth: 0; ...``."""
+    n = cov["ground_truth_images"]
+    files = cov["without_prediction_files"]
+    eg = f" (e.g. {files[0]})" if files else ""
+    empty = (
+        f"; scored as empty predictions (--missing empty): {len(cov['scored_as_empty'])}"
+        if cov["scored_as_empty"]
+        else ""
+    )
+    other = cov["not_scored"] - cov["without_prediction"]
+    return (
+        f"ground-truth images without a prediction: {cov['without_prediction']} of {n}{eg}{empty}; "
+        f"other ground-truth images not scored (unreadable, size differs): {other}; "
+        f"predictions without ground truth: {cov['predictions_without_ground_truth']}; "
+        f"files left out in all: {n_unpaired} (listed in the report)"
+    )
+
+
+def _coverage_exit(cov: dict) -> int:
+    """1 when some ground-truth image was not scored (its mean would flatter the model), else 0."""
+    if not cov["not_scored"]:
+        return 0
+    print(
+        f"segapp-eval: {cov['not_scored']} of {cov['ground_truth_images']} ground-truth images were not scored, "
+        f"so the means are over {cov['scored']} only; expected a prediction for every ground-truth image; fix: "
+        "predict the missing images, or --missing empty to score them as empty predictions",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _trust_line(doc: dict) -> str:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 
@@ -105,3 +106,43 @@ def test_compare_counts_images_undefined_on_one_side_and_lower_hd95_is_better(tm
     rc, out, _ = _run(capsys, "--compare", pa, pb, "--metric", "uncertainty")
     assert "B higher 6, lower 4" in out and "no better direction" in out and "B better" not in out
     assert _run(capsys, "--compare", pa, pb)[1].count("B better 6, worse 4") == 1
+
+
+def _gt_and_preds(root, n: int, missing: set[int]):
+    """``root/gt/{images,masks}`` with ``n`` squares; ``root/pred`` predicts only the others, half shifted."""
+    for i in range(n):
+        _save(root / "gt" / "images" / f"s{i}.png", np.dstack([_square()] * 3))
+        _save(root / "gt" / "masks" / f"s{i}.png", _square())
+        if i not in missing:
+            _save(root / "pred" / f"s{i}.png", _square(shift=4 * (i % 2)))
+    _save(root / "pred" / "extra.png", _square())  # a harmless prediction without ground truth
+
+
+def test_ground_truth_without_a_prediction_is_counted_apart_and_exits_1(tmp_path, capsys):
+    """3 of 12 predictions deleted: '9 images, 3 left out', a mean over the 9, exit 0."""
+    _gt_and_preds(tmp_path, 12, {0, 2, 4})
+    args = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    rc, out, err = _run(capsys, *args, "--out", str(tmp_path / "o"))
+    assert rc == 1
+    assert "over 9 of 12 ground-truth images" in out
+    assert "ground-truth images without a prediction: 3 of 12" in out and "predictions without ground truth: 1" in out
+    assert "3 of 12 ground-truth images were not scored" in err and "--missing empty" in err
+    cov = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["coverage"]
+    assert cov["without_prediction"] == 3 and cov["scored"] == 9 and cov["predictions_without_ground_truth"] == 1
+    assert "9 of 12 ground-truth images scored" in (tmp_path / "o" / "report.html").read_text()
+    rc, out, err = _run(capsys, *args, "--out", str(tmp_path / "e"), "--missing", "empty")
+    assert rc == 0, err
+    assert "over 12 of 12 ground-truth images" in out and "scored as empty predictions (--missing empty): 3" in out
+    rows = {r["image"]: r for r in csv.DictReader((tmp_path / "e" / "metrics.csv").open())}
+    assert float(rows["s0"]["dice"]) == 0.0 and rows["s0"]["case"] == "missed"
+
+
+def test_a_mask_listed_in_predictions_csv_but_deleted_counts_as_missing(tmp_path):
+    from segapp.eval.pairing import pair_folders
+
+    _gt_and_preds(tmp_path, 2, set())
+    pred = tmp_path / "pred"
+    (pred / "predictions.csv").write_text("input,output,status\ns0.png,s0.png,ok\ns1.png,gone.png,ok\n")
+    p = pair_folders(pred, tmp_path / "gt")
+    assert [c.key for c in p.cases] == ["s0"]
+    assert {u["reason"] for u in p.unpaired} == {"listed but not on disk", "no prediction for this image"}
