@@ -111,6 +111,14 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def _ci(ci: list, note: str | None, signed: bool = False) -> str:
+    """``[0.8123, 0.9012]``, or ``[CI n/a: 1 image(s), fewer than 5]`` (a one-image CI has zero width)."""
+    lo, hi = ci
+    if note or lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"[CI n/a{': ' + note.removeprefix('no 95 % CI: ') if note else ''}]"
+    return f"[{lo:+.4f}, {hi:+.4f}]" if signed else f"[{lo:.4f}, {hi:.4f}]"
+
+
 def _hd95(summary: dict, unit: str) -> str:
     """``HD95 median 3.2 px``, or ``HD95 n/a (...)`` when it is undefined on every image."""
     hd = summary["metrics"]["hd95"]
@@ -152,10 +160,10 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
     cov = s["coverage"]
-    lo, hi = s["dice_macro_ci"]
     print(
         f"Dice macro {_f(s['dice_macro'])} over {cov['scored']} of {cov['ground_truth_images']} ground-truth "
-        f"images [{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
+        f"images {_ci(s['dice_macro_ci'], s['ci_note'])}, micro {_f(s['dice_micro'])}; "
+        f"{_hd95(s, doc['config']['unit'])}"
     )
     print(_coverage_line(cov, len(doc["unpaired"])))
     if "calibration" in doc:
@@ -209,10 +217,10 @@ def _trust_line(doc: dict) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     r = compare_runs(args.compare[0], args.compare[1], args.metric, args.out, seed=args.seed)
-    lo, hi = r["mean_diff_ci"]
     print(
         f"{r['metric']} ({_direction_text(r['direction'])}): A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  "
-        f"B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] on {r['n_paired']} paired images "
+        f"B-A {r['mean_diff']:+.4f} {_ci(r['mean_diff_ci'], r['ci_note'], signed=True)} "
+        f"on {r['n_paired']} paired images "
         f"({_counts_text(r)}); Wilcoxon p = {r['wilcoxon_p']:.3g}"
     )
     if r["n_undefined"]:

@@ -51,7 +51,9 @@ def _dice_table(s: Mapping) -> str:
         ["Dice, micro (pooled pixels over all images)", _num(s["dice_micro"]), ci(s["dice_micro_ci"])],
         ["IoU, micro (pooled)", _num(s["iou_micro"]), ci(s["iou_micro_ci"])],
     ]
-    return _table(["score", "value", "95% CI"], rows)
+    note = s.get("ci_note")
+    why = f"<p class='note'><b>{escape(note)}</b> (a bootstrap over so few images is no interval)</p>" if note else ""
+    return _table(["score", "value", "95% CI"], rows) + why
 
 
 def _cases_table(s: Mapping, policy: Mapping) -> str:

@@ -13,17 +13,27 @@ from segapp.eval.calibration import auroc
 from segapp.eval.metrics import METRIC_COLUMNS
 from segapp.eval.policy import CASES
 
+MIN_CI_N = 5
+"""Fewest images a bootstrap CI is given for: resampling one image gives a zero-width interval
+(``0.8501 [0.8501, 0.8501]``), and a few give intervals far narrower than the truth."""
+
+
+def ci_note(n: int) -> str | None:
+    """Why there is no confidence interval for ``n`` images, or ``None`` when there is one."""
+    return None if n >= MIN_CI_N else f"no 95 % CI: {n} image(s), fewer than {MIN_CI_N}"
+
 
 def bootstrap_ci(
     values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean (NaNs dropped first).
 
-    Returns ``(nan, nan)`` for no values. The same values and seed give the same interval.
+    Returns ``(nan, nan)`` for fewer than :data:`MIN_CI_N` values. The same values and seed give
+    the same interval.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
-    if v.size == 0:
+    if v.size < MIN_CI_N:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
@@ -60,6 +70,9 @@ def _pooled(rows: Sequence[Mapping], n_boot: int, seed: int) -> dict[str, float]
             return 2 * si / (sp + st), si / (sp + st - si)
 
     d, j = dice_iou(i, p, t)
+    if len(rows) < MIN_CI_N:
+        nan2 = [math.nan, math.nan]
+        return {"dice_micro": float(d), "dice_micro_ci": nan2, "iou_micro": float(j), "iou_micro_ci": list(nan2)}
     idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
     bd, bj = dice_iou(i[idx], p[idx], t[idx])
     with warnings.catch_warnings():  # every resample undefined (no lesion, none predicted): NaN, no console noise
@@ -106,6 +119,7 @@ def summarize(rows: Sequence[Mapping], n_boot: int = 2000, seed: int = 0) -> dic
     out.update(_pooled(rows, n_boot, seed))
     out["lesions"] = _lesion_totals(rows)
     out["distance_undefined"] = metrics["hd95"]["n_nan"]
+    out["ci_note"] = ci_note(len(rows))
     return out
 
 
@@ -216,6 +230,7 @@ def paired_compare(
         "mean_b": float(vb[ok].mean()) if ok.any() else math.nan,
         "mean_diff": float(diff.mean()) if diff.size else math.nan,
         "mean_diff_ci": [lo, hi],
+        "ci_note": ci_note(int(ok.sum())),
         **_direction_counts(diff, direction),
         "ties": int((diff == 0).sum()),
         "wilcoxon_statistic": w_stat,

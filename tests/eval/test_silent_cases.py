@@ -146,3 +146,22 @@ def test_a_mask_listed_in_predictions_csv_but_deleted_counts_as_missing(tmp_path
     p = pair_folders(pred, tmp_path / "gt")
     assert [c.key for c in p.cases] == ["s0"]
     assert {u["reason"] for u in p.unpaired} == {"listed but not on disk", "no prediction for this image"}
+
+
+def test_no_confidence_interval_from_fewer_than_five_images(tmp_path, capsys):
+    """One image gave 'Dice macro 0.8501 [0.8501, 0.8501]', and a paired compare a CI that excluded 0."""
+    from segapp.eval.stats import MIN_CI_N, bootstrap_ci, paired_compare
+
+    assert all(np.isnan(bootstrap_ci([0.85] * (MIN_CI_N - 1))))
+    assert not any(np.isnan(bootstrap_ci([0.8, 0.85, 0.9, 0.7, 0.6])))
+    cmp = paired_compare({"a": 0.5}, {"a": 0.9})
+    assert all(np.isnan(cmp["mean_diff_ci"])) and "fewer than 5" in cmp["ci_note"]
+    _gt_and_preds(tmp_path, 1, set())
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 0, err
+    assert "over 1 of 1 ground-truth images [CI n/a: 1 image(s), fewer than 5]" in out
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
+    assert s["dice_macro_ci"] == [None, None] and s["dice_micro_ci"] == [None, None] and s["ci_note"]
+    assert "no 95 % CI: 1 image(s)" in (tmp_path / "o" / "report.html").read_text()
