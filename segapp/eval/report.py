@@ -125,7 +125,12 @@ def load_pred(path: Path, threshold: float = 127) -> tuple[np.ndarray, str | Non
     present = set(st.present())
     binary01 = present <= {0, 1} and not st.lossy
     warn = None if present <= {0, 255} or present <= {0, 1} else f"values {values_text(st)}"
+    if st.lossy and 0 < st.top <= threshold:  # a 0/1 mask saved as JPEG: its noise is no lesion, so all of it is lost
+        warn = f"{LOSSY_EMPTY} {threshold:g} (values {values_text(st)}): read as empty"
     return (values >= 0.5 if binary01 else values > threshold), warn
+
+
+LOSSY_EMPTY = "JPEG whose values are all at or below"
 
 
 _PROBS_FIX = "fix: pass the --probs folder of the same segapp-predict --save-probs run as --pred"
@@ -288,10 +293,21 @@ def prediction_warning(odd: Sequence[Mapping[str, str]], threshold: float = 127)
     """Warning line for predictions whose values are not 0/255 or 0/1, or ``None``."""
     if not odd:
         return None
-    return (
-        f"{len(odd)} prediction(s) have values other than 0/255 or 0/1, e.g. {odd[0]['file']}: {odd[0]['values']}; "
-        f"they were binarised above {threshold:g} (0-255 scale); fix: pass binary masks (segapp-predict writes 0/255)"
-    )
+    low = [o for o in odd if o["values"].startswith(LOSSY_EMPTY)]
+    other = [o for o in odd if not o["values"].startswith(LOSSY_EMPTY)]
+    lines = []
+    if low:
+        lines.append(
+            f"{len(low)} JPEG prediction(s) are not empty but have no value above {threshold:g}, so they were read "
+            f"as empty, e.g. {low[0]['file']}: {low[0]['values']}; fix: save 0/1 masks as PNG, or as 0/255"
+        )
+    if other:
+        lines.append(
+            f"{len(other)} prediction(s) have values other than 0/255 or 0/1, e.g. {other[0]['file']}: "
+            f"{other[0]['values']}; they were binarised above {threshold:g} (0-255 scale); fix: pass binary masks "
+            "(segapp-predict writes 0/255)"
+        )
+    return "; ".join(lines)
 
 
 def worst_cases(rows: Sequence[Mapping], n: int) -> list[Mapping]:

@@ -165,3 +165,15 @@ def test_no_confidence_interval_from_fewer_than_five_images(tmp_path, capsys):
     s = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]
     assert s["dice_macro_ci"] == [None, None] and s["dice_micro_ci"] == [None, None] and s["ci_note"]
     assert "no 95 % CI: 1 image(s)" in (tmp_path / "o" / "report.html").read_text()
+
+
+def test_every_non_empty_jpeg_prediction_read_as_empty_is_counted(tmp_path, capsys):
+    """0/1 masks saved as JPEG read as empty; only those with noise above 1 were warned about."""
+    _gt_and_preds(tmp_path, 6, set(range(6)))
+    for i in range(6):
+        _save(tmp_path / "pred" / f"s{i}.jpg", _square(value=1), quality=95)  # {0, 1} only, or a little noise
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert "6 JPEG prediction(s) are not empty but have no value above 127, so they were read as empty" in err
+    assert len(json.loads((tmp_path / "o" / "summary.json").read_text())["odd_predictions"]) == 6
