@@ -19,6 +19,9 @@ RUN_COLUMNS = [
 ]
 # with ``evaluate: true``: means over the validation images of the best checkpoint's report
 EVAL_COLUMNS = {"val_hd95": "hd95", "val_assd": "assd", "val_bf1": "bf1", "val_nsd": "nsd"}
+# ... and how many images they are over: HD95/ASSD leave out images where a mask is empty, so a
+# run that misses lesions averages its distances over fewer (and easier) images
+EVAL_COUNTS = ("val_hd95_n", "val_images")
 
 _CURVES = {"train/loss_epoch": "train_loss", "train/dice": "train_dice", "val/dice": "val_dice", "val/loss": "val_loss"}
 
@@ -84,13 +87,17 @@ def summarize_run(
     }
 
 
-def eval_numbers(summary_json: Path) -> dict[str, float]:
-    """:data:`EVAL_COLUMNS` from a ``segapp validate`` report's ``summary.json`` (NaN when absent)."""
+def eval_numbers(summary_json: Path) -> dict[str, float | int | str]:
+    """:data:`EVAL_COLUMNS` (NaN when absent) and :data:`EVAL_COUNTS` (empty when absent) from a
+    ``segapp validate`` report's ``summary.json``."""
     import json
 
-    metrics = json.loads(summary_json.read_text()).get("summary", {}).get("metrics", {})
-    out = {}
+    summary = json.loads(summary_json.read_text()).get("summary", {})
+    metrics = summary.get("metrics", {})
+    out: dict[str, float | int | str] = {}
     for col, key in EVAL_COLUMNS.items():
         mean = (metrics.get(key) or {}).get("mean")
         out[col] = math.nan if mean is None else float(mean)
+    out["val_hd95_n"] = (metrics.get("hd95") or {}).get("n", "")
+    out["val_images"] = summary.get("n_images", "")
     return out

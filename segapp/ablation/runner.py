@@ -14,7 +14,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from segapp.ablation.metrics import EVAL_COLUMNS, RUN_COLUMNS, eval_numbers, fit_metrics_csv, read_epochs, summarize_run
+from segapp.ablation.metrics import (
+    EVAL_COLUMNS,
+    EVAL_COUNTS,
+    RUN_COLUMNS,
+    eval_numbers,
+    fit_metrics_csv,
+    read_epochs,
+    summarize_run,
+)
 from segapp.ablation.study import Study, Variant, cli_args
 from segapp.app import bare_argv
 from segapp.errors import UserError
@@ -124,8 +132,8 @@ def write_results(rows: list[dict[str, Any]], path: Path, evaluate: bool = False
     """``results.csv``: variant, seed, :data:`RUN_COLUMNS` (and :data:`EVAL_COLUMNS` with ``evaluate``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_write(path) as tmp, open(tmp, "w", newline="") as f:
-        columns = ["variant", "seed", *RUN_COLUMNS, *(EVAL_COLUMNS if evaluate else []), "error"]
-        w = csv.DictWriter(f, fieldnames=columns)
+        evals = [*EVAL_COLUMNS, *EVAL_COUNTS] if evaluate else []
+        w = csv.DictWriter(f, fieldnames=["variant", "seed", *RUN_COLUMNS, *evals, "error"])
         w.writeheader()
         for r in rows:
             w.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in r.items() if k in w.fieldnames})

@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="ground-truth layout, as data.layout: auto, paired, isic2018, suffix, csv, or masks (a folder of "
         "masks only) (default auto)",
     )
+    p.add_argument("--mask-suffix", help="suffix or paired layout: mask stem = image stem + this (e.g. -label)")
+    p.add_argument("--mask-dir", help="suffix layout: folder of the masks, relative to --gt (e.g. ann)")
     p.add_argument(
         "--images", help="with a --gt folder of masks only: the input images, matched by name, drawn under the contours"
     )
@@ -55,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=FAILURE_DICE,
         help=f"with --probs: Dice below this is a failure the uncertainty should flag (default {FAILURE_DICE})",
+    )
+    p.add_argument(
+        "--missing",
+        choices=("fail", "empty"),
+        default="fail",
+        help="ground-truth images without a prediction: fail (listed, exit 1) or empty (scored as an empty "
+        "prediction: Dice 0, or 1 on an empty ground truth) (default fail)",
     )
     p.add_argument("--out", help="report folder")
     p.add_argument(
@@ -102,6 +111,14 @@ def _f(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.4f}"
 
 
+def _ci(ci: list, note: str | None, signed: bool = False) -> str:
+    """``[0.8123, 0.9012]``, or ``[CI n/a: 1 image(s), fewer than 5]`` (a one-image CI has zero width)."""
+    lo, hi = ci
+    if note or lo is None or hi is None or math.isnan(lo) or math.isnan(hi):
+        return f"[CI n/a{': ' + note.removeprefix('no 95 % CI: ') if note else ''}]"
+    return f"[{lo:+.4f}, {hi:+.4f}]" if signed else f"[{lo:.4f}, {hi:.4f}]"
+
+
 def _hd95(summary: dict, unit: str) -> str:
     """``HD95 median 3.2 px``, or ``HD95 n/a (...)`` when it is undefined on every image."""
     hd = summary["metrics"]["hd95"]
@@ -131,7 +148,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         foreground_labels=labels,
         failure_dice=args.failure_dice,
     )
-    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images)
+    layout_opts = {"mask_suffix": args.mask_suffix, "mask_dir": args.mask_dir}
+    pairing = pair_folders(args.pred, args.gt, args.layout, images=args.images, missing=args.missing, **layout_opts)
     source = {"pred": str(args.pred), "gt": str(args.gt), "layout": args.layout}
     cases = pairing.cases
     if args.probs is not None:
@@ -141,15 +159,49 @@ def _evaluate(args: argparse.Namespace) -> int:
     for w in doc["warnings"]:
         print(f"segapp-eval: warning: {w}", file=sys.stderr)
     s = doc["summary"]
-    lo, hi = s["dice_macro_ci"]
+    cov = s["coverage"]
     print(
-        f"{s['n_images']} images, {len(doc['unpaired'])} left out; Dice macro {_f(s['dice_macro'])} "
-        f"[{_f(lo)}, {_f(hi)}], micro {_f(s['dice_micro'])}; {_hd95(s, doc['config']['unit'])}"
+        f"Dice macro {_f(s['dice_macro'])} over {cov['scored']} of {cov['ground_truth_images']} ground-truth "
+        f"images {_ci(s['dice_macro_ci'], s['ci_note'])}, micro {_f(s['dice_micro'])}; "
+        f"{_hd95(s, doc['config']['unit'])}"
     )
+    print(_coverage_line(cov, len(doc["unpaired"])))
     if "calibration" in doc:
         print(_trust_line(doc))
     print(f"report: {args.out}/report.html")
-    return 0
+    return _coverage_exit(cov)
+
+
+def _coverage_line(cov: dict, n_unpaired: int) -> str:
+    """``ground-truth images without a prediction: 3 of 12 (e.g. ...); predictions without ground truth: 0; ...``."""
+    n = cov["ground_truth_images"]
+    files = cov["without_prediction_files"]
+    eg = f" (e.g. {files[0]})" if files else ""
+    empty = (
+        f"; scored as empty predictions (--missing empty): {len(cov['scored_as_empty'])}"
+        if cov["scored_as_empty"]
+        else ""
+    )
+    other = cov["not_scored"] - cov["without_prediction"]
+    return (
+        f"ground-truth images without a prediction: {cov['without_prediction']} of {n}{eg}{empty}; "
+        f"other ground-truth images not scored (unreadable, size differs): {other}; "
+        f"predictions without ground truth: {cov['predictions_without_ground_truth']}; "
+        f"files left out in all: {n_unpaired} (listed in the report)"
+    )
+
+
+def _coverage_exit(cov: dict) -> int:
+    """1 when some ground-truth image was not scored (its mean would flatter the model), else 0."""
+    if not cov["not_scored"]:
+        return 0
+    print(
+        f"segapp-eval: {cov['not_scored']} of {cov['ground_truth_images']} ground-truth images were not scored, "
+        f"so the means are over {cov['scored']} only; expected a prediction for every ground-truth image; fix: "
+        "predict the missing images, or --missing empty to score them as empty predictions",
+        file=sys.stderr,
+    )
+    return 1
 
 
 def _trust_line(doc: dict) -> str:
@@ -165,15 +217,38 @@ def _trust_line(doc: dict) -> str:
 
 def _compare(args: argparse.Namespace) -> int:
     r = compare_runs(args.compare[0], args.compare[1], args.metric, args.out, seed=args.seed)
-    lo, hi = r["mean_diff_ci"]
     print(
-        f"{r['metric']}: A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  B-A {r['mean_diff']:+.4f} [{lo:+.4f}, {hi:+.4f}] "
-        f"on {r['n_paired']} paired images (B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}); "
-        f"Wilcoxon p = {r['wilcoxon_p']:.3g}"
+        f"{r['metric']} ({_direction_text(r['direction'])}): A {r['mean_a']:.4f}  B {r['mean_b']:.4f}  "
+        f"B-A {r['mean_diff']:+.4f} {_ci(r['mean_diff_ci'], r['ci_note'], signed=True)} "
+        f"on {r['n_paired']} paired images "
+        f"({_counts_text(r)}); Wilcoxon p = {r['wilcoxon_p']:.3g}"
     )
+    if r["n_undefined"]:
+        why = (
+            "; a mask is empty there: compare dice too, or score both runs with --distance-empty max"
+            if r["metric"] in ("hd95", "assd")
+            else ""
+        )
+        print(
+            f"left out: {r['n_undefined']} of {r['n_common']} common images where {r['metric']} is undefined "
+            f"({r['undefined_b_only']} in B only, {r['undefined_a_only']} in A only, "
+            f"{r['undefined_both']} in both{why})"
+        )
     if r["only_a"] or r["only_b"]:
         print(f"not paired: {r['only_a']} images only in A, {r['only_b']} only in B")
     return 0
+
+
+def _direction_text(direction: str | None) -> str:
+    """``higher is better``, ``lower is better``, or ``no better direction``."""
+    return f"{direction} is better" if direction else "no better direction"
+
+
+def _counts_text(r: dict) -> str:
+    """``B better 3, worse 1, ties 0``; for a metric without a direction ``B higher 3, lower 1, ties 0``."""
+    if r["direction"] is None:
+        return f"B higher {r['b_higher']}, lower {r['b_lower']}, ties {r['ties']}"
+    return f"B better {r['b_better']}, worse {r['b_worse']}, ties {r['ties']}"
 
 
 def main(argv: list[str] | None = None) -> None:

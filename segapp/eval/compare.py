@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from segapp.eval.report import json_safe, read_metrics_csv  # noqa: E402
-from segapp.eval.stats import paired_compare  # noqa: E402
+from segapp.eval.stats import DIRECTION, paired_compare  # noqa: E402
 from segapp.io import atomic_write  # noqa: E402
 
 
@@ -43,10 +43,12 @@ def compare_runs(
     """Paired comparison of ``metric`` between runs ``a`` and ``b`` (difference is ``b - a``).
 
     Writes ``compare.json``, ``compare.csv`` (per image) and ``compare.png`` (scatter) to
-    ``out`` when given. Returns the ``compare.json`` content.
+    ``out`` when given. Returns the ``compare.json`` content; better/worse follow the metric's
+    direction (:data:`~segapp.eval.stats.DIRECTION`: lower is better for HD95 and ASSD).
     """
     sa, sb = load_scores(a, metric), load_scores(b, metric)
-    res = {"a": str(a), "b": str(b), "metric": metric, **paired_compare(sa, sb, seed=seed)}
+    cmp = paired_compare(sa, sb, seed=seed, direction=DIRECTION.get(metric))
+    res = {"a": str(a), "b": str(b), "metric": metric, **cmp}
     if out is None:
         return res
     out = Path(out)

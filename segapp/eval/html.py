@@ -51,7 +51,9 @@ def _dice_table(s: Mapping) -> str:
         ["Dice, micro (pooled pixels over all images)", _num(s["dice_micro"]), ci(s["dice_micro_ci"])],
         ["IoU, micro (pooled)", _num(s["iou_micro"]), ci(s["iou_micro_ci"])],
     ]
-    return _table(["score", "value", "95% CI"], rows)
+    note = s.get("ci_note")
+    why = f"<p class='note'><b>{escape(note)}</b> (a bootstrap over so few images is no interval)</p>" if note else ""
+    return _table(["score", "value", "95% CI"], rows) + why
 
 
 def _cases_table(s: Mapping, policy: Mapping) -> str:
@@ -154,6 +156,20 @@ def _probs_sections(doc: Mapping, figs: Mapping[str, bytes]) -> str:
     return _calibration(doc["calibration"], figs["reliability"]) + _uncertainty(doc["uncertainty"], figs["uncertainty"])
 
 
+def _coverage(s: Mapping, n_unpaired: int) -> str:
+    """``9 of 12 ground-truth images scored (3 without a prediction), ...``; bold when some are not."""
+    cov = s.get("coverage")
+    if not cov:
+        return f"{s['n_images']} images scored, {n_unpaired} files left out."
+    text = (
+        f"{cov['scored']} of {cov['ground_truth_images']} ground-truth images scored "
+        f"({cov['without_prediction']} without a prediction, {len(cov['scored_as_empty'])} scored as empty "
+        f"predictions); {cov['predictions_without_ground_truth']} predictions without ground truth; "
+        f"{n_unpaired} files left out."
+    )
+    return f"<b>{escape(text)} The means are over the scored images only.</b>" if cov["not_scored"] else escape(text)
+
+
 def _unpaired(unpaired: Sequence[Mapping]) -> str:
     if not unpaired:
         return "<p>All files were paired.</p>"
@@ -194,7 +210,7 @@ def render_html(
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head>
 <body>
 <h1>{escape(title)}</h1>
-<p class="note">{s["n_images"]} images scored, {len(doc["unpaired"])} files left out.
+<p class="note">{_coverage(s, len(doc["unpaired"]))}
 {escape("; ".join(f"{k}: {v}" for k, v in doc["source"].items()))}</p>
 {"".join(f'<p class="note"><b>warning:</b> {escape(w)}</p>' for w in doc.get("warnings", []))}
 <h2>Summary</h2>

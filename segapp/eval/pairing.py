@@ -31,7 +31,7 @@ class EvalCase:
     probability map (``None``: no map; calibration and uncertainty leave the image out)."""
 
     key: str
-    pred: Path
+    pred: Path | None  # None: no prediction, scored as an empty one (``--missing empty``)
     gt: tuple[Path, ...]
     image: Path | None = None
     probs: Path | None = None
@@ -45,23 +45,30 @@ class Pairing:
     unpaired: list[dict[str, str]] = field(default_factory=list)
 
 
-def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | None = None):
+def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | None = None, **opts):
     """Find ground-truth pairs with the DataModule's layouts (:func:`segapp.data.layouts.discover`).
 
     ``layout="masks"``, or ``auto`` when no dataset layout pairs anything, reads ``root`` as a
-    folder of masks only (:func:`masks_only`). Imported when called, so that importing
-    ``segapp.eval`` stays light.
+    folder of masks only (:func:`masks_only`). A folder that some layout *would* pair with other
+    settings (``img/x.png`` + ``ann/x-label.png``) is refused with those settings: read as masks
+    only, its photos would be scored as masks. ``opts`` (``mask_suffix``, ``mask_dir``,
+    ``csv_name``) go to the layout. Imported when called, so that importing ``segapp.eval`` stays light.
 
     Raises:
-        DataError: (a ``ValueError``) for an unknown layout or a folder without pairs or masks.
+        DataError: (a ``ValueError``) for an unknown layout, a folder without pairs or masks, or
+            a dataset folder that needs other layout settings.
     """
-    from segapp.data.errors import DataError
+    from segapp.data.errors import DataError, DuplicateFilesError, LayoutError
     from segapp.data.layouts import discover
 
     if layout == "masks":
         return masks_only(root, images)
     try:
-        disc = discover(root, layout)  # type: ignore[arg-type]
+        disc = discover(root, layout, **opts)  # type: ignore[arg-type]
+    except DuplicateFilesError:
+        raise  # a dataset whose files clash: read as masks only, its images would be scored as masks
+    except LayoutError as e:
+        raise DataError(_layout_fix(root, layout, e)) from None
     except DataError:
         if layout != "auto" or not Path(root).is_dir():
             raise
@@ -69,6 +76,19 @@ def discover_gt(root: str | Path, layout: str = "auto", images: str | Path | Non
         if not disc.pairs:
             raise
     return disc
+
+
+def _layout_fix(root: str | Path, layout: str, e) -> str:
+    """The one-line refusal of a ground-truth folder that pairs only with other layout settings."""
+    from segapp.data.layouts.suggest import cli_flags
+
+    flags = cli_flags(e.layout, e.options)
+    return (
+        f"--gt {root}: expected a dataset that --layout {layout} pairs, or a folder of masks only; got a folder "
+        f"that layout {e.layout!r} pairs ({e.n_pairs} image(s)) only with other settings, so it was not read as "
+        f"masks only (its images would be scored as masks); fix: segapp-eval ... {flags} "
+        f"(or --layout masks if every file there is a mask)"
+    )
 
 
 def _mask_files(folder: Path) -> list[tuple[str, Path]]:
@@ -139,7 +159,8 @@ def _key_candidates(rel: str) -> list[str]:
 
 
 def _from_csv(pred_dir: Path) -> tuple[list[tuple[str, Path]], list[dict[str, str]]]:
-    """``(input rel path, mask path)`` for ok rows of ``predictions.csv``; failed rows listed."""
+    """``(input rel path, mask path)`` for ok rows of ``predictions.csv``; failed rows, and ok rows
+    whose mask is no longer on disk, listed (their ground truth then has no prediction)."""
     found, failed = [], []
     with open(pred_dir / "predictions.csv", newline="") as fh:
         for row in csv.DictReader(fh):
@@ -150,6 +171,10 @@ def _from_csv(pred_dir: Path) -> tuple[list[tuple[str, Path]], list[dict[str, st
                         "file": row.get("input", ""),
                         "reason": f"prediction failed: {row.get('reason', '')}",
                     }
+                )
+            elif not (pred_dir / row["output"]).is_file():  # deleted since: the image has no prediction
+                failed.append(
+                    {"side": "prediction", "file": str(pred_dir / row["output"]), "reason": "listed but not on disk"}
                 )
             else:
                 found.append((row["input"], pred_dir / row["output"]))
@@ -200,22 +225,35 @@ class _KeyIndex:
         return hit
 
 
-def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
-    """Match predictions to ground-truth pairs by relative path without extension, then by stem."""
+NO_PREDICTION = "no prediction for this image"
+NO_GROUND_TRUTH = "no ground truth with this name"
+
+
+def pair_cases(preds: list[tuple[str, Path]], discovery, missing: str = "fail") -> Pairing:
+    """Match predictions to ground-truth pairs by relative path without extension, then by stem.
+
+    A ground-truth image without a prediction is listed (``missing="fail"``), or becomes a case
+    with ``pred=None``, scored as an empty prediction (``missing="empty"``): a model that fails on
+    its hardest images must not score higher for it.
+    """
     index = _KeyIndex({p.key: p for p in discovery.pairs})
     cases: dict[str, EvalCase] = {}
     unpaired: list[dict[str, str]] = []
     for name, path in preds:
         pair = index.find(name)
         if pair is None:
-            unpaired.append({"side": "prediction", "file": str(path), "reason": "no ground truth with this name"})
+            unpaired.append({"side": "prediction", "file": str(path), "reason": NO_GROUND_TRUTH})
         elif pair.key in cases:
             unpaired.append({"side": "prediction", "file": str(path), "reason": f"second prediction for {pair.key}"})
         else:
             cases[pair.key] = EvalCase(key=pair.key, pred=path, gt=tuple(pair.masks), image=pair.image)
     for p in discovery.pairs:
-        if p.key not in cases:
-            unpaired.append({"side": "ground_truth", "file": str(p.masks[0]), "reason": "no prediction for this image"})
+        if p.key in cases:
+            continue
+        if missing == "empty":
+            cases[p.key] = EvalCase(key=p.key, pred=None, gt=tuple(p.masks), image=p.image)
+        else:
+            unpaired.append({"side": "ground_truth", "file": str(p.masks[0]), "reason": NO_PREDICTION})
     for f in getattr(discovery, "images_without_mask", []):
         unpaired.append({"side": "ground_truth", "file": str(f), "reason": "image without a mask"})
     for f in getattr(discovery, "masks_without_image", []):
@@ -226,7 +264,12 @@ def pair_cases(preds: list[tuple[str, Path]], discovery) -> Pairing:
 
 
 def pair_folders(
-    pred_dir: str | Path, gt_root: str | Path, layout: str = "auto", images: str | Path | None = None
+    pred_dir: str | Path,
+    gt_root: str | Path,
+    layout: str = "auto",
+    images: str | Path | None = None,
+    missing: str = "fail",
+    **opts,
 ) -> Pairing:
     """Pair ``segapp-predict`` output (or a mask folder) with a ground-truth dataset or mask folder.
 
@@ -235,9 +278,12 @@ def pair_folders(
         gt_root: Ground truth: a dataset folder (any layout) or a folder of masks only.
         layout: Ground-truth layout (``auto``, a ``data.layout`` name, or ``masks``).
         images: Folder of the input images when ``gt_root`` holds masks only (for the gallery).
+        missing: ``fail`` (list ground truth without a prediction) or ``empty`` (score it as an
+            empty prediction), see :func:`pair_cases`.
+        **opts: Layout settings (``mask_suffix``, ``mask_dir``), as ``segapp-data check`` takes them.
     """
     preds, failed = list_predictions(pred_dir)
-    pairing = pair_cases(preds, discover_gt(gt_root, layout, images))
+    pairing = pair_cases(preds, discover_gt(gt_root, layout, images, **opts), missing)
     pairing.unpaired = failed + pairing.unpaired
     return pairing
 
@@ -260,9 +306,9 @@ def prob_maps(probs_dir: str | Path) -> dict[str, Path]:
     return found
 
 
-def _beside(pred: Path, pred_dir: Path | None) -> str | None:
+def _beside(pred: Path | None, pred_dir: Path | None) -> str | None:
     """The name a ``segapp-predict`` mask stands for (``a/b.jpg.mask.png`` -> ``a/b.jpg``), or ``None``."""
-    if pred_dir is None or not pred.name.endswith(PRED_SUFFIX):
+    if pred is None or pred_dir is None or not pred.name.endswith(PRED_SUFFIX):
         return None
     try:
         rel = pred.relative_to(pred_dir).as_posix()
@@ -308,7 +354,7 @@ def attach_probs(
         probs = probs or by_case.get(c.key)
         out.append(replace(c, probs=probs))
         if probs is None:
-            missing.append({"image": c.key, "reason": f"no probability map for {c.pred.name} under {probs_dir}"})
+            missing.append({"image": c.key, "reason": f"no probability map for {c.key} under {probs_dir}"})
     if len(missing) == len(cases):
         example = next(iter(maps.values()))
         raise ValueError(

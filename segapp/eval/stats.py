@@ -13,17 +13,27 @@ from segapp.eval.calibration import auroc
 from segapp.eval.metrics import METRIC_COLUMNS
 from segapp.eval.policy import CASES
 
+MIN_CI_N = 5
+"""Fewest images a bootstrap CI is given for: resampling one image gives a zero-width interval
+(``0.8501 [0.8501, 0.8501]``), and a few give intervals far narrower than the truth."""
+
+
+def ci_note(n: int) -> str | None:
+    """Why there is no confidence interval for ``n`` images, or ``None`` when there is one."""
+    return None if n >= MIN_CI_N else f"no 95 % CI: {n} image(s), fewer than {MIN_CI_N}"
+
 
 def bootstrap_ci(
     values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
     """Percentile bootstrap confidence interval of the mean (NaNs dropped first).
 
-    Returns ``(nan, nan)`` for no values. The same values and seed give the same interval.
+    Returns ``(nan, nan)`` for fewer than :data:`MIN_CI_N` values. The same values and seed give
+    the same interval.
     """
     v = np.asarray(values, dtype=np.float64)
     v = v[~np.isnan(v)]
-    if v.size == 0:
+    if v.size < MIN_CI_N:
         return math.nan, math.nan
     rng = np.random.default_rng(seed)
     means = v[rng.integers(0, v.size, size=(n_boot, v.size))].mean(axis=1)
@@ -60,6 +70,9 @@ def _pooled(rows: Sequence[Mapping], n_boot: int, seed: int) -> dict[str, float]
             return 2 * si / (sp + st), si / (sp + st - si)
 
     d, j = dice_iou(i, p, t)
+    if len(rows) < MIN_CI_N:
+        nan2 = [math.nan, math.nan]
+        return {"dice_micro": float(d), "dice_micro_ci": nan2, "iou_micro": float(j), "iou_micro_ci": list(nan2)}
     idx = np.random.default_rng(seed).integers(0, len(rows), size=(n_boot, len(rows)))
     bd, bj = dice_iou(i[idx], p[idx], t[idx])
     with warnings.catch_warnings():  # every resample undefined (no lesion, none predicted): NaN, no console noise
@@ -106,6 +119,7 @@ def summarize(rows: Sequence[Mapping], n_boot: int = 2000, seed: int = 0) -> dic
     out.update(_pooled(rows, n_boot, seed))
     out["lesions"] = _lesion_totals(rows)
     out["distance_undefined"] = metrics["hd95"]["n_nan"]
+    out["ci_note"] = ci_note(len(rows))
     return out
 
 
@@ -149,13 +163,44 @@ def uncertainty_summary(
     }
 
 
+#: which way is better, per ``metrics.csv`` column: distances are better lower; ``uncertainty``
+#: (and any column not named here) has no direction, so a comparison says higher/lower only
+DIRECTION: dict[str, str] = {
+    **{m: "higher" for m in ("dice", "iou", "precision", "recall", "isic_jaccard", "bf1", "nsd")},
+    "hd95": "lower",
+    "assd": "lower",
+}
+
+
+def _undefined(va: np.ndarray, vb: np.ndarray) -> dict[str, int]:
+    """Images left out of a paired comparison because a side's value is NaN (HD95 with an empty mask)."""
+    na, nb = np.isnan(va), np.isnan(vb)
+    return {
+        "undefined_a_only": int((na & ~nb).sum()),
+        "undefined_b_only": int((nb & ~na).sum()),
+        "undefined_both": int((na & nb).sum()),
+        "n_undefined": int((na | nb).sum()),
+    }
+
+
+def _direction_counts(diff: np.ndarray, direction: str | None) -> dict[str, int | str | None]:
+    """``b_higher``/``b_lower``, and ``b_better``/``b_worse`` by the metric's ``direction``
+    (``None``: no direction, so no better or worse)."""
+    hi, lo = int((diff > 0).sum()), int((diff < 0).sum())
+    better, worse = {"higher": (hi, lo), "lower": (lo, hi)}.get(direction or "", (None, None))
+    return {"direction": direction, "b_higher": hi, "b_lower": lo, "b_better": better, "b_worse": worse}
+
+
 def paired_compare(
-    a: Mapping[str, float], b: Mapping[str, float], n_boot: int = 2000, seed: int = 0
-) -> dict[str, float | int | list]:
+    a: Mapping[str, float], b: Mapping[str, float], n_boot: int = 2000, seed: int = 0, direction: str | None = "higher"
+) -> dict[str, float | int | list | str | None]:
     """Paired comparison of two runs' per-image scores (``b - a``) on the images both have.
 
     Uses the Wilcoxon signed-rank test (``scipy.stats.wilcoxon``, two-sided, zero differences
-    dropped) and a paired bootstrap CI of the mean difference.
+    dropped) and a paired bootstrap CI of the mean difference. Images where either side is NaN
+    are left out and counted (``undefined_*``): silently dropping them let a run that missed
+    lesions (HD95 undefined) "win" on the rest. ``direction`` (``higher``, ``lower`` or ``None``,
+    see :data:`DIRECTION`) decides which sign counts as ``b_better``.
 
     Raises:
         ValueError: If the runs share no image.
@@ -177,14 +222,16 @@ def paired_compare(
     lo, hi = bootstrap_ci(diff, n_boot=n_boot, seed=seed)
     return {
         "n_paired": int(ok.sum()),
+        "n_common": len(keys),
+        **_undefined(va, vb),
         "only_a": len(set(a) - set(b)),
         "only_b": len(set(b) - set(a)),
         "mean_a": float(va[ok].mean()) if ok.any() else math.nan,
         "mean_b": float(vb[ok].mean()) if ok.any() else math.nan,
         "mean_diff": float(diff.mean()) if diff.size else math.nan,
         "mean_diff_ci": [lo, hi],
-        "b_better": int((diff > 0).sum()),
-        "b_worse": int((diff < 0).sum()),
+        "ci_note": ci_note(int(ok.sum())),
+        **_direction_counts(diff, direction),
         "ties": int((diff == 0).sum()),
         "wilcoxon_statistic": w_stat,
         "wilcoxon_p": p,

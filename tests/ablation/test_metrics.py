@@ -64,8 +64,16 @@ def test_eval_numbers_read_report_means_and_nan_for_missing(tmp_path):
 
     path = tmp_path / "summary.json"
     path.write_text(
-        json.dumps({"summary": {"metrics": {"hd95": {"mean": 3.5}, "bf1": {"mean": 0.8}, "nsd": {"mean": None}}}})
+        json.dumps(
+            {
+                "summary": {
+                    "n_images": 12,
+                    "metrics": {"hd95": {"mean": 3.5, "n": 8}, "bf1": {"mean": 0.8}, "nsd": {"mean": None}},
+                }
+            }
+        )
     )
     got = eval_numbers(path)
     assert got["val_hd95"] == 3.5 and got["val_bf1"] == 0.8
     assert math.isnan(got["val_nsd"]) and math.isnan(got["val_assd"])
+    assert got["val_hd95_n"] == 8 and got["val_images"] == 12  # HD95 is a mean over 8 of the 12 images

@@ -55,7 +55,7 @@ def test_eval_and_compare_cli(tmp_path, capsys):
         "2",
     )
     assert rc == 0, err
-    assert "4 images, 0 left out" in out
+    assert "over 4 of 4 ground-truth images" in out
     rows = {r["image"]: r for r in csv.DictReader((tmp_path / "A" / "metrics.csv").read_text().splitlines())}
     assert float(rows["c"]["dice"]) == pytest.approx(12 / 16)
     assert json.loads((tmp_path / "A" / "summary.json").read_text())["worst"] == ["d", "c"]

@@ -58,7 +58,7 @@ def test_eval_against_a_folder_of_masks_only(masks_only):
     t = masks_only
     out = _eval("--pred", str(t / "pred"), "--gt", str(t / "gt"), "--out", str(t / "rep"))
     assert out.returncode == 0, out.stderr
-    assert "3 images, 0 left out" in out.stdout
+    assert "over 3 of 3 ground-truth images" in out.stdout
     doc = json.loads((t / "rep" / "summary.json").read_text())
     assert doc["summary"]["n_images"] == 3 and doc["unpaired"] == [] and doc["warnings"] == []
     rows = (t / "rep" / "metrics.csv").read_text().splitlines()

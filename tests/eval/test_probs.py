@@ -175,4 +175,5 @@ def test_probs_summary_is_strict_json_and_compare_reads_the_column(run, tmp_path
     rep = str(tmp_path / "rep")
     rc, out, err = _eval(capsys, "--compare", rep, rep, "--metric", "uncertainty", "--n-boot", "50")
     assert rc == 0, err
-    assert "uncertainty:" in out and "on 5 paired images" in out  # the image without a map is left out
+    assert "uncertainty (no better direction):" in out and "on 5 paired images" in out  # the image without a map
+    assert "left out: 1 of 6 common images where uncertainty is undefined (0 in B only, 0 in A only, 1 in both)" in out

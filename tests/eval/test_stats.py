@@ -21,9 +21,11 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean():
 
 
 def test_describe_counts_nans_and_constant_values():
-    d = describe([1.0, 1.0, math.nan, 1.0])
-    assert d["n"] == 3 and d["n_nan"] == 1
+    d = describe([1.0, 1.0, math.nan, 1.0, 1.0, 1.0, 1.0])
+    assert d["n"] == 6 and d["n_nan"] == 1
     assert d["mean"] == d["median"] == d["ci_low"] == d["ci_high"] == 1.0 and d["std"] == 0.0
+    few = describe([1.0, 1.0, math.nan, 1.0])  # 3 values: no CI (fewer than MIN_CI_N)
+    assert few["n"] == 3 and few["mean"] == 1.0 and math.isnan(few["ci_low"]) and math.isnan(few["ci_high"])
     empty = describe([math.nan])
     assert empty["n"] == 0 and math.isnan(empty["mean"]) and math.isnan(empty["ci_low"])
 

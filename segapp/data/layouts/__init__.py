@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from segapp.data.errors import DataError, DuplicateFilesError
+from segapp.data.errors import DataError, DuplicateFilesError, LayoutError
 from segapp.data.layouts import isic, manifest, paired, suffix
 from segapp.data.layouts.base import Discovery, Pair, check_root
-from segapp.data.layouts.suggest import closest_layout
+from segapp.data.layouts.suggest import closest, hint_text
 
 LayoutName = Literal["auto", "isic2018", "paired", "suffix", "csv"]
 
@@ -75,8 +75,8 @@ def discover(root: str | Path, layout: LayoutName = "auto", **opts: Any) -> Disc
         The pairs, sorted by key, and what could not be paired.
 
     Raises:
-        DataError: on an unknown layout, a folder no layout matches, or no pairs; the message
-            then names the closest layout and the settings that would pair the files, if any.
+        DataError: on an unknown layout, a folder no layout matches, or no pairs; when some
+            layout and settings would pair the files, a :class:`LayoutError` naming them.
         DuplicateFilesError: when two files claim one name (no other layout would fix that).
     """
     try:
@@ -84,10 +84,10 @@ def discover(root: str | Path, layout: LayoutName = "auto", **opts: Any) -> Disc
     except DuplicateFilesError:
         raise
     except DataError as e:
-        hint = closest_layout(Path(root).expanduser(), LAYOUTS) if layout in ("auto", *LAYOUTS) else None
-        if hint is None:
+        best = closest(Path(root).expanduser(), LAYOUTS) if layout in ("auto", *LAYOUTS) else None
+        if best is None:
             raise
-        raise DataError(f"{e}; {hint}") from None
+        raise LayoutError(f"{e}; {hint_text(*best)}", best[1], best[2], best[0]) from None
     disc.pairs.sort(key=lambda p: p.key)
     return disc
 

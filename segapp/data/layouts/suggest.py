@@ -53,14 +53,31 @@ def guess_suffix(files: list[Path]) -> tuple[str, str | None] | None:
     return suffix, (folders.most_common(1)[0][0] if len(folders) == 1 else None)
 
 
+def cli_flags(layout: str, kw: Mapping[str, Any]) -> str:
+    """``--layout suffix --mask-suffix=-label --mask-dir ann``: ``=`` where a value starts with
+    ``-``, which argparse would otherwise take for an option."""
+    sep = lambda v: "=" if str(v).startswith("-") else " "  # noqa: E731
+    return " ".join([f"--layout {layout}"] + [f"--{k.replace('_', '-')}{sep(v)}{v}" for k, v in kw.items()])
+
+
 def _flags(layout: str, kw: Mapping[str, Any]) -> str:
     data = " ".join([f"--data.layout {layout}"] + [f"--data.{k} {v}" for k, v in kw.items()])
-    check = " ".join([f"--layout {layout}"] + [f"--{k.replace('_', '-')} {v}" for k, v in kw.items()])
-    return f"{data} (segapp-data check: {check})"
+    return f"{data} (segapp-data check: {cli_flags(layout, kw)})"
 
 
 def closest_layout(root: Path, layouts: Mapping[str, Any]) -> str | None:
     """A hint naming the layout and settings that pair the most files of ``root``, or ``None``."""
+    best = closest(root, layouts)
+    return None if best is None else hint_text(*best)
+
+
+def hint_text(n: int, name: str, kw: Mapping[str, Any]) -> str:
+    """``closest layout: 'suffix', which pairs 12 image(s) with: <flags>``."""
+    return f"closest layout: {name!r}, which pairs {n} image(s) with: {_flags(name, kw)}"
+
+
+def closest(root: Path, layouts: Mapping[str, Any]) -> tuple[int, str, dict] | None:
+    """``(pairs, layout, options)`` of the layout and settings that pair the most files of ``root``."""
     if not root.is_dir():
         return None
     files = _files(root)
@@ -79,7 +96,4 @@ def closest_layout(root: Path, layouts: Mapping[str, Any]) -> str | None:
             continue
         if n and (best is None or n > best[0]):
             best = (n, name, kw)
-    if best is None:
-        return None
-    n, name, kw = best
-    return f"closest layout: {name!r}, which pairs {n} image(s) with: {_flags(name, kw)}"
+    return best
