@@ -155,6 +155,11 @@ def test_small_components_are_not_lesions():
         "lesion_fn": 0,
     }
     assert image_metrics(pred, gt)["lesions_gt"] == 1  # default min_lesion_area = 10
+    # detecting a lesion under min_area is no false positive (it counted as one)
+    small = square(10, 10, 3)  # 9 pixels
+    over = square(9, 9, 4)  # a 16-pixel prediction covering it
+    counts = match_lesions(over, small.astype(bool), min_area=10)
+    assert counts["lesions_gt"] == 0 and counts["lesion_fp"] == 0 and counts["lesions_pred"] == 1
     with pytest.raises(ValueError, match="min_lesion_area"):
         MetricConfig(min_lesion_area=0)
 
