@@ -204,7 +204,7 @@ def read_parts(folder: Path, parts: list[ShardPart], input_dir: Path | None) -> 
         last = {e["input"]: e for e in out.read_journal(folder / part.files.journal)}
         for rel, entry in last.items():
             outputs_there = all((folder / o).is_file() for o in entry.get("outputs", []))
-            same_input = input_dir is None or entry.get("stamp") == out.input_stamp(input_dir, rel)
+            same_input = input_dir is None or out.same_stamp(entry.get("stamp"), out.input_stamp(input_dir, rel))
             if outputs_there and same_input and isinstance(entry.get("rows"), list):
                 part.entries[rel] = entry
             else:

@@ -181,15 +181,25 @@ def remove_stale_temps(root: Path, prefix: str | None = None) -> int:
 
 
 def input_stamp(input_dir: Path | None, rel: str) -> list[int] | None:
-    """``[size, mtime_ns]`` of an input, as the journal records it (None without an input folder
-    or when the input is gone): a journal entry whose stamp differs is of a replaced input."""
+    """``[size, mtime_ns, ctime_ns]`` of an input, as the journal records it (None without an input
+    folder or when the input is gone): a journal entry whose stamp differs is of a replaced input.
+    The change time catches a same-size replacement whose mtime was kept (``cp -p``, ``rsync -t``):
+    ``utime`` cannot set it back."""
     if input_dir is None:
         return None
     try:
         st = (input_dir / rel).stat()
     except OSError:
         return None
-    return [st.st_size, st.st_mtime_ns]
+    return [st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def same_stamp(recorded: Any, now: list[int] | None) -> bool:
+    """Whether a journal's ``recorded`` stamp matches ``now`` (a journal written before the change
+    time was recorded compares size and mtime only, so its run is not predicted all over again)."""
+    if isinstance(recorded, list) and now is not None and len(recorded) == 2:
+        return recorded == now[:2]
+    return recorded == now
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
@@ -212,7 +222,7 @@ class Journal:
 
     A line is written only after all of an input's outputs were renamed into place, so a line
     present means the input is done; a torn last line (killed mid-write) is ignored. Each line
-    records the input's size and modification time: an input replaced since is predicted again.
+    records the input's size, modification and change time: an input replaced since is predicted again.
     """
 
     def __init__(self, output_dir: Path, resume: bool, input_dir: Path | None = None, name: str = JOURNAL) -> None:
@@ -222,7 +232,8 @@ class Journal:
         if resume:
             for entry in read_journal(self.path):
                 outputs_there = all((output_dir / o).is_file() for o in entry.get("outputs", []))
-                if entry.get("status") == "ok" and outputs_there and entry.get("stamp") == self._stamp(entry["input"]):
+                same = same_stamp(entry.get("stamp"), self._stamp(entry["input"]))
+                if entry.get("status") == "ok" and outputs_there and same:
                     self.done[entry["input"]] = entry
         output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path, suffix=".jsonl") as tmp:  # keep only entries still valid

@@ -151,3 +151,9 @@ def test_resume_predicts_again_an_input_replaced_since(tiny_ckpt, tmp_path, caps
     assert code == 0 and "2 already done" in stdout, stdout
     after = (out / "im1.png.mask.png").read_bytes()
     assert after != before and read_rows(out)["im1.png"][0]["height"] == "30"
+    # a same-size replacement whose mtime was kept (cp -p, rsync -t) is predicted again too
+    st = (inp / "im2.png").stat()
+    (inp / "im2.png").write_bytes((inp / "im1.png").read_bytes()[: st.st_size].ljust(st.st_size, b"\0"))
+    os.utime(inp / "im2.png", ns=(st.st_atime_ns, st.st_mtime_ns))
+    code, stdout, _ = predict_in_process(capsys, *args, "--resume")
+    assert "2 already done" in stdout, stdout  # im2.png was predicted again (it may now be an error row)
