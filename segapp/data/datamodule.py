@@ -65,6 +65,26 @@ def _check_settings(hp: Any) -> None:
         check_range("data.train_subset", hp.train_subset, 1)
 
 
+MIN_LESION_PX = 4.0
+"""Below about this many pixels at the net's size a lesion may not survive nearest-neighbour
+downscaling (a 5 x 5 lesion at 512 -> 64 px survives or not by where it sits)."""
+
+
+def vanishing_lesion_note(lesions: dict, image_size: int) -> str | None:
+    """A warning when the smallest lesion (share of its frame, from the pre-flight check) spans fewer
+    than :data:`MIN_LESION_PX` pixels at ``image_size``: its mask may come out empty, and the image
+    then trains as "no lesion" and validates an empty prediction as Dice 1, without a word."""
+    smallest = lesions.get("min")
+    if not smallest or smallest * image_size**2 >= MIN_LESION_PX:
+        return None
+    return (
+        f"the smallest lesion is {smallest:.3%} of its frame, about {smallest * image_size**2:.1f} px at "
+        f"data.image_size {image_size}: nearest-neighbour downscaling can erase a lesion that small, and its image "
+        "then trains and validates as 'no lesion'; fix: a larger data.image_size, or check that mask "
+        "(segapp-data check lists the lesion sizes)"
+    )
+
+
 class LesionDataModule(L.LightningDataModule):
     """Reads a lesion dataset, checks it, splits it reproducibly and serves resized, normalised tensors.
 
@@ -207,6 +227,9 @@ class LesionDataModule(L.LightningDataModule):
             )
         for w in rep.warnings:
             log.warning("data: %s", w)
+        tiny = vanishing_lesion_note(rep.lesions, self.hparams.image_size)
+        if tiny:
+            log.warning("data: %s", tiny)
         return rep
 
     def setup(self, stage: str | None = None) -> None:

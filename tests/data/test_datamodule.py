@@ -174,3 +174,13 @@ def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):
         "epoch 2: training at 64 px (data.train_size_schedule)",
     ]
     assert run.trainer.reload_dataloaders_every_n_epochs == 1
+
+
+def test_a_lesion_too_small_for_the_image_size_is_warned_about():
+    """Nearest-neighbour downscaling can erase a tiny lesion: its image then trained as 'no lesion'."""
+    from segapp.data.datamodule import vanishing_lesion_note
+
+    note = vanishing_lesion_note({"min": 25 / 512**2}, 64)  # a 5 x 5 lesion in a 512 px frame, at 64 px
+    assert note is not None and "about 0.4 px at data.image_size 64" in note and "fix: a larger" in note
+    assert vanishing_lesion_note({"min": 25 / 512**2}, 512) is None
+    assert vanishing_lesion_note({"nonempty": 0}, 64) is None
