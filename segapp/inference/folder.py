@@ -479,6 +479,8 @@ def predict_folder(
         OutputError: the output folder cannot be written (a file, not writable, disk full).
     """
     options, info = options or FolderOptions(), info or {}
+    if predictor.rules.unreliable:
+        _note(f"every prediction is flagged 'model: trust not calibrated': {predictor.rules.unreliable}")
     run = FolderRun(predictor, Path(input_dir), Path(output_dir), options)
     lock_name = run.files.lock if options.shard else options.lock_name
     lock = FolderLock(run.output_dir, name=lock_name, break_lock=options.break_lock, notes=_note)

@@ -19,6 +19,7 @@ docs/inference.md ("Which predictions to trust"); the thresholds come from the m
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import combinations
 from typing import Any
@@ -33,6 +34,7 @@ __all__ = ["binary_entropy", "uncertainty_score"]  # one definition, shared with
 EST_DICE_FLOOR = 0.8  # "failure" below this Dice: the definition the benchmarks use too
 INPUT_RISK, EMPTY_RISK = 3.0, 1.5  # sort keys of the rules that are not ratios
 REASONS = (
+    "model: trust not calibrated",
     "out of distribution",
     "input: blank",
     "input: saturated",
@@ -152,6 +154,8 @@ class TrustRules:
         flag_empty: Flag an empty prediction on an in-distribution scan (training masks are
             rarely empty).
         trained_on_colour: For the ``channels`` input check.
+        unreliable: Why the model's own signals overstate its Dice on validation (empty: they
+            held); every prediction is then flagged ``model: trust not calibrated``.
     """
 
     temperature: float = 1.0
@@ -159,6 +163,7 @@ class TrustRules:
     est_dice_threshold: float = EST_DICE_FLOOR
     flag_empty: bool = False
     trained_on_colour: bool | None = None
+    unreliable: str = ""
 
     @classmethod
     def from_meta(cls, trust: dict[str, Any] | None) -> TrustRules:
@@ -171,6 +176,7 @@ class TrustRules:
             est_dice_threshold=float(trust.get("est_dice_threshold", EST_DICE_FLOOR)),
             flag_empty=bool(trust.get("flag_empty", False)),
             trained_on_colour=trust.get("trained_on_colour"),
+            unreliable=str(trust.get("unreliable") or ""),
         )
 
 
@@ -182,6 +188,8 @@ def review(signals: dict[str, Any], checks: list[str], empty: bool, rules: Trust
         scores["out of distribution"] = float(ood)
     for c in checks:
         scores[f"input: {c}"] = INPUT_RISK
+    if rules.unreliable:  # its calibration showed its signals overstate its Dice: none of them is a pass
+        scores["model: trust not calibrated"] = INPUT_RISK
     if rules.uncertainty_threshold:
         scores["uncertain"] = signals["uncertainty"] / rules.uncertainty_threshold
     scores["low estimated Dice"] = (1 - signals["est_dice"]) / max(1 - rules.est_dice_threshold, 1e-6)
@@ -192,5 +200,5 @@ def review(signals: dict[str, Any], checks: list[str], empty: bool, rules: Trust
     return {
         "review": "yes" if reasons else "no",
         "review_reason": "; ".join(reasons),
-        "risk": round(max(scores.values()), 4),
+        "risk": math.ceil(max(scores.values()) * 1e4) / 1e4,  # rounded up: "risk > 1" is exactly "flagged"
     }

@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader
 
 from segapp.eval.calibration import calibration_error as ece_of
 from segapp.inference.checkpoint import add_block
-from segapp.inference.trust import EST_DICE_FLOOR, expected_dice, uncertainty_score
+from segapp.inference.trust import EST_DICE_FLOOR, dice, expected_dice, uncertainty_score
 from segapp.nets.trust import forward_with_features
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,7 @@ OOD_FALSE_ALARM = 0.02  # share of validation scans allowed above the OOD thresh
 UNCERTAIN_QUANTILE = 0.9  # the most uncertain tenth of validation is "uncertain"
 EMPTY_SHARE_FOR_FLAG = 0.1  # flag empty predictions when under 10 % of training masks are empty
 MAX_PIXELS = 2_000_000  # pixels sampled for the temperature fit
+MAX_OVERSTATEMENT = 0.1  # mean est_dice above mean true Dice on validation by more: trust signals unreliable
 
 
 def fit_temperature(logits: Tensor, targets: Tensor) -> float:
@@ -172,11 +173,32 @@ def checked_temperature(z: Tensor, y: Tensor) -> tuple[float, float, float, str]
     return t, before, after, ""
 
 
+def overstated(logits: Tensor, targets: Tensor, threshold: float, temperature: float) -> str:
+    """Why the trust signals of this model cannot be trusted, or ``""``: on its validation split the
+    mean estimated Dice overstates the mean true Dice by more than :data:`MAX_OVERSTATEMENT`.
+
+    An overconfident weak model (its temperature fit at the bound, T kept at 1) gave est_dice
+    0.96-0.99 on every scan against a true 0.30, and review=no on most: every signal said "fine"."""
+    probs, cal = torch.sigmoid(logits).numpy(), torch.sigmoid(logits / temperature).numpy()
+    masks = [p > threshold for p in probs]
+    est = float(np.mean([expected_dice(q, m) for q, m in zip(cal, masks, strict=True)]))
+    true = float(np.mean([dice(m, t) for m, t in zip(masks, targets.numpy(), strict=True)]))
+    if est - true <= MAX_OVERSTATEMENT:
+        return ""
+    return (
+        f"on its validation split the estimated Dice ({est:.2f}) overstates the true Dice ({true:.2f}) by more "
+        f"than {MAX_OVERSTATEMENT}: its est_dice, uncertainty and review cannot be trusted; every prediction is "
+        "flagged for review (train longer or on more data, then calibrate again with segapp fit)"
+    )
+
+
 def fit_block(val: dict[str, Any], train: dict[str, Any], threshold: float) -> dict[str, Any]:
     """The ``trust`` block from :func:`collect` outputs of the validation and training splits."""
     z, y = _sample(val["logits"], val["targets"])
     temperature, before, after, note = checked_temperature(z, y)
+    unreliable = overstated(val["logits"], val["targets"], threshold, temperature)
     return {
+        "unreliable": unreliable,
         "temperature": temperature,
         "temperature_note": note,
         "ece_val_before": before,
@@ -229,6 +251,8 @@ class TrustCalibration(L.Callback):
             print(f"trust: fewer than {MIN_SCANS} training or validation scans: no OOD statistics (empty ood_score)")
         if block["temperature_note"]:
             print(f"trust: {block['temperature_note']}")
+        if block["unreliable"]:
+            print(f"trust: WARNING: {block['unreliable']}")
         add_block(path, "trust", block)
         print(
             f"trust: temperature {block['temperature']:.3f} (validation ECE {block['ece_val_before']:.4f} -> "
