@@ -33,6 +33,15 @@ NETS = {
             "decoder_channels": [128, 64, 48, 32, 16],
         },
     ),
+    "effl0_fpn": (
+        "smp_unet",
+        {
+            "encoder_name": "tu-tf_efficientnet_lite0",
+            "encoder_weights": None,
+            "decoder_channels": [128, 64, 48, 32, 16],
+            "decoder": "fpn",
+        },
+    ),
     "scratch": ("unet", {"depth": 5, "base_channels": 16, "block": "residual"}),
 }
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"

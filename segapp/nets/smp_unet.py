@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 DecoderNorm = Literal["batchnorm", "identity"]
 DecoderAttention = Literal["scse"]
 DecoderInterpolation = Literal["nearest", "bilinear", "bicubic", "area", "nearest-exact"]
+Decoder = Literal["unet", "fpn"]
 
 
 def check_encoder_name(name: str) -> None:
@@ -33,6 +34,22 @@ def check_encoder_name(name: str) -> None:
         return
     valid = list(smp.encoders.get_encoder_names()) + [f"tu-{m}" for m in timm.list_models()]
     check_choice("model.net.init_args.encoder_name", name, valid, fix="use an SMP encoder name or tu-<timm model name>")
+
+
+def _check_fpn(attention: str | None, norm: str, head: int) -> None:
+    """Refuse U-Net-only settings with ``decoder: fpn`` rather than build a net that ignores them,
+    and a head width FPN's GroupNorm(32) cannot split."""
+    if head % 32:
+        raise SettingError(
+            f"model.net.init_args.decoder_channels[1]: expected a multiple of 32 with decoder fpn (the width of "
+            f"its segmentation head, normalised in 32 groups), got {head}; fix: e.g. decoder_channels [128, 64, ...]"
+        )
+    for key, value, default in (("decoder_attention", attention, None), ("decoder_norm", norm, "batchnorm")):
+        if value != default:
+            raise SettingError(
+                f"model.net.init_args.{key}: expected {default!r} with decoder fpn (a U-Net decoder setting; "
+                f"SMP's FPN has no such option), got {value!r}; fix: drop it, or use decoder unet"
+            )
 
 
 @register_net("smp_unet")
@@ -56,6 +73,15 @@ class SmpUnet(nn.Module):
         decoder_norm: Normalisation in the decoder blocks.
         decoder_attention: ``scse`` attention in the decoder, or ``null``.
         decoder_interpolation: Up-sampling mode of the decoder.
+        decoder: ``unet`` (SMP ``Unet``: a decoder block per encoder stage, up to full resolution)
+            or ``fpn`` (SMP ``FPN``: a feature pyramid merged at 1/4 resolution, then up-sampled
+            bilinearly; about half the step time of the U-Net decoder at 384 px on a CPU,
+            docs/benchmarks.md). With ``fpn``, ``decoder_channels[0]`` is the pyramid's width and
+            ``decoder_channels[1]`` the segmentation head's (a multiple of 32); ``decoder_attention``
+            and ``decoder_norm`` are U-Net only. FPN pads inputs to a multiple of ``2**encoder_depth``
+            and crops back; a traced export (ONNX, TorchScript) keeps the padding of the size it
+            was traced at, so it runs at sizes divisible by ``2**encoder_depth`` (prediction always
+            feeds the training size).
         load_weights: ``False`` builds the architecture only, ignoring ``encoder_weights``.
             Checkpoints store ``False`` here (:attr:`rebuild_overrides`), because their state dict
             already holds the trained weights: inference rebuilds the net without touching the hub
@@ -85,12 +111,14 @@ class SmpUnet(nn.Module):
         decoder_norm: DecoderNorm = "batchnorm",
         decoder_attention: DecoderAttention | None = None,
         decoder_interpolation: DecoderInterpolation = "nearest",
+        decoder: Decoder = "unet",
         load_weights: bool = True,
     ) -> None:
         super().__init__()
         import segmentation_models_pytorch as smp
 
         check_encoder_name(encoder_name)
+        check_choice("model.net.init_args.decoder", decoder, ("unet", "fpn"))
         if not 3 <= encoder_depth <= 5:
             raise SettingError(f"model.net.init_args.encoder_depth must be 3, 4 or 5, got {encoder_depth}")
         dec = list(decoder_channels) if decoder_channels is not None else [256, 128, 64, 32, 16][:encoder_depth]
@@ -103,17 +131,27 @@ class SmpUnet(nn.Module):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # SMP's notice on `timm-` names
             try:
-                self.model = smp.Unet(
-                    encoder_name=encoder_name,
-                    encoder_depth=encoder_depth,
-                    encoder_weights=None,
-                    decoder_use_norm=decoder_norm,
-                    decoder_channels=dec,
-                    decoder_attention_type=decoder_attention,
-                    decoder_interpolation=decoder_interpolation,
-                    in_channels=3,
-                    classes=out_channels,
-                )
+                common = dict(encoder_name=encoder_name, encoder_depth=encoder_depth, encoder_weights=None)
+                if decoder == "fpn":
+                    _check_fpn(decoder_attention, decoder_norm, dec[1])
+                    self.model = smp.FPN(
+                        **common,
+                        decoder_pyramid_channels=dec[0],
+                        decoder_segmentation_channels=dec[1],
+                        decoder_interpolation=decoder_interpolation,
+                        in_channels=3,
+                        classes=out_channels,
+                    )
+                else:
+                    self.model = smp.Unet(
+                        **common,
+                        decoder_use_norm=decoder_norm,
+                        decoder_channels=dec,
+                        decoder_attention_type=decoder_attention,
+                        decoder_interpolation=decoder_interpolation,
+                        in_channels=3,
+                        classes=out_channels,
+                    )
             except KeyError as e:  # names check_encoder_name passed but SMP still rejects
                 raise SettingError(f"unknown SMP encoder {encoder_name!r}: {e.args[0] if e.args else e}") from e
         loaded = bool(load_weights and encoder_weights is not None)
@@ -127,6 +165,7 @@ class SmpUnet(nn.Module):
         if stats is not None and in_channels != 3:
             stats = ((sum(stats[0]) / 3,) * in_channels, (sum(stats[1]) / 3,) * in_channels)
         self.pretrained_stats = stats
+        self.pad_to = 2**encoder_depth if decoder == "fpn" else 0
 
     def _deeper_keys(self, encoder_name: str, encoder_depth: int) -> set[str]:
         """State-dict keys of the stages a full-depth encoder has and this shallower one lacks."""
@@ -157,4 +196,12 @@ class SmpUnet(nn.Module):
         return self.model.encoder
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model(x)
+        if not self.pad_to:
+            return self.model(x)
+        # FPN adds its pyramid levels element-wise, so it needs sizes divisible by 2**depth; the
+        # U-Net decoder resizes to each skip instead. Pad at the far edges, then crop back.
+        h, w = x.shape[-2:]
+        ph, pw = -h % self.pad_to, -w % self.pad_to
+        if ph or pw:
+            x = nn.functional.pad(x, (0, pw, 0, ph), mode="replicate")
+        return self.model(x)[..., :h, :w]

@@ -139,3 +139,31 @@ def test_checkpoint_rebuild_skips_weights_and_matches(tmp_path, tv_resnet18_file
         path.with_suffix(".moved").rename(path)
     x = torch.randn(1, 3, 64, 64)
     assert torch.equal(rebuilt(x), net(x))
+
+
+@pytest.mark.parametrize("size", [(64, 64), (40, 64), (33, 50)])
+def test_fpn_decoder_keeps_any_input_size_and_rebuilds_from_its_spec(size):
+    """SMP's FPN wants sizes divisible by 2**depth (it adds pyramid levels element-wise): the
+    wrapper pads at the far edges and crops, so the output matches the input as with the U-Net."""
+    torch.manual_seed(0)
+    net = SmpUnet(encoder_name="resnet18", decoder="fpn", decoder_channels=[32, 32, 16, 16, 16]).eval()
+    x = torch.randn(1, 3, *size)
+    out = net(x)
+    assert out.shape == (1, 1, *size)
+    assert type(net.model).__name__ == "FPN" and net.model.decoder.out_channels == 32
+    spec = net_spec(net)
+    assert spec["kwargs"]["decoder"] == "fpn"
+    rebuilt = create_net(spec["name"], **spec["kwargs"]).eval()
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt(x), out)
+
+
+def test_fpn_refuses_unet_only_settings_and_a_head_groupnorm_cannot_split():
+    with pytest.raises(ValueError, match="decoder_attention: expected None with decoder fpn .* got 'scse'"):
+        SmpUnet(encoder_name="resnet18", decoder="fpn", decoder_attention="scse")
+    with pytest.raises(ValueError, match="decoder_norm: expected 'batchnorm' with decoder fpn"):
+        SmpUnet(encoder_name="resnet18", decoder="fpn", decoder_norm="identity")
+    with pytest.raises(ValueError, match="decoder: expected one of unet, fpn, got 'FPN'"):
+        SmpUnet(encoder_name="resnet18", decoder="FPN")
+    with pytest.raises(ValueError, match=r"decoder_channels\[1\]: expected a multiple of 32 .* got 16"):
+        SmpUnet(encoder_name="resnet18", decoder="fpn", decoder_channels=[32, 16, 16, 16, 16])
