@@ -20,7 +20,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/segapp-data synth --out data/synthetic --n 240 --size 128 --seed 0
 	$(VENV)/bin/segapp-data synth --out data/synthetic-holdout --n 40 --size 128 --seed 1
+	# a run the demo made before is replaced; a model of yours in runs/quickstart makes segapp fit refuse
+	if [ -f runs/quickstart/.made-by-make-demo ]; then rm -rf runs/quickstart; fi
 	$(VENV)/bin/segapp fit --config configs/quickstart.yaml
+	touch runs/quickstart/.made-by-make-demo
 	$(VENV)/bin/segapp-predict --checkpoint runs/quickstart/checkpoints/best.ckpt \
 		--input data/synthetic-holdout/images --output runs/quickstart/predictions --overwrite
 	@echo "held-out predicted masks: runs/quickstart/predictions (predictions.csv lists them)"

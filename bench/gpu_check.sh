@@ -68,6 +68,7 @@ fit_kvasir() {  # $1 name, then extra segapp fit args
   local accel=(--trainer.accelerator gpu --trainer.devices 1)
   [ "$DEVICE" = cpu ] && accel=(--trainer.accelerator cpu --trainer.devices 1)
   local start; start=$(date +%s)
+  rm -rf "${OUT:?}/$name"  # a rerun: segapp fit refuses a run folder that holds checkpoints
   "$PY" -m segapp.cli.main fit --config configs/quickstart.yaml --config configs/experiment/kvasir_scratch.yaml \
     --data.root "$PACK/kvasir256" --data.image_size 256 --data.cache false --data.num_workers 4 \
     --trainer.max_time null --trainer.max_epochs "$EPOCHS" \

@@ -53,6 +53,7 @@ log "$("$PY" -c 'from segapp.machine import cpu_model; print(cpu_model())'), $(n
 
 if [ "$WARM" = 1 ]; then
   log "warming the resized-image cache (tiny net, 1 epoch; not timed)"
+  rm -rf "$OUT/_warm"  # segapp fit refuses a run folder that holds checkpoints
   "$SEGAPP" fit --config configs/quickstart.yaml --config configs/experiment/kvasir_scratch.yaml \
     --trainer.default_root_dir "$OUT/_warm" --trainer.max_epochs 1 --trainer.max_time null \
     --model.scheduler null --model.net.init_args.depth 2 --model.net.init_args.base_channels 4 \

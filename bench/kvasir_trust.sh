@@ -22,6 +22,7 @@ log "data: pool, fixed test split, foreign scans -> $OUT/data"
 "${BIN}python" bench/trust_data.py --kvasir ../shared/data/kvasir-seg --out "$OUT/data"
 
 if [ ! -f "$OUT/cv/ensemble.json" ]; then
+  rm -rf "$OUT/cv"  # an interrupted cv: segapp-cv refuses folds that hold checkpoints
   log "segapp-cv: $FOLDS folds x $EPOCHS epochs (EfficientNet-Lite0 U-Net, 256 px)"
   "${BIN}segapp-cv" --num-folds "$FOLDS" --out "$OUT/cv" \
     --config configs/quickstart.yaml --config configs/experiment/kvasir_effl0.yaml \

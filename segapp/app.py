@@ -30,7 +30,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI  # noqa:
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger  # noqa: E402
 from lightning.pytorch.plugins.io import CheckpointIO  # noqa: E402
 
-from segapp.app_errors import one_line_parser_error  # noqa: E402
+from segapp.app_errors import one_line_parser_error, refuse_trained_folder  # noqa: E402
 from segapp.data import LesionDataModule  # noqa: E402
 from segapp.errors import SettingError  # noqa: E402
 from segapp.io.archive import checkpoint_problem  # noqa: E402
@@ -122,6 +122,7 @@ class SegappCLI(LightningCLI):
         sub = self.subcommand
         cfg = self.config.get(sub) if sub else None
         if cfg is None or (cfg.get("budget") is None and not cfg.get("plan_only")):
+            self._refuse_overwrite(cfg)
             return
         if sub != "fit":
             raise SettingError(
@@ -135,6 +136,13 @@ class SegappCLI(LightningCLI):
         self._set_seed()
         if self.active_plan.plan_only:
             self.subcommand = None  # nothing is built or run
+
+    def _refuse_overwrite(self, cfg) -> None:
+        """A new ``segapp fit`` (not resuming, not a dry run) must not write over a trained model's
+        checkpoints (a planned run is checked by :func:`segapp.plan.apply.plan_fit`)."""
+        if self.subcommand != "fit" or cfg.get("ckpt_path") or cfg.get("trainer.fast_dev_run"):
+            return
+        refuse_trained_folder(cfg.get("trainer.default_root_dir"))
 
     def instantiate_classes(self) -> None:
         if getattr(self, "active_plan", None) is not None and self.active_plan.plan_only:

@@ -1,11 +1,13 @@
-"""Turn jsonargparse's nested parser errors into one line: the setting, what was expected, what came."""
+"""The app's own refusals: jsonargparse's nested parser errors as one line (the setting, what was
+expected, what came), and a training run into a folder that already holds a trained model."""
 
 from __future__ import annotations
 
 import ast
 import re
+from pathlib import Path
 
-from segapp.errors import close_matches
+from segapp.errors import SettingError, close_matches
 
 _KEY = re.compile(r'Parser key "([^"]+)"')
 # the value given ends at the line's end or where a nested "Got value:" repeats it
@@ -45,3 +47,33 @@ def one_line_parser_error(message: str) -> str:
     if key and text.startswith(f'Parser key "{key}":'):
         text = text[len(f'Parser key "{key}":') :].strip()
     return f"{prefix}{text}"
+
+
+def refuse_trained_folder(root: str | Path | None, planned: bool = False) -> None:
+    """Refuse a new training run into a folder whose checkpoints it would write over.
+
+    ``segapp fit`` (planned or not) writes ``checkpoints/best.ckpt`` and ``last.ckpt``: started
+    again in the same ``trainer.default_root_dir`` it replaced a trained model with whatever the
+    new run reached, Lightning's one-line warning the only trace. Resuming (``--ckpt_path``) is
+    not a new run and is not checked here.
+
+    Args:
+        root: ``trainer.default_root_dir`` (``None``: Lightning's default, ``runs/default`` here);
+            the checkpoints go to ``root/checkpoints`` (``checkpoint.dirpath`` is linked to it).
+        planned: A ``--budget`` run (it writes its plan there, too): the message says so.
+
+    Raises:
+        SettingError: The folder holds ``*.ckpt`` files, naming them and a free folder.
+    """
+    folder = Path(root or "runs/default")
+    ckpts = sorted((folder / "checkpoints").glob("*.ckpt"))
+    if not ckpts:
+        return
+    free = next(p for n in range(2, 10_000) if not (p := folder.parent / f"{folder.name}_{n}").exists())
+    what = "a planned run" if planned else "a new run"
+    resume = "" if planned else ", resume it with --ckpt_path last"
+    raise SettingError(
+        f"trainer.default_root_dir: expected a new run folder for {what}, got {folder}, which holds a trained "
+        f"model ({', '.join(p.name for p in ckpts[:3])}) that this run would write over; fix: "
+        f"--trainer.default_root_dir {free}{resume}, or move that folder away"
+    )

@@ -39,6 +39,24 @@ def test_fit_fast_dev_run_on_generated_files(synth_root, tmp_path):
     assert len(app.datamodule.splits["train"]) + len(app.datamodule.splits["val"]) == 96
 
 
+def test_a_second_fit_into_a_trained_folder_is_refused(synth_root, tmp_path):
+    """A second ``segapp fit`` into the same run folder wrote over best.ckpt with whatever it reached."""
+    from segapp.errors import SettingError
+
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.ckpt").write_bytes(b"the trained model")
+    (tmp_path / "run_2").mkdir()  # taken: the message names the next free folder
+    with pytest.raises(SettingError) as e:
+        cli(fit_args(synth_root, run))
+    msg = str(e.value)
+    assert f"got {run}, which holds a trained model (best.ckpt) that this run would write over" in msg
+    assert f"--trainer.default_root_dir {tmp_path / 'run_3'}, resume it with --ckpt_path last" in msg
+    assert (run / "checkpoints" / "best.ckpt").read_bytes() == b"the trained model"
+    app = cli(fit_args(synth_root, run, "--trainer.fast_dev_run", "true"))  # a dry run writes no checkpoint
+    assert app.trainer.state.finished and (run / "checkpoints" / "best.ckpt").read_bytes() == b"the trained model"
+
+
 @pytest.mark.parametrize("native", [False, True])
 def test_bf16_training_on_a_cpu_without_bf16_hardware_is_said(synth_root, tmp_path, monkeypatch, capsys, native):
     """A plan made on an AVX512-BF16 machine says bf16-mixed; replayed on an AVX2 CPU it would be

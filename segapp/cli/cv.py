@@ -16,6 +16,7 @@ import argparse
 import json
 import statistics
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from segapp.cli.errors import fail, run_console
@@ -122,6 +123,19 @@ def format_table(summary: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _refuse_trained_folds(out: Path, folds: Iterable[int]) -> None:
+    """Refuse (before any training) to train folds whose folders hold checkpoints: each fold's
+    ``segapp fit`` would refuse it anyway, after the earlier folds trained, with a fix that does
+    not apply here (segapp-cv sets each fold's run folder)."""
+    trained = [f"fold_{k}" for k in folds if any((out / f"fold_{k}" / "checkpoints").glob("*.ckpt"))]
+    if trained:
+        fail(
+            "segapp-cv",
+            f"--out {out}: expected a new folder (or one without the folds to train), got one holding trained "
+            f"{', '.join(trained)}; fix: another --out, train the other folds with --folds, or move it away",
+        )
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = console_parser("segapp-cv", __doc__, pass_through=True)
     p.add_argument("--num-folds", type=int, default=5, help="number of folds K (default 5)")
@@ -137,6 +151,7 @@ def main(argv: list[str] | None = None) -> None:
         fail("segapp-cv", f"--num-folds: expected at least 2, got {args.num_folds}")
     folds = [int(f) for f in args.folds.split(",")] if args.folds else None
     out = Path(args.out)
+    _refuse_trained_folds(out, folds if folds is not None else range(args.num_folds))
     oof: list = []
     summary = run_console("segapp-cv", lambda: summarize(run_folds(fit_args, args.num_folds, out, folds, oof)))
     if folds is None and all(r.get("checkpoint") for r in summary["folds"]):

@@ -3,7 +3,8 @@
 Called by :meth:`segapp.app.SegappCLI.before_instantiate_classes`: it fingerprints the dataset,
 times the candidates, applies the rules, writes ``plan.yaml``/``plan.md``/``plan.json`` to the
 run folder and prints the summary. The app then parses ``plan.yaml`` as if the user had typed
-``segapp fit --config <run>/plan.yaml``, so a planned run and its replay are the same config.
+``segapp fit --config <run>/plan.yaml`` (a replay, into another folder), so a planned run and its
+replay are the same config.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from segapp.app_errors import refuse_trained_folder
 from segapp.data.splits import make_splits
 from segapp.errors import SettingError
 from segapp.plan.budget import parse_budget
@@ -100,7 +102,7 @@ def plan_fit(
     full = _dump(parser, cfg)
     budget_s = _budget(full)
     refuse_plans(cfg.get("config"))
-    _refuse_trained_folder(full)
+    refuse_trained_folder((full.get("trainer") or {}).get("default_root_dir"), planned=True)
     data = full.get("data") or {}
     if not data.get("root"):
         raise SettingError("data.root: expected your dataset folder, got nothing; fix: --data.root /path/to/folder")
@@ -222,22 +224,9 @@ def _modelled(trainer: dict[str, Any]) -> None:
             raise SettingError(
                 f"trainer.{key}: expected {expected} with --budget (the plan's epochs and steps assume it), "
                 f"got {trainer.get(key)!r}; fix: drop it, or plan without it and set it in the written "
-                "plan.yaml, then run segapp fit --config plan.yaml (no --budget)"
+                "plan.yaml, then run segapp fit --config plan.yaml "
+                "--trainer.default_root_dir <a new folder> (no --budget)"
             )
-
-
-def _refuse_trained_folder(full: dict[str, Any]) -> None:
-    """Refuse planning into a run folder that holds a trained model: the new run would write over its
-    checkpoints and plan (planning again from ``plan_input.yaml`` names the old folder, so the
-    documented "plan again" command replaced a best.ckpt of 0.061 Dice by one of 0.027)."""
-    folder = Path((full.get("trainer") or {}).get("default_root_dir") or "runs/default")
-    ckpts = sorted((folder / "checkpoints").glob("*.ckpt"))
-    if ckpts:
-        raise SettingError(
-            f"trainer.default_root_dir: expected a new run folder for a planned run, got {folder}, which holds a "
-            f"trained model ({', '.join(p.name for p in ckpts[:3])}); fix: --trainer.default_root_dir "
-            f"{folder.parent / (folder.name + '_2')} (or move that folder away)"
-        )
 
 
 def _budget(full: dict[str, Any]) -> float:
@@ -246,7 +235,8 @@ def _budget(full: dict[str, Any]) -> float:
         raise SettingError(
             "model.compile: expected false with --budget (the step timer measures the net without torch.compile, "
             "whose first steps compile for minutes on a CPU, unplanned), got true; fix: drop it, or plan without "
-            "it and set it in the written plan.yaml, then run segapp fit --config plan.yaml (no --budget)"
+            "it and set it in the written plan.yaml, then run segapp fit --config plan.yaml "
+            "--trainer.default_root_dir <a new folder> (no --budget)"
         )
     if full.get("ckpt_path"):
         raise SettingError(

@@ -66,7 +66,7 @@ def summary(plan: Plan, paths: dict[str, Path]) -> str:
         *(f"  note      {n}" for n in plan.notes),
         f"  written   {paths['yaml']} (the config), {paths['md'].name} (the reasons), {paths['input'].name} (what it "
         "was planned from); replay: segapp fit --config "
-        f"{paths['yaml']}",
+        f"{paths['yaml']} --trainer.default_root_dir {paths['yaml'].parent}_2",
     ]
     return "\n".join(lines)
 
@@ -81,7 +81,8 @@ def plan_markdown(plan: Plan, yaml_path: Path) -> str:
     out = [
         f"# segapp plan: {format_duration(plan.budget_s)} for {f.root}",
         "",
-        f"Device: {plan.device.describe()}. Replay without planning: `segapp fit --config {yaml_path}`.",
+        f"Device: {plan.device.describe()}. Replay without planning, into a new folder: `segapp fit --config "
+        f"{yaml_path} --trainer.default_root_dir {Path(yaml_path).parent}_2`.",
         "",
         "## Dataset fingerprint",
         "",

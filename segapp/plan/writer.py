@@ -111,7 +111,8 @@ def replaced(plan: Plan, user_full: dict[str, Any], defaults: dict[str, Any]) ->
         if key in user and not same(given, value) and given not in ("auto", None):
             notes.append(
                 f"your {key}={given!r} was replaced by the plan's {value!r}; to keep yours, set it in "
-                "plan.yaml and run `segapp fit --config plan.yaml` (no --budget)"
+                "plan.yaml and run `segapp fit --config plan.yaml --trainer.default_root_dir <a new folder>` "
+                "(no --budget)"
             )
     return notes
 
@@ -131,7 +132,7 @@ def _averages_replaced(plan: Plan, mine: list[Any]) -> list[str]:
         )
         notes.append(
             f"your callback {name} was {what}; to keep yours, set it in plan.yaml and run "
-            "`segapp fit --config plan.yaml` (no --budget)"
+            "`segapp fit --config plan.yaml --trainer.default_root_dir <a new folder>` (no --budget)"
         )
     return notes
 
@@ -192,7 +193,8 @@ def input_config(user_full: dict[str, Any], defaults: dict[str, Any], root: str)
 def _header(plan: Plan, folder: Path) -> str:
     return (
         f"{PLAN_HEADER} {format_duration(plan.budget_s)} on {plan.device.describe()} for {plan.fingerprint.root}\n"
-        f"# A normal segapp config: `segapp fit --config {folder / 'plan.yaml'}` trains it again without planning.\n"
+        f"# A normal segapp config: `segapp fit --config {folder / 'plan.yaml'} --trainer.default_root_dir "
+        f"{folder}_2` trains it again without planning (a new folder: a trained one is not written over).\n"
         "# Why each setting: plan.md beside this file. Copy and edit freely.\n"
         f"# Plan again (another machine or budget) from {INPUT_NAME} beside it, not from this file.\n"
     )

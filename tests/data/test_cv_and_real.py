@@ -24,41 +24,49 @@ def test_summary_table_mean_and_std():
 
 
 @pytest.mark.slow
+def _cv_args(out, root) -> list[str]:
+    return [
+        "--num-folds",
+        "2",
+        "--out",
+        str(out),
+        "--config",
+        str(REPO / "configs" / "quickstart.yaml"),
+        "--data.root",
+        str(root),
+        "--data.image_size",
+        "32",
+        "--data.num_workers",
+        "0",
+        "--data.batch_size",
+        "4",
+        "--trainer.max_epochs",
+        "1",
+        "--model.net.init_args.depth",
+        "2",
+        "--trainer.enable_progress_bar",
+        "false",
+        "--trainer.logger",
+        "false",
+    ]
+
+
 def test_segapp_cv_trains_every_fold(tmp_path, capsys):
     root = make_paired(tmp_path / "d", n=12, size=32)
     out = tmp_path / "cv"
-    cv_main(
-        [
-            "--num-folds",
-            "2",
-            "--out",
-            str(out),
-            "--config",
-            str(REPO / "configs" / "quickstart.yaml"),
-            "--data.root",
-            str(root),
-            "--data.image_size",
-            "32",
-            "--data.num_workers",
-            "0",
-            "--data.batch_size",
-            "4",
-            "--trainer.max_epochs",
-            "1",
-            "--model.net.init_args.depth",
-            "2",
-            "--trainer.enable_progress_bar",
-            "false",
-            "--trainer.logger",
-            "false",
-        ]
-    )
+    cv_main(_cv_args(out, root))
     summary = json.loads((out / "cv_summary.json").read_text())
     assert [f["fold"] for f in summary["folds"]] == [0, 1]
     assert [f["val"] for f in summary["folds"]] == [6, 6]
     assert all(0.0 <= f["val_dice"] <= 1.0 for f in summary["folds"])
     assert (out / "fold_1" / "checkpoints" / "best.ckpt").is_file()
     assert "mean +- std" in (out / "cv_summary.md").read_text()
+    best = (out / "fold_1" / "checkpoints" / "best.ckpt").read_bytes()
+    with pytest.raises(SystemExit) as e:  # again into the same --out: refused before fold 0 trains
+        cv_main(_cv_args(out, root))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "got one holding trained fold_0, fold_1; fix: another --out" in err, err
+    assert (out / "fold_1" / "checkpoints" / "best.ckpt").read_bytes() == best
 
 
 @pytest.mark.real_data

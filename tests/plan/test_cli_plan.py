@@ -10,6 +10,7 @@ from lightning.pytorch import seed_everything
 from segapp.app import bare_argv, cli
 from segapp.cli.main import main
 from segapp.data.synth import generate
+from segapp.errors import SettingError
 from tests.conftest import REPO
 
 AUTO = str(REPO / "configs" / "auto.yaml")
@@ -64,9 +65,13 @@ def test_a_planned_run_trains_and_its_plan_yaml_replays(tmp_path, capsys):
     plan = yaml.safe_load((run / "plan.yaml").read_text())
     assert plan["trainer"]["max_epochs"] == 1 and plan["data"]["image_size"] == 64
     assert plan["trainer"]["limit_val_batches"] == 1  # the user's settings are kept
+    assert f"replay: segapp fit --config {run / 'plan.yaml'} --trainer.default_root_dir {run}_2" in out
+    with bare_argv(), pytest.raises(SettingError, match="holds a trained model"):  # not over the planned run
+        cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1"])
+    again = ["--trainer.default_root_dir", f"{run}_2"]
     with bare_argv():
-        replay = cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1"])
-    assert replay.trainer.state.finished and (run / "checkpoints" / "last.ckpt").is_file()
+        replay = cli(["fit", "--config", str(run / "plan.yaml"), "--trainer.max_epochs", "1", *again])
+    assert replay.trainer.state.finished and (tmp_path / "run_2" / "checkpoints" / "last.ckpt").is_file()
     assert "plan: epoch" not in capsys.readouterr().out  # no plan is active in a replay
 
 
