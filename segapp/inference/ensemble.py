@@ -149,6 +149,7 @@ def _mean_rules(blocks: list[dict[str, Any] | None]) -> dict[str, Any] | None:
         "est_dice_threshold": blocks[0].get("est_dice_threshold", 0.8),
         "flag_empty": all(b.get("flag_empty", False) for b in blocks),
         "trained_on_colour": any(b.get("trained_on_colour") for b in blocks),
+        "trained_on_low_range": all(b.get("trained_on_low_range") for b in blocks),
         "unreliable": "; ".join(str(b["unreliable"]) for b in blocks if b.get("unreliable")),
         "combined_from": "members' means",
     }

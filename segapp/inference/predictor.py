@@ -182,7 +182,10 @@ class Predictor:
         """A picklable raw-frame check for loader workers: blank, saturated, low-range (given the
         frame's ``depth_known``), grey for a colour model."""
         return partial(
-            input_checks, in_channels=self.engine.spec.in_channels, trained_on_colour=self.rules.trained_on_colour
+            input_checks,
+            in_channels=self.engine.spec.in_channels,
+            trained_on_colour=self.rules.trained_on_colour,
+            trained_on_low_range=self.rules.trained_on_low_range,
         )
 
     def _flip_passes(self, x: np.ndarray, fn: Callable[[np.ndarray], tuple[np.ndarray, Any]]) -> list[tuple]:

@@ -75,7 +75,11 @@ def agreement(masks: list[np.ndarray]) -> float | None:
 
 
 def input_checks(
-    frame: np.ndarray, in_channels: int, trained_on_colour: bool | None, depth_known: bool = True
+    frame: np.ndarray,
+    in_channels: int,
+    trained_on_colour: bool | None,
+    depth_known: bool = True,
+    trained_on_low_range: bool = False,
 ) -> list[str]:
     """Cheap checks of a raw ``H x W x C`` frame: ``blank``, ``saturated``, ``low-range``, ``channels``.
 
@@ -86,7 +90,8 @@ def input_checks(
     half the pixels of an integer image at the dtype's maximum (over-exposed; a black border is
     not saturation). ``low-range``: a 16-bit frame whose values stop below 4096 and whose scale
     the reader does not know (``depth_known`` False: an image file that declares no bit depth;
-    see :func:`segapp.io.scans.depth_known`), read near-black, 12-bit data or not.
+    see :func:`segapp.io.scans.depth_known`), read near-black, 12-bit data or not; not checked
+    for a model ``trained_on_low_range`` (it learnt on such scans, read the same way).
     ``channels``: a grey scan (one channel, or equal channels) for a model trained on colour scans.
     """
     f = np.asarray(frame)
@@ -104,7 +109,7 @@ def input_checks(
         return ["blank"]  # nothing else is worth saying about a frame of one value
     if np.issubdtype(f.dtype, np.integer) and float((sample >= np.iinfo(f.dtype).max).mean()) > 0.5:
         out.append("saturated")
-    if not depth_known and low_range_max(f) is not None:
+    if not depth_known and not trained_on_low_range and low_range_max(f) is not None:
         out.append("low-range")
     grey = f.shape[2] == 1 or bool(np.all(sample[..., :1] == sample[..., 1:3]))
     if trained_on_colour and in_channels >= 3 and grey:
@@ -154,6 +159,7 @@ class TrustRules:
         flag_empty: Flag an empty prediction on an in-distribution scan (training masks are
             rarely empty).
         trained_on_colour: For the ``channels`` input check.
+        trained_on_low_range: The model learnt on undeclared 12-bit-in-16 scans: no ``low-range`` check.
         unreliable: Why the model's own signals overstate its Dice on validation (empty: they
             held); every prediction is then flagged ``model: trust not calibrated``.
     """
@@ -163,6 +169,7 @@ class TrustRules:
     est_dice_threshold: float = EST_DICE_FLOOR
     flag_empty: bool = False
     trained_on_colour: bool | None = None
+    trained_on_low_range: bool = False
     unreliable: str = ""
 
     @classmethod
@@ -176,6 +183,7 @@ class TrustRules:
             est_dice_threshold=float(trust.get("est_dice_threshold", EST_DICE_FLOOR)),
             flag_empty=bool(trust.get("flag_empty", False)),
             trained_on_colour=trust.get("trained_on_colour"),
+            trained_on_low_range=bool(trust.get("trained_on_low_range", False)),
             unreliable=str(trust.get("unreliable") or ""),
         )
 

@@ -13,6 +13,8 @@ trust a mask, all from data, none by hand:
 - ``uncertainty_threshold``: the ``UNCERTAIN_QUANTILE`` quantile of the validation scans'
   uncertainty; ``flag_empty``: whether the training masks are rarely empty;
   ``trained_on_colour``: whether the training scans are colour.
+  ``trained_on_low_range``: whether most training scans are undeclared 12-bit-in-16 (no
+  ``input: low-range`` flag then).
 """
 
 from __future__ import annotations
@@ -223,7 +225,19 @@ def calibrate_net(net: nn.Module, dm: Any, threshold: float) -> dict[str, Any]:
     spec = dm.preprocess_spec()
     val = collect(net, _eval_loader(dm, "val"), spec, keep_logits=True)
     train = collect(net, _eval_loader(dm, "train"), spec, keep_logits=False)
-    return fit_block(val, train, threshold)
+    return {**fit_block(val, train, threshold), "trained_on_low_range": trained_on_low_range(dm)}
+
+
+def trained_on_low_range(dm: Any) -> bool:
+    """Whether most training scans are 16-bit with values below 4096 and no declared depth (the
+    pre-flight check's ``low_range``): such a model learnt on scans read near-black, so
+    ``input: low-range`` on its inputs is what it was trained on, not a warning (it flagged every
+    scan of its own kind)."""
+    report, train = getattr(dm, "report", None), getattr(dm, "splits", {}).get("train") or []
+    if report is None or not report.low_range or not train:
+        return False
+    low = set(report.low_range)
+    return sum(str(p.image) in low for p in train) > len(train) / 2
 
 
 class TrustCalibration(L.Callback):
@@ -299,6 +313,7 @@ def fit_ensemble(oof: list[dict[str, Tensor]], member_trust: list[dict[str, Any]
         "est_dice_threshold": EST_DICE_FLOOR,
         "flag_empty": bool(present) and all(t.get("flag_empty", False) for t in present),
         "trained_on_colour": any(t.get("trained_on_colour") for t in present),
+        "trained_on_low_range": all(t.get("trained_on_low_range") for t in present),
     }
     return {
         "threshold": float(threshold),

@@ -85,3 +85,47 @@ def test_predict_flags_a_12_bit_scan_in_16_bits_and_says_the_fix(tiny_ckpt, tmp_
     for name in ("full.tif", "declared.tif", "declared.png", "ct.dcm", "vol.nii.gz"):
         assert "low-range" not in rows[name]["input_check"].split() and rows[name]["reason"] == "", rows[name]
     assert "2 scan(s) flagged input: low-range" in stderr and "values that stop at 4080" in stderr
+
+
+def test_a_model_trained_on_low_range_scans_does_not_flag_its_own_kind(tmp_path):
+    """A model whose training scans were undeclared 12-bit-in-16 learnt them read near-black: the
+    flag fired on every scan it was made for. Its calibration records that, and the check is off."""
+    from PIL import Image
+
+    from segapp.data import LesionDataModule
+    from segapp.lit.calibrate import trained_on_low_range
+
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(8):
+        g = _grey12(seed=i, size=48)
+        write_png16(root / "images" / f"s{i}.png", g if i < 6 else (g.astype(np.uint32) * 16).astype(np.uint16))
+        m = np.zeros((48, 48), np.uint8)
+        m[10:30, 12:34] = 255
+        Image.fromarray(m).save(root / "masks" / f"s{i}.png")
+    dm = LesionDataModule(root=str(root), image_size=32, batch_size=2, num_workers=0, in_channels=1)
+    dm.setup("fit")
+    assert len(dm.report.low_range) == 6 and trained_on_low_range(dm)  # 6 of 8 scans: most of any split
+    dm.report.low_range = dm.report.low_range[:1]
+    assert not trained_on_low_range(dm)
+    g = _grey12()[:, :, None]
+    assert input_checks(g, 1, False, depth_known=False, trained_on_low_range=True) == []
+    assert TrustRules.from_meta({"trained_on_low_range": True, "temperature": 1.0}).trained_on_low_range
+    assert not TrustRules.from_meta({"temperature": 1.0}).trained_on_low_range  # older checkpoints: checked
+
+
+@pytest.mark.slow
+def test_predict_does_not_flag_low_range_for_a_model_trained_on_it(tiny_ckpt, tmp_path):
+    import torch
+
+    ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+    ckpt["segapp"]["trust"]["trained_on_low_range"] = True
+    marked = tmp_path / "marked.ckpt"
+    torch.save(ckpt, marked)
+    inp = tmp_path / "in"
+    _low_range_folder(inp)
+    rows, stderr = predict_rows(marked, inp, tmp_path / "out")
+    for name in ("low.tif", "low.png"):
+        assert "low-range" not in rows[name]["input_check"].split() and rows[name]["reason"] == "", rows[name]
+    assert "flagged input: low-range" not in stderr
