@@ -1,5 +1,7 @@
 """``segapp-predict (--checkpoint FILE.ckpt | --model FILE.onnx) --input DIR --output DIR``.
 
+Neither ``--checkpoint`` nor ``--model``: the ONNX model named by ``$SEGAPP_MODEL`` (the container's).
+
 Masks at original resolution for every image, DICOM and NIfTI file under a folder, plus
 ``predictions.csv`` and ``run.json``. Exit codes: 0 all inputs ok; 1 some inputs failed;
 2 usage or model error, or the output folder holds another run or is locked by a running one;
@@ -15,6 +17,7 @@ OUTPUT`` then writes the one predictions.csv, run.json and review.html (docs/inf
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import get_args
 
@@ -46,7 +49,7 @@ HELP = {
 
 def build_parser() -> argparse.ArgumentParser:
     p = console_parser("segapp-predict", __doc__)
-    src = p.add_mutually_exclusive_group(required=True)
+    src = p.add_mutually_exclusive_group()  # neither: $SEGAPP_MODEL (the container's model), see main
     p.add_argument("--version", action="version", version=f"segapp-predict {_version()}")
     src.add_argument(
         "--checkpoint",
@@ -54,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="checkpoint written by `segapp fit` (.ckpt; torch engine); several, or a `segapp-cv --out` folder, "
         "predict with their ensemble (mean probability)",
     )
-    src.add_argument("--model", help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed)")
+    src.add_argument(
+        "--model",
+        help="model written by `segapp-export --format onnx` (ONNX Runtime; no torch needed); "
+        "default: $SEGAPP_MODEL when neither --checkpoint nor --model is given",
+    )
     p.add_argument("--input", required=True, help="folder of images/scans, walked recursively")
     p.add_argument(
         "--output", required=True, help="folder for outputs, predictions.csv and run.json (not inside --input)"
@@ -190,6 +197,8 @@ def _fail(message: str, code: int = EXIT_USAGE) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    if not args.checkpoint and not args.model:
+        args.model = _model_from_env()
     if args.min_size < 0 or args.review_cards < 0:
         _fail("--min-size and --review-cards must be >= 0")
     if args.max_pixels < 1 or args.max_file_pixels < 1:
@@ -212,6 +221,15 @@ def main(argv: list[str] | None = None) -> None:
         _fail("stopped by " + ("SIGTERM" if exit_code_for(e) == 143 else "Ctrl-C"), exit_code_for(e))
     print(f"segapp-predict: {_closing_line(args, summary)}")
     sys.exit(summary.exit_code)
+
+
+def _model_from_env() -> str:
+    """``$SEGAPP_MODEL``: the container sets it, and ``docker run -e SEGAPP_MODEL=...`` must pick the
+    model it names (a hard-coded ``--model`` in the image's CMD ran the baked-in one instead)."""
+    env = os.environ.get("SEGAPP_MODEL", "").strip()
+    if not env:
+        _fail("expected --checkpoint or --model (or the SEGAPP_MODEL environment variable), got none of them")
+    return env
 
 
 def _closing_line(args: argparse.Namespace, summary: FolderSummary) -> str:

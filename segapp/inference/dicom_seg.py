@@ -233,11 +233,30 @@ def _segment(algorithm: Mapping[str, Any]) -> Any:
     )
 
 
+def study_series_uid(job_uid: str, study_uid: str) -> str:
+    """The SEG series of one job within one study: a DICOM series belongs to exactly one study,
+    and the SEG copies its source's study. One job UID for every study put the SEGs of all
+    patients of a folder (and of every container run of the same model) into one series."""
+    return str(generate_uid(entropy_srcs=[job_uid, study_uid]))
+
+
+def _instance_number(source: Dataset) -> int:
+    """The source's InstanceNumber (a 1-based position in its series), else 1: SEGs of one study's
+    images then sort as their sources do, the same in every shard."""
+    try:
+        n = int(source.get("InstanceNumber") or 1)
+    except (TypeError, ValueError):
+        return 1
+    return n if n >= 1 else 1
+
+
 def _segmentation(source: Dataset, pixels: np.ndarray, series_uid: str, series_number: int, algorithm: Mapping) -> Any:
-    """highdicom's Segmentation of ``pixels`` (``frames x H x W``) over ``source``, as it makes it."""
+    """highdicom's Segmentation of ``pixels`` (``frames x H x W``) over ``source``, as it makes it;
+    ``series_uid`` is the job's, made one per source study here."""
     from highdicom.seg import Segmentation
 
     seg_type = "BINARY" if pixels.dtype == bool else "FRACTIONAL"
+    series_uid = study_series_uid(series_uid, str(source.StudyInstanceUID))
     return Segmentation(
         source_images=[source],
         pixel_array=pixels,
@@ -246,7 +265,7 @@ def _segmentation(source: Dataset, pixels: np.ndarray, series_uid: str, series_n
         series_instance_uid=series_uid,
         series_number=series_number,
         sop_instance_uid=generate_uid(entropy_srcs=[series_uid, str(source.SOPInstanceUID), seg_type]),
-        instance_number=1,
+        instance_number=_instance_number(source),
         manufacturer=MANUFACTURER,
         manufacturer_model_name=MODEL_NAME,
         software_versions=segapp.__version__,
@@ -379,7 +398,8 @@ def write_seg(
             (probability, 8 bits: max value 255, so within 1/255) and ``masks`` are only
             checked; else BINARY. A viewer thresholds a FRACTIONAL SEG itself: pass the run's
             threshold in ``algorithm`` to record it.
-        series_uid: The job's Series Instance UID (:func:`job_series_uid`).
+        series_uid: The job's UID (:func:`job_series_uid`); the SEG's Series Instance UID is
+            derived from it and the source's Study Instance UID (:func:`study_series_uid`).
         series_number: The SEG series' number.
         algorithm: ``{"name": model name, "sha256": model SHA-256, ...}``; every item goes into
             AlgorithmParameters.

@@ -84,6 +84,20 @@ def _export_onnx(net: Any, example: Any, out: Path, opset: int, block: dict[str,
         onnx.save(model, str(tmp))
 
 
+def torchscript_meta(block: dict[str, Any]) -> dict[str, Any]:
+    """The block of a TorchScript export: the bare net returns one ``N x 1 x H x W`` tensor, not the
+    ONNX graph's logits / ood / features (user code unpacking ``logits, ood, *f = model(x)`` split
+    the batch instead, without an error), and what the caller applies itself is said."""
+    return {
+        **block,
+        "has_ood": False,
+        "outputs": {
+            "logits": "N x 1 x H x W logits of the bare net: sigmoid, then `threshold`; not in the graph: the "
+            "trust temperature, the OOD score, the stored inference choice (TTA, keep_largest), resizing back"
+        },
+    }
+
+
 def _export_torchscript(net: Any, example: Any, out: Path, block: dict[str, Any]) -> None:
     import torch
 
@@ -188,6 +202,7 @@ def export_model(
             "with --format onnx (one graph with every member and the trust outputs)"
         )
     else:
+        block = torchscript_meta(block)
         _export_torchscript(members.nets[0], example, out, block)
     with atomic_write(out.with_name(out.name + ".json"), suffix=".json") as tmp:
         tmp.write_text(json.dumps(block, indent=2))

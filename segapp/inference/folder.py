@@ -177,6 +177,8 @@ class FolderRun:
             self.summary.empty_shard = bool(files) and not shard.select(files)
             files = shard.select(files)
         todo = [f for f in files if f.relative_to(self.input_dir).as_posix() not in journal.done]
+        with out.writing(self.output_dir):
+            journal.remove_stale({f.relative_to(self.input_dir).as_posix() for f in todo})
         for rel, entry in journal.done.items():
             self.rows[rel] = entry["rows"]
         self.summary.skipped_done = len(files) - len(todo)

@@ -1,8 +1,9 @@
 """ONNX exports of checkpoints, made once and kept in the user cache folder for ``--engine onnx|auto``.
 
-An entry is keyed by the members' SHA-256, the export options and the segapp/torch versions
-(``<cache>/onnx/<key>.onnx``). It is trusted only after it loads and its embedded metadata names
-exactly those members' hashes; a corrupt, partial or stale entry is exported again, never used.
+An entry is keyed by the members' SHA-256, the export options, the segapp/torch versions and a
+digest of the code that builds the graph (``<cache>/onnx/<key>.onnx``). It is trusted only after
+it loads and its embedded metadata names exactly those members' hashes; a corrupt, partial or
+stale entry is exported again, never used.
 """
 
 from __future__ import annotations
@@ -24,9 +25,24 @@ def member_hashes(paths: list[str | Path]) -> tuple[list[str], dict | None]:
     return [file_sha256(p) for p in files], record
 
 
+def graph_code_digest() -> str:
+    """SHA-256 of the source that decides an exported graph and its metadata (the nets, how a
+    checkpoint rebuilds them, the export, this cache): the version string stays 0.1.0 across commits, so a changed net (say, a decoder's
+    padding) with an unchanged checkpoint reused the old cached graph."""
+    import segapp
+
+    root = Path(segapp.__file__).parent
+    graph = ("export.py", "ensemble.py", "checkpoint.py", "onnx_cache.py", "quantize.py")
+    files = sorted((root / "nets").glob("*.py")) + [root / "inference" / n for n in graph]
+    h = hashlib.sha256()
+    for f in (f for f in files if f.is_file()):
+        h.update(f.name.encode() + b"\0" + f.read_bytes())
+    return h.hexdigest()
+
+
 def cache_key(hashes: list[str], record: dict | None, opset: int = OPSET) -> str:
     """What decides the export: members, the cv record's threshold and rules (else the members' own),
-    opset, segapp and torch versions."""
+    opset, segapp and torch versions, the graph's code (:func:`graph_code_digest`)."""
     from importlib.metadata import version
 
     import segapp
@@ -37,6 +53,7 @@ def cache_key(hashes: list[str], record: dict | None, opset: int = OPSET) -> str
         "ensemble": settings,
         "opset": opset,
         "segapp": segapp.__version__,
+        "code": graph_code_digest(),
         "torch": version("torch"),  # not `import torch`: a cached run need not pay its 1.5 s import
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]

@@ -223,22 +223,42 @@ class Journal:
     A line is written only after all of an input's outputs were renamed into place, so a line
     present means the input is done; a torn last line (killed mid-write) is ignored. Each line
     records the input's size, modification and change time: an input replaced since is predicted again.
+    :meth:`remove_stale` then deletes what its old entries listed (see there).
     """
 
     def __init__(self, output_dir: Path, resume: bool, input_dir: Path | None = None, name: str = JOURNAL) -> None:
         self.path = output_dir / name
         self.input_dir = input_dir
         self.done: dict[str, dict[str, Any]] = {}
-        if resume:
-            for entry in read_journal(self.path):
-                outputs_there = all((output_dir / o).is_file() for o in entry.get("outputs", []))
-                same = same_stamp(entry.get("stamp"), self._stamp(entry["input"]))
-                if entry.get("status") == "ok" and outputs_there and same:
-                    self.done[entry["input"]] = entry
+        self.output_dir, self.removed = output_dir, 0
+        self._old = read_journal(self.path)  # a run again without --resume predicts every input anew
+        for entry in self._old if resume else []:
+            outputs_there = all((output_dir / o).is_file() for o in entry.get("outputs", []))
+            same = same_stamp(entry.get("stamp"), self._stamp(entry["input"]))
+            if entry.get("status") == "ok" and outputs_there and same:
+                self.done[entry["input"]] = entry
         output_dir.mkdir(parents=True, exist_ok=True)
         with atomic_write(self.path, suffix=".jsonl") as tmp:  # keep only entries still valid
             tmp.write_text("".join(json.dumps(e) + "\n" for e in self.done.values()))
         self._fh = open(self.path, "a")  # noqa: SIM115 - the journal stays open for the run; close() closes it
+
+    def remove_stale(self, todo: set[str]) -> int:
+        """Before the inputs ``todo`` (this run's, after sharding) are predicted: delete the outputs
+        their old entries listed that no valid entry lists, inside the output folder only.
+
+        A 30-frame ``IM0001`` replaced by a 20-frame one under the same name left frames 20-29
+        of the old scan (and an old SEG) beside the new masks, in no CSV. Only ``todo`` inputs:
+        another shard's inputs, and inputs no longer predicted (gone, skipped), keep theirs."""
+        keep = {o for e in self.done.values() for o in e.get("outputs", [])}
+        again = {o for e in self._old if e["input"] in todo for o in e.get("outputs", [])} - keep
+        root = self.output_dir.resolve()
+        for o in sorted(again):
+            target = (self.output_dir / o).resolve()
+            if root in target.parents and target.is_file():
+                target.unlink()
+                self.removed += 1
+        self._old = []
+        return self.removed
 
     def _stamp(self, rel: str) -> list[int] | None:
         return input_stamp(self.input_dir, rel)

@@ -122,6 +122,8 @@ class Predictor:
         check_range("min_size", self.min_size, 0)
         if self.threshold is None:
             self.threshold = self.engine.threshold
+        # --threshold 50 (a percentage) thresholded every probability to an empty mask, exit 0
+        check_range("threshold", self.threshold, 0, 1, lo_open=True, hi_open=True, fix="a probability, e.g. 0.5")
         if self.mode == "tile" and self.engine.spec.size_policy == "resize":
             warnings.warn(
                 "--mode tile: this model was trained on whole images resized to "

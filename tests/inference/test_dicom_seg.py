@@ -18,6 +18,7 @@ from segapp.inference.dicom_seg import (
     SegError,
     job_series_uid,
     seg_problem,
+    study_series_uid,
     write_seg,
 )
 from tests.inference.formats import SECRET_NAME, STUDY_HEADER, write_study_dicom
@@ -102,7 +103,8 @@ def check_identity(seg: pydicom.Dataset, source: pydicom.Dataset) -> None:
         if key != "StudyDescription":  # not in the SEG's modules as highdicom copies them
             assert seg.get(key) == source.get(key), key
     assert str(seg.PatientName) == SECRET_NAME
-    assert seg.SeriesInstanceUID == job_series_uid(JOB) != source.SeriesInstanceUID
+    assert seg.SeriesInstanceUID == study_series_uid(job_series_uid(JOB), source.StudyInstanceUID)
+    assert seg.SeriesInstanceUID != source.SeriesInstanceUID
     assert (seg.SeriesDescription, seg.SeriesNumber, seg.Manufacturer) == (SERIES_DESCRIPTION, 901, "segapp")
     assert seg.SoftwareVersions == segapp.__version__
 
@@ -177,17 +179,31 @@ def test_patient_orientation_is_added_only_without_plane_orientation(tmp_path):
     assert "FrameOfReferenceUID" not in seg
 
 
-def test_series_uid_is_one_per_job(tmp_path):
+def test_series_uid_is_one_per_job_and_study(tmp_path):
+    """A series belongs to one study: one job UID for every source put the SEGs of every patient
+    of a folder (and of every container run of one model) into one series."""
     assert job_series_uid("a") == job_series_uid("a") != job_series_uid("b")
     assert job_series_uid(None) != job_series_uid(None)
     assert all(UID(job_series_uid(j)).is_valid for j in ("a", None, "x" * 500))
-    uids = []
-    for kind in ("mono2", "rgb"):
+    segs = []
+    for kind, study, number in (("mono2", "1.2.3.1", 7), ("rgb", "1.2.3.1", None), ("multi", "1.2.3.2", 2)):
         src, frames, rows, cols = make_source(tmp_path, kind)
+        ds = pydicom.dcmread(src)
+        ds.StudyInstanceUID = study
+        if number is None:
+            del ds.InstanceNumber
+        else:
+            ds.InstanceNumber = number
+        ds.save_as(src)
         out = tmp_path / f"{kind}.seg.dcm"
         write_seg(src, make_masks(frames, rows, cols), out, series_uid=job_series_uid(JOB), algorithm=ALGORITHM)
-        uids.append((pydicom.dcmread(out).SeriesInstanceUID, pydicom.dcmread(out).SOPInstanceUID))
-    assert uids[0][0] == uids[1][0] == job_series_uid(JOB) and uids[0][1] != uids[1][1]
+        segs.append(pydicom.dcmread(out, stop_before_pixels=True))
+    same, other = segs[0].SeriesInstanceUID, segs[2].SeriesInstanceUID
+    assert segs[1].SeriesInstanceUID == same != other and UID(same).is_valid and UID(other).is_valid
+    assert same == study_series_uid(job_series_uid(JOB), "1.2.3.1") != job_series_uid(JOB)
+    assert [s.StudyInstanceUID for s in segs] == ["1.2.3.1", "1.2.3.1", "1.2.3.2"]
+    assert len({s.SOPInstanceUID for s in segs}) == 3
+    assert [int(s.InstanceNumber) for s in segs] == [7, 1, 2]  # the source's position, else 1
 
 
 def test_source_without_study_uid_gets_a_reason_and_no_file(tmp_path):

@@ -60,8 +60,8 @@ def test_dicom_inputs_get_a_seg_equal_to_their_masks(tiny_ckpt, dicom_folder, tm
         assert np.array_equal(frames_of(seg_path).astype(bool), np.stack(masks))
         assert seg.SegmentationType == "BINARY" and seg.PatientID == source.PatientID
         assert all(r["reason"] == "" for r in rows[name])
-        series.add(seg.SeriesInstanceUID)
-    assert len(series) == 1  # one job, one series
+        series.add((seg.StudyInstanceUID, seg.SeriesInstanceUID))
+    assert len(series) == 3 == len({u for _, u in series})  # one job: one series per study (3 studies here)
     assert rows["nostudy.dcm"][0]["status"] == "ok" and (out / "nostudy.dcm.mask.png").is_file()
     assert rows["nostudy.dcm"][0]["reason"].startswith("no DICOM SEG: ") and "StudyInstanceUID" in rows["nostudy.dcm"][
         0

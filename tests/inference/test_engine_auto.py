@@ -96,3 +96,20 @@ def test_a_changed_checkpoint_gets_its_own_export(tiny_ckpt, tmp_path, cache):
     assert second.describe()["export_path"] != first.describe()["export_path"] and len(list(cache.glob("*.onnx"))) == 2
     x = np.random.default_rng(0).random((1, 3, *first.spec.size), dtype=np.float32)
     assert not np.allclose(first.run(x).logits, second.run(x).logits)  # the new weights, not the cached old ones
+
+
+def test_changed_graph_code_gets_its_own_export(tiny_ckpt, cache, monkeypatch):
+    """segapp's version string stays 0.1.0 across commits: a changed net or export with the same
+    checkpoint reused the graph cached by the old code."""
+    import segapp.inference.onnx_cache as onnx_cache
+
+    first = create_engine(checkpoint=tiny_ckpt, precision="fp32", engine="onnx")
+    again = create_engine(checkpoint=tiny_ckpt, precision="fp32", engine="onnx")
+    assert again.describe()["export_path"] == first.describe()["export_path"]  # same code: reused
+    digest = onnx_cache.graph_code_digest()
+    assert len(digest) == 64 and digest == onnx_cache.graph_code_digest()
+    monkeypatch.setattr(onnx_cache, "graph_code_digest", lambda: "another commit's nets")
+    later = create_engine(checkpoint=tiny_ckpt, precision="fp32", engine="onnx")
+    assert (
+        later.describe()["export"] == "exported" and later.describe()["export_path"] != first.describe()["export_path"]
+    )

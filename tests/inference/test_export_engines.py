@@ -56,6 +56,10 @@ def test_onnx_carries_the_checkpoint_metadata_and_matches_torch(tiny_ckpt, onnx_
             assert np.abs(a - b).max() < PARITY_TOL, (mode, img.shape, np.abs(a - b).max())
 
 
+def on_disk_json(out):
+    return json.loads(out.with_name(out.name + ".json").read_text())
+
+
 def test_torchscript_export_runs_at_other_sizes(tiny_ckpt, tmp_path):
     import torch
 
@@ -64,11 +68,17 @@ def test_torchscript_export_runs_at_other_sizes(tiny_ckpt, tmp_path):
     out = export_model(tiny_ckpt, tmp_path / "tiny.pt", fmt="torchscript")
     extra = {"segapp.json": ""}
     module = torch.jit.load(str(out), _extra_files=extra)
-    assert json.loads(extra["segapp.json"])["preprocess"]["in_channels"] == 3
+    meta = json.loads(extra["segapp.json"])
+    assert meta["preprocess"]["in_channels"] == 3
     ref = Predictor.from_checkpoint(tiny_ckpt).engine.net.members[0].eval()
     x = torch.randn(2, 3, 96, 64)
     with torch.no_grad():
-        assert torch.allclose(module(x), ref(x), atol=1e-4)
+        y = module(x)
+        assert torch.allclose(y, ref(x), atol=1e-4)
+    # the block describes this file: one logits tensor (it listed the ONNX graph's logits/ood/features)
+    assert isinstance(y, torch.Tensor) and y.shape == (2, 1, 96, 64)
+    assert list(meta["outputs"]) == ["logits"] and meta["has_ood"] is False
+    assert "not in the graph" in meta["outputs"]["logits"] and on_disk_json(out) == meta
 
 
 def test_the_torchscript_export_does_not_print_a_predict_command_that_refuses_it(tiny_ckpt, tmp_path, capsys):

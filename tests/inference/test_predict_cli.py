@@ -111,6 +111,22 @@ def test_exit_codes_all_ok_nothing_readable_and_bad_usage(tiny_ckpt, tmp_path, c
     assert code == 2 and "not found" in err
 
 
+def test_segapp_model_names_the_model_when_no_source_is_given(tmp_path, capsys, monkeypatch):
+    """The container sets SEGAPP_MODEL; `docker run -e SEGAPP_MODEL=v2.onnx` ran the CMD's hard-coded
+    baked-in model instead. Now the variable is the model whenever no --checkpoint/--model is given."""
+    good = tmp_path / "good"
+    good.mkdir()
+    io = ("--input", str(good), "--output", str(tmp_path / "o"))
+    monkeypatch.delenv("SEGAPP_MODEL", raising=False)
+    code, _, err = predict_in_process(capsys, *io)
+    assert code == 2 and "expected --checkpoint or --model (or the SEGAPP_MODEL environment variable)" in err
+    monkeypatch.setenv("SEGAPP_MODEL", str(tmp_path / "v2.onnx"))
+    code, _, err = predict_in_process(capsys, *io)
+    assert code == 2 and "v2.onnx" in err and "not found" in err  # the variable's model was the one opened
+    cmd = (Path(__file__).resolve().parents[2] / "docker" / "Dockerfile").read_text().split("\nCMD ")[1]
+    assert "--model" not in cmd.splitlines()[0]
+
+
 def test_resume_after_a_killed_run_completes_the_rest_and_leaves_no_temp_files(tiny_ckpt, tmp_path, capsys):
     inp, out = tmp_path / "in", tmp_path / "out"
     inp.mkdir()

@@ -95,6 +95,9 @@ def test_tta_averages_unflipped_probabilities_in_tile_mode(tta):
         ("mode", "tiles", "did you mean tile"),
         ("batch_size", 0, "expected a value >= 1"),
         ("min_size", -1, "expected a value >= 0"),
+        ("threshold", 50.0, r"expected a value in \(0, 1\), got 50.0; fix: a probability"),  # a percentage
+        ("threshold", float("nan"), r"expected a value in \(0, 1\)"),
+        ("threshold", 0.0, r"expected a value in \(0, 1\)"),
     ],
 )
 def test_predictor_refuses_bad_options_with_one_line(option, value, hint):
