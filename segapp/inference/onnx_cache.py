@@ -27,8 +27,9 @@ def member_hashes(paths: list[str | Path]) -> tuple[list[str], dict | None]:
 
 def graph_code_digest() -> str:
     """SHA-256 of the source that decides an exported graph and its metadata (the nets, how a
-    checkpoint rebuilds them, the export, this cache): the version string stays 0.1.0 across commits, so a changed net (say, a decoder's
-    padding) with an unchanged checkpoint reused the old cached graph."""
+    checkpoint rebuilds them, the export, this cache): the version string stays 0.1.0 across
+    commits, so a changed net (say, a decoder's padding) with an unchanged checkpoint reused the
+    old cached graph."""
     import segapp
 
     root = Path(segapp.__file__).parent
