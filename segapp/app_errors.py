@@ -58,14 +58,14 @@ def refuse_trained_folder(root: str | Path | None, planned: bool = False) -> Non
     not a new run and is not checked here.
 
     Args:
-        root: ``trainer.default_root_dir`` (``None``: Lightning's default, ``runs/default`` here);
-            the checkpoints go to ``root/checkpoints`` (``checkpoint.dirpath`` is linked to it).
+        root: ``trainer.default_root_dir`` (``None``: the working folder, where the app's link
+            ``checkpoint.dirpath`` = ``root/checkpoints`` then puts them).
         planned: A ``--budget`` run (it writes its plan there, too): the message says so.
 
     Raises:
         SettingError: The folder holds ``*.ckpt`` files, naming them and a free folder.
     """
-    folder = Path(root or "runs/default")
+    folder = Path(root or ".")
     ckpts = sorted((folder / "checkpoints").glob("*.ckpt"))
     if not ckpts:
         return
