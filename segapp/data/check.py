@@ -62,6 +62,7 @@ class CheckReport:
     lesions: dict = field(default_factory=dict)
     size_mismatch: list[str] = field(default_factory=list)
     low_range: list[str] = field(default_factory=list)
+    full_masks: list[str] = field(default_factory=list)  # keys whose mask is foreground in every pixel
     duplicates: list[list[str]] = field(default_factory=list)
     splits: dict = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
@@ -206,19 +207,7 @@ def _judge(rep: CheckReport) -> None:
         rep.warnings.append(
             f"{len(rep.missing)} file(s) named in the manifest do not exist (rows skipped), e.g. {rep.missing[0]}"
         )
-    if rep.mask_misfits:
-        m = rep.mask_misfits[0]
-        rep.warnings.append(
-            f"{len(rep.mask_misfits)} mask(s) do not fit the dataset's mask rule ({rep.rule().describe()}), "
-            f"e.g. {m['path']}: {m['reason']}; "
-            "fix: save all masks of a dataset the same way (0/255, 0/1 or labels), or set data.foreground_labels"
-        )
-    mid = rep.mask_values.get("32-223", 0.0)
-    if mid > 0.01 and rep.mask_rule.get("kind") == "grey":
-        rep.warnings.append(
-            f"masks are not binary: {mid:.1%} of mask pixels lie in 32-223; they are binarised at "
-            f"data.mask_threshold={rep.mask_values.get('threshold')}"
-        )
+    rep.warnings += _mask_warnings(rep)
     if rep.pairs and rep.empty_masks / rep.pairs > 0.5 and rep.empty_masks < rep.pairs:
         rep.warnings.append(
             f"{rep.empty_masks} of {rep.pairs} masks are empty; Dice on empty masks is 1 only for empty predictions"
@@ -237,6 +226,32 @@ def _judge(rep: CheckReport) -> None:
         )
 
 
+def _mask_warnings(rep: CheckReport) -> list[str]:
+    """Warnings about mask values: misfits of the rule, grey levels, masks that are lesion everywhere."""
+    out = []
+    if rep.mask_misfits:
+        m = rep.mask_misfits[0]
+        out.append(
+            f"{len(rep.mask_misfits)} mask(s) do not fit the dataset's mask rule ({rep.rule().describe()}), "
+            f"e.g. {m['path']}: {m['reason']}; "
+            "fix: save all masks of a dataset the same way (0/255, 0/1 or labels), set data.mask_threshold below "
+            "their lesion value, or set data.foreground_labels"
+        )
+    mid = rep.mask_values.get("32-223", 0.0)
+    if mid > 0.01 and rep.mask_rule.get("kind") == "grey":
+        out.append(
+            f"masks are not binary: {mid:.1%} of mask pixels lie in 32-223; they are binarised at "
+            f"data.mask_threshold={rep.mask_values.get('threshold')}"
+        )
+    if rep.full_masks:
+        out.append(
+            f"{len(rep.full_masks)} mask(s) are lesion in every pixel, e.g. {rep.full_masks[0]}: a coloured or white "
+            "background is read as lesion (the mask rule takes the brightest colour channel); fix: save the masks "
+            "with a black background (lesion white), or check the mask folder"
+        )
+    return out
+
+
 def _low_range_warning(paths: list[str]) -> str:
     """The warning for 16-bit images that use at most 12 of their bits and declare no depth."""
     more = f" and {len(paths) - NAMED_IN_WARNING} more" if len(paths) > NAMED_IN_WARNING else ""
@@ -250,7 +265,8 @@ def _low_range_warning(paths: list[str]) -> str:
 
 
 def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | None = None) -> str:
-    """Cache key of a check: layout, every file's stamp (path/size/mtime/ctime), mask settings, check version.
+    """Cache key of a check: layout, every file's stamp (path/size/mtime/ctime), which files pair, mask
+    settings, check version.
 
     Paths are resolved, so the same dataset reached through another spelling (relative path,
     other working folder, symlink) shares one entry; the entry stores root-relative paths.
@@ -258,7 +274,11 @@ def check_key(disc: Discovery, threshold: float, foreground_labels: list[int] | 
     stamps = [file_stamp(p) for p in disc.files()]
     extra = [str(p.resolve()) for p in (*disc.images_without_mask, *disc.masks_without_image, *disc.missing)]
     labels = None if foreground_labels is None else sorted(set(foreground_labels))
-    return digest([CHECK_VERSION, disc.layout, float(threshold), labels, *stamps, *extra])
+    pairing = [  # which files pair (an edited CSV may pair the same files differently)
+        [p.key, str(p.image.resolve()), [str(m.resolve()) for m in p.masks], p.split, p.fold, p.group]
+        for p in disc.pairs
+    ]
+    return digest([CHECK_VERSION, disc.layout, float(threshold), labels, *stamps, *extra, pairing])
 
 
 def check_dataset(
@@ -324,6 +344,7 @@ def _build(disc: Discovery, rows: list[dict], fingerprint: str) -> CheckReport:
         empty_masks=sum(r["empty"] for r in rows),
         size_mismatch=[r["key"] for r in rows if "size" in r and "mask_size" in r and r["size"] != r["mask_size"]],
         low_range=[str(p.image) for p, r in zip(disc.pairs, rows, strict=True) if r.get("low_range")],
+        full_masks=[r["key"] for r in rows if len(r.get("masks", ())) == 1 and not r["empty"] and r["fraction"] >= 1.0],
         duplicates=[keys for keys in by_hash.values() if len(keys) > 1],
         splits=dict(Counter(p.split or "-" for p in disc.pairs)),
     )

@@ -255,12 +255,8 @@ class LesionDataModule(L.LightningDataModule):
         )
         self.split_ids = split_record(self.splits)
         self.spec = self._checked_spec(stage)
-        log.info(
-            "data: %d train / %d val / %d test pairs from %s (%s)",
-            *(len(self.splits[k]) for k in ("train", "val", "test")),
-            h.root,
-            self.discovery.layout,
-        )
+        n = [len(self.splits[k]) for k in ("train", "val", "test")]
+        rank_zero_info(f"data: {n[0]} train / {n[1]} val / {n[2]} test pairs from {h.root} ({self.discovery.layout})")
 
     def follow_checkpoint(self, ckpt: CheckpointData, resume: bool, given: Iterable[str] | None = None) -> None:
         """Feed the data as checkpoint ``ckpt`` was fed, and check the split against it in :meth:`setup`.
@@ -294,8 +290,14 @@ class LesionDataModule(L.LightningDataModule):
             rule, stats = dataset_mask_rule(
                 [p.masks for p in self.discovery.pairs], h.mask_threshold, h.foreground_labels
             )
+            if stats.files and stats.top == 0:  # what the check refuses as "all masks are empty"
+                raise DataError(
+                    f"every one of the {stats.files} masks of {h.root} is all zero, so there is no lesion to learn; "
+                    "expected masks with lesion pixels; fix: check the mask folder (or data.layout / "
+                    "data.mask_suffix), or run segapp-data check"
+                )
             values = values_text(stats)
-        log.info("data: mask rule %s (values found %s)", rule.describe(), values)
+        rank_zero_info(f"data: mask rule {rule.describe()} (values found {values})")
         return rule
 
     def state_dict(self) -> dict[str, Any]:

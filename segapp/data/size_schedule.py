@@ -75,6 +75,14 @@ class SizeSchedule:
                 "smaller (its switch moves with the run's length, and a trained size is never undone); fix: "
                 "order the sizes smallest first"
             )
+        if pairs and pairs[-1][1] != image_size:
+            raise SettingError(
+                f"data.train_size_schedule: {schedule} ends at {pairs[-1][1]} px, not at data.image_size "
+                f"{image_size}; the last epochs would train at {pairs[-1][1]} px while validation, the threshold and "
+                f"prediction run at {image_size} px, where every lesion looks {image_size / pairs[-1][1]:.2g}x its "
+                f"trained size; fix: end the schedule at {image_size} (e.g. add a key with {image_size}), or set "
+                f"data.image_size {pairs[-1][1]}"
+            )
         self.pairs = pairs
         self.image_size = image_size
         self.length: int | None = None  # the run's length in epochs, pushed by the LR schedule

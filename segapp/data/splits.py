@@ -70,7 +70,7 @@ def grouped_split(groups: Sequence[str], val_fraction: float, test_fraction: flo
         members.setdefault(g, []).append(i)
     names = sorted(members)
     order = [names[i] for i in seeded_permutation(names, seed)]
-    want = {"test": round(n * test_fraction), "val": max(1, round(n * val_fraction)) if val_fraction > 0 else 0}
+    want = {k: max(1, round(n * f)) if f > 0 else 0 for k, f in (("test", test_fraction), ("val", val_fraction))}
     out: dict[str, list[int]] = {"val": [], "test": [], "train": []}
     for g in order:
         target = next((s for s in ("test", "val") if len(out[s]) < want[s]), "train")
@@ -131,7 +131,7 @@ def _explicit(pairs: Sequence[Pair]) -> dict[str, list[int]] | None:
     return {s: [i for i, n in enumerate(named) if n == s] for s in ("train", "val", "test")}
 
 
-def _given_folds(pairs: Sequence[Pair], pool: list[int], num_folds: int) -> list[int] | None:
+def _given_folds(pairs: Sequence[Pair], pool: list[int], num_folds: int, groups: Sequence[str]) -> list[int] | None:
     """The CSV ``fold`` of every pool pair, or ``None`` when no pair has one (seeded folds then).
 
     A partial column is an error, as a partial ``split`` column is: falling back to seeded
@@ -156,7 +156,23 @@ def _given_folds(pairs: Sequence[Pair], pool: list[int], num_folds: int) -> list
         raise DataError(
             f"the CSV fold column has value {bad[0]} but data.num_folds={num_folds}; expected 0..{num_folds - 1}"
         )
+    _refuse_split_groups([groups[i] for i in pool], given, [pairs[i].image.name for i in pool])
     return given
+
+
+def _refuse_split_groups(groups: Sequence[str], folds: Sequence[int], names: Sequence[str]) -> None:
+    """Refuse a group with rows in two CSV folds, whichever fold is validation: the fold that holds
+    one of its rows would train on the others (checked for every fold at once, so a segapp-cv run
+    stops before its first fold, not at the one that shows it)."""
+    first: dict[str, tuple[int, str]] = {}
+    for g, f, name in zip(groups, folds, names, strict=True):
+        seen = first.setdefault(g, (f, name))
+        if seen[0] != f:
+            raise DataError(
+                f"group {g!r} has rows in CSV folds {seen[0]} ({seen[1]}) and {f} ({name}); expected every row of a "
+                "group (patient or lesion) in one fold, or a fold trains on its own validation patient; fix: give "
+                "the group's rows one fold, or correct the group column / data.group_regex"
+            )
 
 
 def _kfold(
@@ -165,12 +181,39 @@ def _kfold(
     """Training and validation indices of fold ``fold``: the CSV folds if given, else seeded and grouped."""
     if not 0 <= fold < num_folds:
         raise DataError(f"data.fold={fold} is out of range for data.num_folds={num_folds}; expected 0..{num_folds - 1}")
-    folds = _given_folds(pairs, pool, num_folds)
+    folds = _given_folds(pairs, pool, num_folds, groups)
     if folds is None:
         folds = assign_folds([groups[i] for i in pool], num_folds, seed)
     val = [i for i, f in zip(pool, folds, strict=True) if f == fold]
     in_val = set(val)
     return [i for i in pool if i not in in_val], val
+
+
+def check_groups_apart(pairs: Sequence[Pair], idx: dict[str, list[int]], groups: Sequence[str]) -> None:
+    """Refuse a group (patient, lesion) with pairs in more than one of train/val/test.
+
+    Seeded splits keep groups whole by construction; splits and folds the data fixes (the CSV
+    ``split``/``fold`` columns, split folders) were taken as given, so a patient with a train
+    row and a test row trained on its own test images without a word.
+
+    Raises:
+        DataError: naming the group, its splits and one file in each.
+    """
+    where: dict[str, dict[str, int]] = {}
+    for split in ("train", "val", "test"):
+        for i in idx[split]:
+            where.setdefault(groups[i], {}).setdefault(split, i)
+    leaks = sorted(g for g, found in where.items() if len(found) > 1)
+    if not leaks:
+        return
+    first = where[leaks[0]]
+    files = ", ".join(f"{pairs[i].image.name} in {split}" for split, i in first.items())
+    more = f" (and {len(leaks) - 1} more group(s))" if len(leaks) > 1 else ""
+    raise DataError(
+        f"group {leaks[0]!r} has pairs in more than one split ({files}){more}; expected every pair of a group "
+        "(patient or lesion: the CSV group column, data.group_regex) in one split, or its test images are "
+        "trained on; fix: give the group's rows one split and fold, or correct the group column / data.group_regex"
+    )
 
 
 def make_splits(
@@ -211,6 +254,7 @@ def make_splits(
             idx["train"] = sorted(train[j] for j in sub["train"])
     if kfold:
         idx["train"], idx["val"] = _kfold(pairs, sorted(idx["train"] + idx["val"]), groups, num_folds, fold, seed)
+    check_groups_apart(pairs, idx, groups)
     if train_subset is not None:
         train = idx["train"]
         if not 0 < train_subset <= len(train):

@@ -67,19 +67,32 @@ def read_image(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray
     return read_first_frame(path, limits)
 
 
+def _alpha_or_colour(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The channels a mask with alpha is drawn in: its colour, unless the colour is one value
+    everywhere; then the alpha when it varies (a mask drawn as transparency, on black or on a
+    white layer), or nothing when the layer is fully transparent (an empty mask)."""
+    if colour.size == 0 or colour.min() != colour.max():
+        return colour
+    if alpha.min() != alpha.max():
+        return alpha
+    return np.zeros_like(alpha) if alpha.max() == 0 else colour
+
+
 def mask_values(arr: np.ndarray) -> np.ndarray:
     """Raw mask pixels (``H x W x C``, any dtype) on the 0-255 scale as float32 ``H x W``.
 
-    Colour masks use the maximum over RGB; alpha is used only when the colour channels are all
-    zero (a mask drawn as transparency). 16-bit masks are divided by 257. The values are not
+    Colour masks use the maximum over RGB; alpha is used when the colour is one value everywhere
+    and the alpha varies (a mask drawn as transparency, on black or on a white layer: the colour's
+    maximum would make every pixel a lesion); a fully transparent layer is empty, and an opaque
+    black one stays empty (its alpha used to make it all lesion). 16-bit masks are divided by 257. The values are not
     binarised or rescaled per image: which values are foreground is the dataset's mask value
     rule (:mod:`segapp.io.masks`).
     """
     if arr.ndim == 2:
         arr = arr[:, :, None]
     colour = arr[:, :, :-1] if arr.shape[2] in (2, 4) else arr
-    if arr.shape[2] in (2, 4) and not colour.any():
-        colour = arr[:, :, -1:]
+    if arr.shape[2] in (2, 4):
+        colour = _alpha_or_colour(colour, arr[:, :, -1:])
     values = colour.max(axis=2).astype(np.float32)
     if arr.dtype == np.uint16 and values.size and float(values.max()) > 255:
         values = values / 257.0

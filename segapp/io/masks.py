@@ -203,18 +203,31 @@ def decide_rule(stats: MaskStats, threshold: float = 127.0, foreground_labels: S
     return grey
 
 
+LOSSY_NOISE_MAX = 64
+"""Largest value a JPEG's compression noise gives an empty or 0/1 mask (it stays far below this)."""
+
+
 def misfit_reason(stats: MaskStats, rule: MaskRule) -> str | None:
     """Why one mask (its own ``stats``) does not fit the dataset's ``rule``, or ``None`` if it does.
 
-    The one silent case is a ``grey`` dataset holding a lossless mask whose values are all small
-    (0/1 or labels): read at the grey threshold, it is empty.
+    The silent cases are masks of a ``grey`` dataset with values, yet nothing above its threshold:
+    a lossless mask whose values are all small (0/1 or labels), or one whose lesion value lies at or
+    below the threshold (``{0, 100}`` beside ``{0, 255}`` masks; VOC red read as grey is 38). Read
+    with the dataset's rule, each is empty: a lesion image trained as "no lesion".
     """
-    if rule.kind != "grey" or stats.lossy or not 0 < stats.top <= MAX_LABEL:
+    if rule.kind != "grey" or has_foreground(stats, rule):
         return None
-    return (
-        f"values {values_text(stats)} look like a 0/1 or label mask, but the dataset's masks are grey; read "
-        f"as empty at threshold {rule.threshold:g}"
-    )
+    if not stats.lossy and 0 < stats.top <= MAX_LABEL:
+        return (
+            f"values {values_text(stats)} look like a 0/1 or label mask, but the dataset's masks are grey; read "
+            f"as empty at threshold {rule.threshold:g}"
+        )
+    if stats.top > (LOSSY_NOISE_MAX if stats.lossy else 0):
+        return (
+            f"values {values_text(stats)}: its lesion value is at or below the dataset's grey threshold "
+            f"{rule.threshold:g} (data.mask_threshold), so it reads as empty"
+        )
+    return None
 
 
 def has_foreground(stats: MaskStats, rule: MaskRule) -> bool:

@@ -131,14 +131,15 @@ def isic_root(tmp_path) -> Path:
 
 @pytest.fixture
 def csv_root(tmp_path) -> Path:
-    """CSV manifest in ``csv/`` pointing at files in ``csv/files``; 12 rows, 4 patients, one missing file."""
+    """CSV manifest in ``csv/`` pointing at files in ``csv/files``; 12 rows, 5 patients, one missing file."""
     root = tmp_path / "csv"
     lines = ["image,mask,split,fold,group"]
     for i in range(12):
         save(root / "files" / f"p{i % 4}_{i}.png", rgb(i))
         save(root / "files" / f"p{i % 4}_{i}_seg.png", (disk() * 255).astype(np.uint8))
         split = "test" if i >= 10 else "train"
-        lines.append(f"files/p{i % 4}_{i}.png,files/p{i % 4}_{i}_seg.png,{split},{i % 3},patient{i % 4}")
+        group = f"patient{i % 3}" if split == "train" else f"patient{i}"  # a patient in one split and one fold
+        lines.append(f"files/p{i % 4}_{i}.png,files/p{i % 4}_{i}_seg.png,{split},{i % 3},{group}")
     lines.append("files/ghost.png,files/ghost_seg.png,train,0,patient9")
     (root / "manifest.csv").write_text("\n".join(lines) + "\n")
     return root

@@ -172,3 +172,17 @@ def test_in_place_edit_that_keeps_size_and_mtime_is_not_served_from_the_cache(tm
     after = mask.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert check_dataset(discover(root)).empty_masks == 1
+
+
+def test_the_check_cache_follows_a_csv_that_pairs_the_same_files_differently(tmp_path):
+    """The cache key held the files' stamps only: a CSV edited to pair a.png with the 64 px mask
+    replayed the old report, without its 'mask size differs' warning."""
+    root = tmp_path / "ds"
+    save(root / "a.png", np.zeros((32, 32, 3), np.uint8))
+    save(root / "am.png", (disk(32, 6) * 255).astype(np.uint8))
+    save(root / "b.png", np.zeros((64, 64, 3), np.uint8))
+    save(root / "bm.png", (disk(64, 6) * 255).astype(np.uint8))
+    (root / "list.csv").write_text("image,mask\na.png,am.png\nb.png,bm.png\n")
+    assert check_dataset(discover(root)).size_mismatch == []
+    (root / "list.csv").write_text("image,mask\na.png,bm.png\nb.png,am.png\n")
+    assert sorted(check_dataset(discover(root)).size_mismatch) == ["a", "b"]

@@ -125,7 +125,7 @@ def test_cli_validates_new_options(paired_root, tmp_path):
 def test_progressive_resizing_sizes_and_pixels(paired_root):
     m = dm(paired_root, augment="none", train_size_schedule={0: 16, 2: 32})
     assert [m.train_size(e)[0] for e in range(4)] == [16, 16, 32, 32]
-    assert dm(paired_root, train_size_schedule={3: 16}).train_size(0) == (32, 32)  # image_size before the first key
+    assert dm(paired_root, train_size_schedule={3: 16, 5: 32}).train_size(0) == (32, 32)  # image_size before key 3
     small, full = m.dataset("train", train=True)[0], m.dataset("train", train=False)[0]
     assert small["image"].shape == (3, 16, 16) and small["mask"].shape == (1, 16, 16)
     pooled = full["image"].reshape(3, 16, 2, 16, 2).mean((2, 4))  # area downscale = 2x2 mean
@@ -141,6 +141,8 @@ def test_progressive_resizing_rejects_bad_schedules(paired_root):
         dm(paired_root, train_size_schedule={0: 64})
     with pytest.raises(ValueError, match="key -1 is neither a first epoch nor a share"):
         dm(paired_root, train_size_schedule={-1: 16})
+    with pytest.raises(ValueError, match=r"ends at 16 px, not at data.image_size 32; .* looks 2x its trained size"):
+        dm(paired_root, train_size_schedule={0: 8, 2: 16})  # validation and prediction run at 32 px
 
 
 def test_progressive_resizing_in_fit(synth_root, tmp_path, caplog):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from segapp.cli.data import main as data_main
@@ -68,7 +69,7 @@ def test_csv_manifest(csv_root):
     assert len(d.pairs) == 12
     assert [p.name for p in d.missing] == ["ghost.png", "ghost_seg.png"]
     p = next(p for p in d.pairs if p.key == "files/p1_5")
-    assert (p.split, p.fold, p.group) == ("train", 2, "patient1")
+    assert (p.split, p.fold, p.group) == ("train", 2, "patient2")
     assert p.image == csv_root / "files" / "p1_5.png"  # relative to the CSV's folder
     assert discover(csv_root / "manifest.csv").pairs == d.pairs  # the CSV itself as root
 
@@ -256,3 +257,29 @@ def test_csv_rows_of_one_image_that_disagree_or_two_images_with_one_key_are_erro
     (root / "list.csv").write_text("image,mask\na.png,m.png\na.jpg,m.png\n")
     with pytest.raises(DuplicateFilesError, match=r"1 pair\(s\) of images with one key .*: a.jpg and a.png"):
         discover(root)
+
+
+def test_csv_name_under_auto_reads_that_manifest_only(tmp_path):
+    """A folder with images/, masks/, train.csv and test.csv: detection found no single manifest,
+    fell through to paired and trained on the test manifest's images; csv_name was dropped."""
+    root = make_paired(tmp_path / "ds", n=6)
+    rows = {"train": range(0, 4), "test": range(4, 6)}
+    for name, idx in rows.items():
+        lines = ["image,mask"] + [f"images/img{i:02d}.{'jpg' if i % 2 else 'png'},masks/img{i:02d}.png" for i in idx]
+        (root / f"{name}.csv").write_text("\n".join(lines) + "\n")
+    assert discover(root).layout == "paired"  # without csv_name: every image (what the user did not ask for)
+    d = discover(root, "auto", csv_name="train.csv")
+    assert d.layout == "csv" and [p.key for p in d.pairs] == [f"images/img{i:02d}" for i in range(4)]
+    with pytest.raises(DataError, match=r"data.csv_name='train.csv' is read by the csv layout only.*data.layout csv"):
+        discover(root, "paired", csv_name="train.csv")
+
+
+def test_a_paired_mask_named_two_ways_is_refused_not_or_ed(tmp_path):
+    """``masks/a.png`` (stale) beside ``masks/a_mask.png``: both were OR-ed into a's ground truth."""
+    root = make_paired(tmp_path / "ds", n=3)
+    save(root / "masks" / "img01_mask.png", np.zeros((32, 32), np.uint8))
+    with pytest.raises(DuplicateFilesError, match=r"mask files named two ways for one image: img01.png and img01_mask"):
+        discover(root)
+    (root / "masks" / "img01.png").unlink()
+    save(root / "masks" / "img01_mask_1.png", np.zeros((32, 32), np.uint8))  # numbered: several masks, OR-ed
+    assert [len(p.masks) for p in discover(root).pairs] == [1, 2, 1]

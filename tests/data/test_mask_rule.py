@@ -184,3 +184,61 @@ def test_foreground_labels_absent_from_the_masks_or_on_jpeg_masks_are_refused():
 def test_a_mask_rule_of_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="mask rule kind: expected one of"):
         MaskRule.from_dict({"kind": "grey ", "threshold": 127})
+
+
+def test_a_lesion_value_at_or_below_the_grey_threshold_is_a_misfit():
+    """{0, 100} (or VOC red read as grey: 38) beside {0, 255} masks: the rule is grey at 127, and the
+    lesion read as empty with no word (only 0/1 and label values were flagged)."""
+    from segapp.io.masks import misfit_reason
+
+    rule = decide_rule(_stats((0, 255), (0, 100)))
+    assert rule.kind == "grey"
+    assert "at or below the dataset's grey threshold 127" in misfit_reason(value_stats(np.array([0, 100.0])), rule)
+    assert "look like a 0/1 or label mask" in misfit_reason(value_stats(np.array([0, 1.0])), rule)
+    assert misfit_reason(value_stats(np.array([0, 255.0])), rule) is None
+    assert misfit_reason(value_stats(np.array([0, 0.0])), rule) is None  # an empty mask is not a misfit
+    assert misfit_reason(value_stats(np.array([0, 30.0]), lossy=True), rule) is None  # JPEG noise of an empty mask
+
+
+def test_check_warns_about_masks_read_as_lesion_in_every_pixel(tmp_path):
+    """A colour mask on a blue background: the brightest channel made every pixel a lesion."""
+    root = tmp_path / "ds"
+    for i in range(3):
+        save(root / "images" / f"c{i}.png", rgb(i))
+        save(root / "masks" / f"c{i}.png", (disk(32, 6) * 255).astype(np.uint8))
+    blue = np.zeros((32, 32, 3), np.uint8)
+    blue[..., 2] = 255
+    blue[disk(32, 6)] = (255, 0, 0)
+    save(root / "masks" / "c0.png", blue)
+    rep = check_dataset(discover(root))
+    assert rep.full_masks == ["c0"]
+    assert any("1 mask(s) are lesion in every pixel, e.g. c0" in w for w in rep.warnings)
+
+
+def test_a_mask_drawn_in_alpha_on_a_white_layer_reads_as_its_alpha():
+    """White colour everywhere, the lesion in alpha: the colour maximum made the whole frame a lesion."""
+    from segapp.io.images import mask_values
+
+    m = disk(32, 6)
+    rgba = np.dstack([np.full((32, 32, 3), 255, np.uint8), (m * 255).astype(np.uint8)])
+    assert np.array_equal(mask_values(rgba) > 127, m)
+    opaque = np.dstack([(np.dstack([m] * 3) * 255).astype(np.uint8), np.full((32, 32), 255, np.uint8)])
+    assert np.array_equal(mask_values(opaque) > 127, m)  # colour carries the mask: alpha ignored
+    black = np.dstack([np.zeros((32, 32, 3), np.uint8), np.full((32, 32), 255, np.uint8)])
+    assert not (mask_values(black) > 127).any()  # an opaque empty mask: its alpha made it all lesion
+    clear = np.dstack([np.full((32, 32, 3), 255, np.uint8), np.zeros((32, 32), np.uint8)])
+    assert not (mask_values(clear) > 127).any()  # a fully transparent white layer: nothing drawn
+
+
+def test_all_zero_masks_are_refused_with_the_check_off(tmp_path):
+    """data.check: false skipped the check's 'all masks are empty' error: it trained on no lesion."""
+    from segapp.data.datamodule import LesionDataModule
+    from segapp.data.errors import DataError
+
+    root = tmp_path / "ds"
+    for i in range(4):
+        save(root / "images" / f"c{i}.png", rgb(i))
+        save(root / "masks" / f"c{i}.png", np.zeros((32, 32), np.uint8))
+    m = LesionDataModule(root=str(root), image_size=32, num_workers=0, normalize="none", check=False)
+    with pytest.raises(DataError, match=r"every one of the 4 masks of .* is all zero"):
+        m.setup()

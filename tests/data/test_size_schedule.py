@@ -97,13 +97,13 @@ def test_a_share_schedule_no_length_can_place_is_refused_before_the_first_step(s
 
 
 def test_the_cli_keeps_a_share_key(paired_root, tmp_path):
-    """jsonargparse read ``{0: 16, 0.5: 32}`` under the old ``dict[int, int]`` hint as ``{0: 32}``: full size from
+    """jsonargparse read ``{0: 32, 0.5: 64}`` under the old ``dict[int, int]`` hint as ``{0: 64}``: full size from
     epoch 0, silently. The key is now kept and placed on the run's length."""
     from segapp.app import cli
 
-    args = fit_args(paired_root, tmp_path / "run", "--data.train_size_schedule", "{0: 16, 0.5: 32}")
+    args = fit_args(paired_root, tmp_path / "run", "--data.train_size_schedule", "{0: 32, 0.5: 64}")  # 64: image_size
     run = cli(args[1:], run=False)
-    assert run.datamodule.size_schedule.pairs == [(0, 16), (0.5, 32)]
+    assert run.datamodule.size_schedule.pairs == [(0, 32), (0.5, 64)]
 
 
 def test_a_share_schedule_in_fit_switches_half_way(synth_root, tmp_path, caplog):

@@ -138,3 +138,30 @@ def test_partial_fold_column_is_an_error_naming_the_rows(csv_root):
     assert "p2_2.png" in msg and "fix: fill those fold cells, or empty the whole column" in msg
     blank = [Pair(p.key, p.image, p.masks, split=p.split, group=p.group) for p in d.pairs]
     assert len(make_splits(blank, seed=0, num_folds=3, fold=0)["val"]) > 0  # no fold at all: seeded folds
+
+
+def test_a_group_in_two_given_splits_is_refused_naming_it(tmp_path):
+    """A CSV whose patient P has a train row and a test row: the group was computed and then ignored."""
+    ps = [
+        Pair("a", Path("/d/a.png"), (Path("/d/am.png"),), split="train", group="P"),
+        Pair("b", Path("/d/b.png"), (Path("/d/bm.png"),), split="train", group="Q"),
+        Pair("c", Path("/d/c.png"), (Path("/d/cm.png"),), split="val", group="R"),
+        Pair("d", Path("/d/d.png"), (Path("/d/dm.png"),), split="test", group="P"),
+    ]
+    with pytest.raises(
+        DataError, match=r"group 'P' has pairs in more than one split \(a.png in train, d.png in test\)"
+    ):
+        make_splits(ps)
+    folds = [
+        Pair(p.key, p.image, p.masks, split="train", fold=i % 2, group="P" if i < 2 else p.key)
+        for i, p in enumerate(ps)
+    ]
+    for fold in (0, 1):  # P's rows in folds 0 and 1: refused whichever fold validates
+        with pytest.raises(DataError, match=r"group 'P' has rows in CSV folds 0 \(a.png\) and 1 \(b.png\)"):
+            make_splits(folds, num_folds=2, fold=fold)
+
+
+def test_a_small_test_fraction_still_holds_out_a_pair():
+    """round(10 x 0.05) = 0: test_fraction 0.05 gave no test split, and `segapp test` said to set it."""
+    s = make_splits(pairs(10), 0.2, 0.05, seed=0)
+    assert (len(s["train"]), len(s["val"]), len(s["test"])) == (7, 2, 1)

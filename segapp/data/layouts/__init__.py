@@ -79,6 +79,7 @@ def discover(root: str | Path, layout: LayoutName = "auto", **opts: Any) -> Disc
             layout and settings would pair the files, a :class:`LayoutError` naming them.
         DuplicateFilesError: when two files claim one name (no other layout would fix that).
     """
+    layout = _csv_name_layout(layout, opts.get("csv_name"))  # refused as it is, no layout hint after it
     try:
         disc = _find(root, layout, opts)
     except DuplicateFilesError:
@@ -100,6 +101,29 @@ def _find(root: str | Path, layout: str, opts: dict[str, Any]) -> Discovery:
     lay = LAYOUTS[layout]
     kw = {k: v for k, v in opts.items() if k in lay.options and v is not None}
     return lay.find(root, **kw)
+
+
+def _csv_name_layout(layout: str, csv_name: str | None) -> str:
+    """``csv`` when ``data.csv_name`` names a manifest and the layout is ``auto``.
+
+    Detection looks for a folder holding exactly one manifest; in a folder with ``train.csv`` and
+    ``test.csv`` it used to fall through to ``paired`` and pair every image, the test manifest's
+    included, while the ``csv_name`` the user set was dropped without a word.
+
+    Raises:
+        DataError: ``csv_name`` with a layout other than ``csv`` (it would be ignored).
+    """
+    if not csv_name:
+        return layout
+    if layout == "auto":
+        return "csv"
+    if layout != "csv":
+        raise DataError(
+            f"data.csv_name={csv_name!r} is read by the csv layout only, but data.layout is {layout!r}, so it would "
+            "be ignored and every file of the folder paired; fix: set data.layout csv (or auto), or drop "
+            "data.csv_name"
+        )
+    return layout
 
 
 __all__ = [

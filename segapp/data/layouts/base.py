@@ -143,6 +143,40 @@ def clash_error(clashes: Sequence[tuple[Path, Path]], what: str, base: Path, fix
     )
 
 
+def mask_family(stem: str, key: str) -> str:
+    """The naming a mask file uses for its image: the part of its stem after the image's ``key``,
+    without a trailing number (``a_mask_2`` -> ``_mask``, ``a`` -> ``""``)."""
+    return re.sub(r"[_ -]?\d+$", "", stem[len(key) :]) if stem.startswith(key) else stem
+
+
+def refuse_mixed_naming(entries: Iterable[tuple[str, str, Path]], base: Path) -> None:
+    """Refuse an image whose masks are named two ways (``a.png`` and ``a_mask.png``, ``a_mask.png`` and
+    ``a_segmentation.png``) or twice (``a.png`` and ``a.jpg``): OR-ing them would add a stale mask
+    to the current one without a word. Numbered masks of one naming (``a_mask``, ``a_mask_1``) are
+    the several masks of one image and are OR-ed.
+
+    Args:
+        entries: ``(image key, mask stem or relative path without extension, mask file)``.
+
+    Raises:
+        DuplicateFilesError: naming the clashing files and the fix.
+    """
+    seen: dict[str, tuple[str, str, Path]] = {}
+    clashes: list[tuple[Path, Path]] = []
+    for key, stem, path in entries:
+        first = seen.setdefault(key, (stem, mask_family(stem, key), path))
+        if first[2] != path and (first[0] == stem or first[1] != mask_family(stem, key)):
+            clashes.append((first[2], path))
+    if clashes:
+        raise clash_error(
+            clashes,
+            "mask files named two ways for one image",
+            base,
+            "keep one mask file per image (delete the stale one), or number extra masks of one image "
+            "<name>_mask_1, <name>_mask_2 to OR them",
+        )
+
+
 def unique_by_key(
     items: Iterable[tuple[str, Path]], what: str, base: Path, fix: str = SAME_STEM_FIX
 ) -> dict[str, Path]:
@@ -220,6 +254,7 @@ __all__ = [
     "Pair",
     "check_root",
     "clash_error",
+    "refuse_mixed_naming",
     "files_by_stem",
     "is_visible_file",
     "no_pairs_error",

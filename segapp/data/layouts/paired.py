@@ -21,6 +21,7 @@ from segapp.data.layouts.base import (
     mask_key,
     match_by_key,
     no_pairs_error,
+    refuse_mixed_naming,
     split_subfolders,
 )
 
@@ -41,11 +42,16 @@ def detect(root: Path, mask_suffix: str = "_mask") -> bool:
 
 
 def _masks_by_key(folder: Path, images: dict[str, Path], suffixes: tuple[str, ...]) -> dict[str, list[Path]]:
-    """Mask files of ``folder`` by the image stem they belong to (same stem, else stem minus a suffix)."""
+    """Mask files of ``folder`` by the image stem they belong to (same stem, else stem minus a suffix);
+    masks of one image named two ways are refused (:func:`refuse_mixed_naming`)."""
     out: dict[str, list[Path]] = {}
+    named = []
     for stem, path in files_by_stem(folder, MASK_EXTENSIONS).items():
         key = stem if stem in images else mask_key(stem, suffixes)
-        out.setdefault(key if key in images else stem, []).append(path)
+        key = key if key in images else stem
+        out.setdefault(key, []).append(path)
+        named.append((key, stem, path))
+    refuse_mixed_naming(named, folder)
     return out
 
 
