@@ -185,7 +185,7 @@ def _coverage_line(cov: dict, n_unpaired: int) -> str:
     other = cov["not_scored"] - cov["without_prediction"]
     return (
         f"ground-truth images without a prediction: {cov['without_prediction']} of {n}{eg}{empty}; "
-        f"other ground-truth images not scored (unreadable, size differs): {other}; "
+        f"other ground-truth images not scored (unreadable, size differs, image file missing, mask misfit): {other}; "
         f"predictions without ground truth: {cov['predictions_without_ground_truth']}; "
         f"files left out in all: {n_unpaired} (listed in the report)"
     )
@@ -195,10 +195,18 @@ def _coverage_exit(cov: dict) -> int:
     """1 when some ground-truth image was not scored (its mean would flatter the model), else 0."""
     if not cov["not_scored"]:
         return 0
+    no_image = cov.get("mask_without_image", 0)
+    why = (
+        f"; {no_image} of them are masks whose image file is missing from the dataset (e.g. "
+        f"{cov['mask_without_image_files'][0]}): restore the images, or score the masks folder alone with "
+        "--layout masks"
+        if no_image
+        else ""
+    )
     print(
         f"segapp-eval: {cov['not_scored']} of {cov['ground_truth_images']} ground-truth images were not scored, "
         f"so the means are over {cov['scored']} only; expected a prediction for every ground-truth image; fix: "
-        "predict the missing images, or --missing empty to score them as empty predictions",
+        f"predict the missing images, or --missing empty to score them as empty predictions{why}",
         file=sys.stderr,
     )
     return 1
@@ -236,6 +244,8 @@ def _compare(args: argparse.Namespace) -> int:
         )
     if r["only_a"] or r["only_b"]:
         print(f"not paired: {r['only_a']} images only in A, {r['only_b']} only in B")
+    if r.get("ground_truth_note"):
+        print(f"segapp-eval: warning: {r['ground_truth_note']}", file=sys.stderr)
     return 0
 
 

@@ -16,6 +16,7 @@ prediction mask first, else by name with the same rules as the masks.
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -113,16 +114,20 @@ def masks_only(root: str | Path, images: str | Path | None = None):
     """
     from segapp.data.errors import DataError
     from segapp.data.layouts import Discovery, Pair
-    from segapp.data.layouts.base import mask_key
+    from segapp.data.layouts.base import mask_key, refuse_mixed_naming
 
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"ground-truth folder {root} does not exist; expected a dataset folder or a folder of masks")
     groups: dict[str, list[Path]] = {}
+    named = []
     for rel, path in _mask_files(root):
         head, _, stem = rel.rpartition("/")
         key = mask_key(stem) or stem
-        groups.setdefault(f"{head}/{key}" if head else key, []).append(path)
+        full = f"{head}/{key}" if head else key
+        groups.setdefault(full, []).append(path)
+        named.append((full, rel, path))
+    refuse_mixed_naming(named, root)  # a.png + a.jpg, or a.png + a_mask.png: OR-ed, a stale mask would count
     found = _image_index(Path(images)) if images is not None else {}
     pairs = [
         Pair(key=k, image=found.get(k) or found.get(PurePosixPath(k).name), masks=tuple(sorted(v)))
@@ -177,8 +182,17 @@ def _from_csv(pred_dir: Path) -> tuple[list[tuple[str, Path]], list[dict[str, st
                     {"side": "prediction", "file": str(pred_dir / row["output"]), "reason": "listed but not on disk"}
                 )
             else:
-                found.append((row["input"], pred_dir / row["output"]))
+                found.append((_frame_name(row), pred_dir / row["output"]))
     return found, failed
+
+
+def _frame_name(row: dict[str, str]) -> str:
+    """The name a row's mask stands for: its input, or ``<input>.f003`` for frame 3 of a multi-frame
+    input (every frame's row has the same input; as one name the frames would all claim it)."""
+    frame = (row.get("frame") or "").strip()
+    if frame.isdigit() and row["output"].endswith(f".f{int(frame):03d}{PRED_SUFFIX}"):
+        return f"{row['input']}.f{int(frame):03d}"
+    return row["input"]
 
 
 def _from_folder(pred_dir: Path) -> list[tuple[str, Path]]:
@@ -227,6 +241,7 @@ class _KeyIndex:
 
 NO_PREDICTION = "no prediction for this image"
 NO_GROUND_TRUTH = "no ground truth with this name"
+MASK_WITHOUT_IMAGE = "mask without an image"
 
 
 def pair_cases(preds: list[tuple[str, Path]], discovery, missing: str = "fail") -> Pairing:
@@ -235,18 +250,25 @@ def pair_cases(preds: list[tuple[str, Path]], discovery, missing: str = "fail") 
     A ground-truth image without a prediction is listed (``missing="fail"``), or becomes a case
     with ``pred=None``, scored as an empty prediction (``missing="empty"``): a model that fails on
     its hardest images must not score higher for it.
+
+    Raises:
+        DuplicateFilesError: two predictions stand for one ground-truth image (the first one used to
+            be scored and the other listed as a harmless extra).
     """
     index = _KeyIndex({p.key: p for p in discovery.pairs})
     cases: dict[str, EvalCase] = {}
     unpaired: list[dict[str, str]] = []
+    clashes: list[tuple[Path, Path]] = []
     for name, path in preds:
         pair = index.find(name)
         if pair is None:
             unpaired.append({"side": "prediction", "file": str(path), "reason": NO_GROUND_TRUTH})
         elif pair.key in cases:
-            unpaired.append({"side": "prediction", "file": str(path), "reason": f"second prediction for {pair.key}"})
+            clashes.append((cases[pair.key].pred, path))
         else:
             cases[pair.key] = EvalCase(key=pair.key, pred=path, gt=tuple(pair.masks), image=pair.image)
+    if clashes:
+        raise _prediction_clash(clashes)
     for p in discovery.pairs:
         if p.key in cases:
             continue
@@ -257,10 +279,24 @@ def pair_cases(preds: list[tuple[str, Path]], discovery, missing: str = "fail") 
     for f in getattr(discovery, "images_without_mask", []):
         unpaired.append({"side": "ground_truth", "file": str(f), "reason": "image without a mask"})
     for f in getattr(discovery, "masks_without_image", []):
-        unpaired.append({"side": "ground_truth", "file": str(f), "reason": "mask without an image"})
+        unpaired.append({"side": "ground_truth", "file": str(f), "reason": MASK_WITHOUT_IMAGE})
     for f in getattr(discovery, "missing", []):
         unpaired.append({"side": "ground_truth", "file": str(f), "reason": "listed by the dataset but missing"})
     return Pairing(cases=[cases[k] for k in sorted(cases)], unpaired=unpaired)
+
+
+def _prediction_clash(clashes: list[tuple[Path, Path]]):
+    """Two predictions for one ground-truth image (``x.jpg`` and ``x.png`` in the folder or the CSV):
+    scoring the one that sorts first may score a stale file, so neither is chosen."""
+    from segapp.data.layouts.base import clash_error
+
+    base = Path(os.path.commonpath([str(p) for c in clashes for p in c]))
+    return clash_error(
+        clashes,
+        "predictions for one ground-truth image",
+        base if base.is_dir() else base.parent,
+        "keep one prediction per image (delete the stale one), or evaluate the folders apart",
+    )
 
 
 def pair_folders(

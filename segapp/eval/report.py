@@ -32,7 +32,7 @@ from segapp.eval.pairing import EvalCase
 from segapp.eval.stats import FAILURE_DICE, summarize, uncertainty_summary
 from segapp.io import MaskRule, ReadError, atomic_write, read_image, read_masks
 from segapp.io.images import mask_values
-from segapp.io.masks import is_lossy, mask_pixels, value_stats, values_text
+from segapp.io.masks import MAX_LABEL, is_lossy, mask_pixels, misfit_reason, value_stats, values_text
 
 CSV_COLUMNS: tuple[str, ...] = ("image",) + METRIC_COLUMNS + COUNT_COLUMNS
 #: appended to ``metrics.csv`` when probability maps are given (``nan`` for an image without one)
@@ -115,6 +115,32 @@ def gt_rule(cases: Sequence[EvalCase], opts: ReportOptions) -> MaskRule:
     from segapp.data.maskrule import dataset_mask_rule
 
     return dataset_mask_rule([c.gt for c in cases], opts.gt_threshold, opts.foreground_labels)[0]
+
+
+def gt_misfit(paths: Sequence[Path], rule: MaskRule) -> tuple[dict[str, str] | None, dict[str, str] | None]:
+    """Ground-truth files that read as empty only because of the set's grey rule:
+    ``(problem, note)``.
+
+    A ``{0, 1}`` (or label) PNG among JPEG masks, whose rule is then grey at 127, used to be scored
+    as an empty ground truth: an empty prediction of its lesion got Dice 1, a right one Dice 0. It
+    is a ``problem`` (an ``unpaired`` entry: not scored). A mask whose values all lie at or below
+    the grey threshold may be a soft label no annotator majority reached, so it is scored as empty
+    and returned as a ``note`` (a warning).
+    """
+    if rule.kind != "grey":
+        return None, None
+    for p in paths:
+        st = value_stats(mask_pixels(p), is_lossy(p))
+        why = misfit_reason(st, rule)
+        if why and not st.lossy and st.top <= MAX_LABEL:
+            return {
+                "side": "ground_truth",
+                "file": str(p),
+                "reason": f"{why}; not scored (fix: save every mask of the set the same way, or --gt-threshold)",
+            }, None
+        if why:
+            return None, {"file": str(p), "reason": why}
+    return None, None
 
 
 def load_pred(path: Path, threshold: float = 127) -> tuple[np.ndarray, str | None]:
@@ -224,13 +250,19 @@ def evaluate_cases(
     its row gets an ``uncertainty`` (NaN without a map), one image at a time.
 
     Returns:
-        ``(rows, problems, odd)``: one ``metrics.csv`` row per scored image, the skipped ones,
-        and predictions whose values are not 0/255 or 0/1 (``file``, ``values``).
+        ``(rows, problems, odd, notes)``: one ``metrics.csv`` row per scored image, the skipped
+        ones, predictions whose values are not 0/255 or 0/1 (``file``, ``values``), and
+        ground-truth masks scored as empty although they have values (``file``, ``reason``).
     """
     rule = rule or gt_rule(cases, opts)
-    rows, problems, odd = [], [], []
+    rows, problems, odd, notes = [], [], [], []
     for c in cases:
         try:
+            misfit, note = gt_misfit(c.gt, rule)
+            if misfit:
+                problems.append(misfit)
+                continue
+            notes += [note] if note else []
             gt = load_gt(c.gt, rule)
             pred, warn = load_pred(c.pred, opts.pred_threshold) if c.pred else (np.zeros(gt.shape, bool), None)
         except ReadError as e:
@@ -252,7 +284,7 @@ def evaluate_cases(
         if probs is not None:
             row[UNCERTAINTY_COLUMN] = probs.score(c, gt, pred)
         rows.append(row)
-    return rows, problems, odd
+    return rows, problems, odd, notes
 
 
 def nothing_scored(n_cases: int, unpaired: Sequence[Mapping[str, str]]) -> str:
@@ -273,20 +305,43 @@ def coverage(cases: Sequence[EvalCase], rows: Sequence[Mapping], unpaired: Seque
     Kept apart from harmless extras (predictions without ground truth): a mean over 9 of 12
     ground-truth images, the 3 missing being the hardest, reads better than the model is.
     """
-    from segapp.eval.pairing import NO_GROUND_TRUTH, NO_PREDICTION
+    from segapp.eval.pairing import MASK_WITHOUT_IMAGE, NO_GROUND_TRUTH, NO_PREDICTION
 
     no_pred = [u["file"] for u in unpaired if u["side"] == "ground_truth" and u["reason"] == NO_PREDICTION]
-    n_gt = len(cases) + len(no_pred)
-    extra = [u for u in unpaired if u["reason"] == NO_GROUND_TRUTH or u["reason"].startswith("second prediction")]
+    no_image = [u["file"] for u in unpaired if u["side"] == "ground_truth" and u["reason"] == MASK_WITHOUT_IMAGE]
+    n_no_image = len({_image_of(f) for f in no_image})  # x_mask.png and x_mask_1.png: one image
+    n_gt = len(cases) + len(no_pred) + n_no_image  # a mask whose image file is gone is still ground truth
+    extra = [u for u in unpaired if u["reason"] == NO_GROUND_TRUTH]
     return {
         "ground_truth_images": n_gt,
         "scored": len(rows),
         "not_scored": n_gt - len(rows),
         "without_prediction": len(no_pred),
         "without_prediction_files": no_pred,
+        "mask_without_image": n_no_image,
+        "mask_without_image_files": no_image,
         "scored_as_empty": [c.key for c in cases if c.pred is None],
         "predictions_without_ground_truth": len(extra),
     }
+
+
+def ground_truth_warning(notes: Sequence[Mapping[str, str]], rule: MaskRule) -> str | None:
+    """Warning line for ground-truth masks scored as empty although they have values, or ``None``."""
+    if not notes:
+        return None
+    return (
+        f"{len(notes)} ground-truth mask(s) have values but none above the grey threshold {rule.threshold:g}, so "
+        f"they were scored as empty, e.g. {notes[0]['file']}: {notes[0]['reason']}; fix: --gt-threshold below "
+        "their lesion value if they are lesions"
+    )
+
+
+def _image_of(mask_file: str) -> str:
+    """The image a mask file stands for: its folder and stem without a mask-name suffix."""
+    from segapp.data.layouts.base import mask_key
+
+    p = Path(mask_file)
+    return str(p.parent / (mask_key(p.stem) or p.stem))
 
 
 def prediction_warning(odd: Sequence[Mapping[str, str]], threshold: float = 127) -> str | None:
@@ -412,7 +467,7 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     rule = gt_rule(cases, opts)
     probs = ProbsScore(ReliabilityBins(), []) if any(c.probs is not None for c in cases) else None
-    rows, problems, odd = evaluate_cases(cases, cfg, opts, rule, probs)
+    rows, problems, odd, notes = evaluate_cases(cases, cfg, opts, rule, probs)
     unpaired = list(unpaired) + problems
     if not rows:
         raise ValueError(nothing_scored(len(cases), unpaired))
@@ -434,7 +489,7 @@ def write_report(
         "summary": summary,
         "worst": [r["image"] for r in worst],
         "unpaired": unpaired,
-        "warnings": [warning] if warning else [],
+        "warnings": [w for w in (warning, ground_truth_warning(notes, rule)) if w],
         "odd_predictions": odd,
     }
     figs: dict[str, bytes] = {}

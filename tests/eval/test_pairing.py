@@ -3,8 +3,10 @@
 import csv
 
 import numpy as np
+import pytest
 from PIL import Image
 
+from segapp.data.errors import DuplicateFilesError
 from segapp.eval.pairing import list_predictions, pair_folders
 
 
@@ -55,9 +57,29 @@ def test_pairs_a_plain_mask_folder_by_name(tmp_path):
     _png(pred / "sub" / "b.tif")  # second prediction for b
     found, failed = list_predictions(pred)
     assert failed == [] and len(found) == 3
+    with pytest.raises(DuplicateFilesError, match=r"predictions for one ground-truth image: b.png and sub/b.tif"):
+        pair_folders(pred, gt)  # the first one used to be scored, the other listed as a harmless extra
+    (pred / "sub" / "b.tif").unlink()
     p = pair_folders(pred, gt)
-    assert [c.key for c in p.cases] == ["a", "b"]
-    assert [u["reason"] for u in p.unpaired] == ["second prediction for b"]
+    assert [c.key for c in p.cases] == ["a", "b"] and p.unpaired == []
+
+
+def test_a_masks_only_folder_with_one_mask_named_two_ways_is_refused(tmp_path):
+    """``a.png`` beside a stale ``a.jpg`` (or ``a_mask.png``) was OR-ed into one ground truth."""
+    from segapp.eval.pairing import masks_only
+
+    _png(tmp_path / "gt" / "a.png")
+    _png(tmp_path / "gt" / "a_mask.png")
+    _png(tmp_path / "gt" / "b_mask.png")
+    _png(tmp_path / "gt" / "b_mask_1.png")  # several masks of one image, one naming: OR-ed
+    with pytest.raises(DuplicateFilesError, match=r"mask files named two ways for one image: a.png and a_mask.png"):
+        masks_only(tmp_path / "gt")
+    (tmp_path / "gt" / "a_mask.png").unlink()
+    _png(tmp_path / "gt" / "a.jpg")
+    with pytest.raises(DuplicateFilesError, match=r"a.jpg and a.png"):
+        masks_only(tmp_path / "gt")
+    (tmp_path / "gt" / "a.jpg").unlink()
+    assert [len(p.masks) for p in masks_only(tmp_path / "gt").pairs] == [1, 2]
 
 
 def test_predict_output_folder_without_csv_uses_only_mask_files(tmp_path):
@@ -68,3 +90,21 @@ def test_predict_output_folder_without_csv_uses_only_mask_files(tmp_path):
     p = pair_folders(pred, gt, layout="paired")
     assert [(c.key, c.pred.name) for c in p.cases] == [("a", "a.jpg.mask.png"), ("b", "b.jpg.mask.png")]
     assert p.unpaired == []
+
+
+def test_frames_of_a_multi_frame_input_keep_their_own_names(tmp_path):
+    """Every frame's row of predictions.csv has the same input: named by it alone, the frames all
+    claimed one ground truth (frame 0 was scored against it, the rest called extras)."""
+    gt = _gt(tmp_path / "gt", ["s"])
+    pred = tmp_path / "pred"
+    _png(pred / "s.dcm.f000.mask.png")
+    _png(pred / "s.dcm.f001.mask.png")
+    rows = ["input,frame,output,status", "s.dcm,0,s.dcm.f000.mask.png,ok", "s.dcm,1,s.dcm.f001.mask.png,ok"]
+    (pred / "predictions.csv").write_text("\n".join(rows) + "\n")
+    assert [n for n, _ in list_predictions(pred)[0]] == ["s.dcm.f000", "s.dcm.f001"]
+    p = pair_folders(pred, gt)
+    assert p.cases == [] and sorted(u["reason"] for u in p.unpaired) == [
+        "no ground truth with this name",
+        "no ground truth with this name",
+        "no prediction for this image",
+    ]

@@ -177,3 +177,72 @@ def test_every_non_empty_jpeg_prediction_read_as_empty_is_counted(tmp_path, caps
     )
     assert "6 JPEG prediction(s) are not empty but have no value above 127, so they were read as empty" in err
     assert len(json.loads((tmp_path / "o" / "summary.json").read_text())["odd_predictions"]) == 6
+
+
+def test_a_0_1_ground_truth_among_jpeg_masks_is_not_scored_as_empty(tmp_path, capsys):
+    """Any JPEG mask makes the set's rule grey at 127, so a {0, 1} PNG mask read as empty: an empty
+    prediction of its lesion scored Dice 1 (both empty), a right one Dice 0, exit 0."""
+    for i in range(5):
+        _save(tmp_path / "gt" / f"s{i}.jpg", _square(), quality=95)
+        _save(tmp_path / "pred" / f"s{i}.png", _square())
+    _save(tmp_path / "gt" / "odd.png", _square(value=1))
+    _save(tmp_path / "pred" / "odd.png", np.zeros((32, 32), np.uint8))
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 1 and "over 5 of 6 ground-truth images" in out
+    doc = json.loads((tmp_path / "o" / "summary.json").read_text())
+    why = next(u for u in doc["unpaired"] if u["file"].endswith("odd.png") and u["side"] == "ground_truth")
+    assert "look like a 0/1 or label mask" in why["reason"] and "not scored" in why["reason"]
+    rows = list(csv.DictReader((tmp_path / "o" / "metrics.csv").open()))
+    assert "odd" not in {r["image"] for r in rows}
+
+
+def test_two_predictions_for_one_image_are_refused_naming_both(tmp_path, capsys):
+    """``x.jpg.mask.png`` (stale) and ``x.png.mask.png``: the one sorting first was scored, the other
+    counted as a harmless extra."""
+    _gt_and_preds(tmp_path, 3, set())
+    _save(tmp_path / "pred" / "s1.jpg", np.zeros((32, 32), np.uint8))  # a stale prediction beside s1.png
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 2 and "Dice" not in out
+    assert "predictions for one ground-truth image: s1.jpg and s1.png" in err and "keep one prediction" in err
+
+
+def test_ground_truth_masks_whose_image_is_missing_count_as_not_scored(tmp_path, capsys):
+    """3 of 12 image files gone from a paired --gt: their masks and predictions vanished, '9 of 9'."""
+    _gt_and_preds(tmp_path, 12, set())
+    for i in (1, 3, 5):
+        (tmp_path / "gt" / "images" / f"s{i}.png").unlink()
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 1 and "over 9 of 12 ground-truth images" in out
+    assert "3 of them are masks whose image file is missing from the dataset" in err and "--layout masks" in err
+    cov = json.loads((tmp_path / "o" / "summary.json").read_text())["summary"]["coverage"]
+    assert cov["mask_without_image"] == 3 and cov["not_scored"] == 3
+
+
+def test_compare_refuses_runs_scored_with_different_settings(tmp_path, capsys):
+    """HD95 in mm against HD95 in pixels (or another empty-mask policy) was compared as if alike."""
+    _gt_and_preds(tmp_path, 6, set())
+    base = ["--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt")]
+    assert _run(capsys, *base, "--out", str(tmp_path / "px"))[0] == 0
+    assert _run(capsys, *base, "--out", str(tmp_path / "mm"), "--spacing", "0.5", "0.5")[0] == 0
+    rc, out, err = _run(capsys, "--compare", str(tmp_path / "px"), str(tmp_path / "mm"), "--metric", "hd95")
+    assert rc == 2 and "were scored with different settings (spacing None in A, [0.5, 0.5] in B" in err
+    assert "fix: score one of them again" in err
+    rc, out, err = _run(capsys, "--compare", str(tmp_path / "px"), str(tmp_path / "mm"), "--metric", "dice")
+    assert rc == 0 and "B-A +0.0000" in out  # Dice does not depend on the spacing
+
+
+def test_a_ground_truth_below_the_grey_threshold_is_scored_as_empty_with_a_warning(tmp_path, capsys):
+    """A {0, 100} mask among 0/255 ones: read as empty under the grey rule; said, not silent."""
+    _gt_and_preds(tmp_path, 6, set())
+    _save(tmp_path / "gt" / "masks" / "s2.png", _square(value=100))
+    rc, out, err = _run(
+        capsys, "--pred", str(tmp_path / "pred"), "--gt", str(tmp_path / "gt"), "--out", str(tmp_path / "o")
+    )
+    assert rc == 0, err
+    assert "1 ground-truth mask(s) have values but none above the grey threshold 127" in err and "s2.png" in err
