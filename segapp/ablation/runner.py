@@ -1,8 +1,9 @@
 """Run every (variant, seed) of a study, sequentially and resumably, and collect results.csv rows.
 
 Run folders: ``OUT/runs/<variant>/seed<k>/`` (a normal ``segapp fit`` run folder). A finished run
-writes ``DONE.json`` there (its results row); reruns skip those. A run folder without it (an
-interrupted run) is deleted and trained again from scratch.
+writes ``DONE.json`` there (its results row, arguments and a digest of the base configs); reruns
+skip those, and refuse to when the study changed since. A run folder without it (an interrupted
+run) is deleted and trained again from scratch.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ def run_study(
     """
     rows = []
     todo = [(v, s) for v in study.variants for s in study.seeds]
+    refuse_changed_runs(study, base, out, list(extra or []), todo)
     for i, (variant, seed) in enumerate(todo, 1):
         root = run_dir(out, variant.name, seed)
         done = root / DONE
@@ -112,6 +114,79 @@ def run_study(
     return rows
 
 
+def configs_digest(base: list[str]) -> str:
+    """SHA-256 of the base config files' contents (an edited file changes every run's settings)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for c in base:
+        h.update(Path(c).read_bytes() if Path(c).is_file() else str(c).encode())
+    return h.hexdigest()
+
+
+IGNORED_KEYS = ("trainer.default_root_dir", "data.num_workers", "trainer.enable_progress_bar", "config")
+"""Arguments that do not change a run's result (the base configs count by their contents' digest)."""
+
+
+def run_settings(args: list[str]) -> dict[str, str]:
+    """``key -> value`` of a ``segapp fit`` argument list, in a form that does not depend on how it was
+    typed (``--k=v`` or ``--k v``, a relative or absolute path), without :data:`IGNORED_KEYS`."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        token = args[i]
+        i += 1
+        if not token.startswith("--"):
+            continue
+        key, eq, value = token[2:].partition("=")
+        if not eq and i < len(args) and not args[i].startswith("--"):
+            value, i = args[i], i + 1
+        if key not in IGNORED_KEYS:
+            out[key] = str(Path(value).resolve()) if value and Path(value).exists() else value
+    return out
+
+
+def refuse_changed_runs(
+    study: Study, base: list[str], out: Path, extra: list[str], todo: list[tuple[Variant, int]]
+) -> None:
+    """Refuse a rerun whose finished runs were trained with other settings than this study's.
+
+    A finished run is skipped on a rerun; after an edit of the study (a variant's value, the epoch
+    budget, ``--data.root``, a base config, ``evaluate``) its old row used to be reported under
+    the new settings. Checked for every run before any trains.
+
+    Raises:
+        UserError: naming the first changed run, what changed and the fix.
+    """
+    digest = configs_digest(base)
+    for variant, seed in todo:
+        root = run_dir(out, variant.name, seed)
+        if not (root / DONE).is_file():
+            continue
+        done = json.loads((root / DONE).read_text())
+        why = _changed(done, fit_command(study, variant, seed, base, extra, root), digest, study.evaluate)
+        if why:
+            raise UserError(
+                f"{root} was trained with other settings than this study's ({why}), so its results would be "
+                f"reported under the new ones; expected a rerun of the same study to resume it; fix: a new --out "
+                f"for the changed study, or delete {root} to train that run again"
+            )
+
+
+def _changed(done: dict, args: list[str], digest: str, evaluate: bool) -> str | None:
+    """What differs between a finished run's ``DONE.json`` and this study's run, or ``None``."""
+    if done.get("args") is not None:
+        old, new = run_settings(done["args"]), run_settings(args)
+        differ = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        if differ:
+            return "; ".join(f"{k}={old.get(k, '(unset)')} then, {new.get(k, '(unset)')} now" for k in differ[:4])
+    if done.get("configs_sha256") not in (None, digest):
+        return "a base config file's contents changed"
+    if evaluate and not set(EVAL_COLUMNS) <= set(done.get("row", {})):
+        return "it was trained without evaluate: true"
+    return None
+
+
 def _run_arm(
     study: Study, variant: Variant, seed: int, base: list[str], extra: list[str], root: Path, log
 ) -> dict[str, Any]:
@@ -124,7 +199,7 @@ def _run_arm(
         log(f"  {variant.name} seed {seed}: FAILED ({type(e).__name__}): {e}")
         return {"variant": variant.name, "seed": seed, "error": f"{type(e).__name__}: {e}"}
     with atomic_write(root / DONE) as tmp:
-        Path(tmp).write_text(json.dumps({"row": row, "args": args}, indent=2))
+        Path(tmp).write_text(json.dumps({"row": row, "args": args, "configs_sha256": configs_digest(base)}, indent=2))
     return row
 
 

@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  {v.name}: {study.run_overrides(v)}")
         return
     out = Path(args.out)
-    rows = run_study(study, args.config, out, extra)
+    rows = run_console("segapp-ablate", lambda: run_study(study, args.config, out, extra))
     report = write_study_report(study, rows, out, "segapp-ablate " + shlex.join(argv))
     print(f"wrote {out / 'results.csv'} and {report}")
     failed = [r for r in rows if r.get("error")]

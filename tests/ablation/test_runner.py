@@ -94,6 +94,16 @@ def test_tiny_study_end_to_end_and_resume(tmp_path, data32, capsys):
     with open(out / "results.csv", newline="") as f:
         assert len(list(csv.DictReader(f))) == 2
 
+    # the study edited since: its finished runs are not reported under the new settings
+    study.write_text(TINY.replace("model.net.init_args.base_channels: 4", "model.net.init_args.base_channels: 8"))
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e:
+        main(_argv(study, out, data32))
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "init=he/seed0 was trained with other settings than this study's" in err
+    assert "model.net.init_args.base_channels=4 then, 8 now" in err and "fix: a new --out" in err
+    assert done.stat().st_mtime_ns == stamp  # nothing trained, nothing rewritten
+
 
 @pytest.mark.parametrize(
     ("grid", "needles"),
@@ -174,3 +184,22 @@ def test_a_failing_arm_is_reported_and_the_others_still_run(tmp_path, data32, ca
     assert rows["big"]["error"].startswith("DataError") and not rows["big"]["best_val_dice"]
     report = (out / "report.md").read_text()
     assert "## Failed runs" in report and "`big` seed" in report and "| ok2 |" in report and "| big |" not in report
+
+
+def test_run_settings_do_not_depend_on_how_arguments_were_typed(tmp_path):
+    """A resumed study with `--data.root=X` for `--data.root X`, an absolute --out, or more workers is
+    the same study; a changed value is not."""
+    from segapp.ablation.runner import run_settings
+
+    (tmp_path / "d").mkdir()
+    a = ["fit", "--config", "c.yaml", "--data.root", "d", "--data.num_workers", "0", "--trainer.default_root_dir", "r"]
+    b = ["fit", "--config=./c.yaml", f"--data.root={tmp_path / 'd'}", "--trainer.default_root_dir", str(tmp_path)]
+    import os
+
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert run_settings(a) == run_settings(b) == {"data.root": str(tmp_path / "d")}
+    finally:
+        os.chdir(cwd)
+    assert run_settings([*a, "--model.lr=1e-3"]) != run_settings([*a, "--model.lr", "3e-3"])
