@@ -121,6 +121,40 @@ def check_compatible(specs: list[dict[str, Any]], paths: list[Path]) -> None:
                 )
 
 
+def mask_target(meta: dict[str, Any]) -> tuple[int, ...] | None:
+    """The label values a member was trained to find, when it was trained on chosen labels of a
+    label map (``data.foreground_labels``); ``()`` for any non-zero or grey-above-threshold value
+    (0/255 and 0/1 masks read alike either way); ``None`` when no mask rule was recorded."""
+    rule = (meta.get("run") or {}).get("mask_rule")
+    if not isinstance(rule, dict):
+        return None
+    if rule.get("kind") == "labels" and rule.get("labels") is not None:
+        return tuple(sorted(int(v) for v in rule["labels"]))
+    return ()
+
+
+def check_targets(metas: list[dict[str, Any]], paths: list[Path]) -> None:
+    """Refuse members trained to find different labels of a label map: their mean probability
+    would be of no one target, yet look like a plausible mask.
+
+    Raises:
+        CheckpointError: naming both files, both targets and the fix.
+    """
+    recorded = [(t, p) for m, p in zip(metas, paths, strict=True) if (t := mask_target(m)) is not None]
+    for target, path in recorded[1:]:
+        first, first_path = recorded[0]
+        if target != first:
+            raise CheckpointError(
+                f"ensemble members must be trained to find the same lesions, but {first_path} was trained on "
+                f"{_target_text(first)} and {path} on {_target_text(target)} (data.foreground_labels); fix: "
+                "ensemble checkpoints trained with the same mask settings, e.g. the folds of one `segapp-cv` run"
+            )
+
+
+def _target_text(target: tuple[int, ...]) -> str:
+    return f"labels {list(target)}" if target else "any lesion value"
+
+
 def input_maps(specs: list[dict[str, Any]]) -> list[tuple[list[float], list[float]]]:
     """Per member, ``(scale, shift)`` taking member 0's normalised input to the member's own.
 
@@ -166,6 +200,7 @@ def load_members(paths: list[str | Path]) -> Members:
     specs = [m["preprocess"] for _, _, _, m in loaded]
     check_compatible(specs, files)
     metas = [m for *_, m in loaded]
+    check_targets(metas, files)
     trusts = [m.get("trust") for m in metas]
     for path, trust in zip(files, trusts, strict=True):
         if not trust:

@@ -114,6 +114,31 @@ def test_members_of_another_input_size_are_refused(tiny_cv, tiny_ckpt, tmp_path)
         create_engine(checkpoint=[a, odd])
 
 
+def test_members_trained_on_another_label_are_refused(tiny_ckpt, tmp_path):
+    """Members trained on foreground_labels [1] and [2] were averaged: a plausible mask of neither."""
+    ckpts = []
+    for labels in ([1], [2]):
+        ckpt = torch.load(tiny_ckpt, map_location="cpu", weights_only=True)
+        ckpt["segapp"]["run"]["mask_rule"] = {"kind": "labels", "threshold": 127.0, "labels": labels}
+        ckpts.append(tmp_path / f"label{labels[0]}.ckpt")
+        torch.save(ckpt, ckpts[-1])
+    with pytest.raises(
+        CheckpointError, match=r"label1.ckpt was trained on labels \[1\] and .*label2.ckpt on labels \[2\]"
+    ):
+        create_engine(checkpoint=ckpts)
+    from segapp.inference.ensemble import check_targets
+
+    def rule(**r):
+        return {"run": {"mask_rule": r}}
+
+    grey, binary, unknown = rule(kind="grey", threshold=50.0), rule(kind="binary"), {"run": {}}
+    check_targets([grey, binary, unknown, rule(kind="grey")], [Path(c) for c in "abcd"])  # 0/255 read alike
+    with pytest.raises(CheckpointError, match=r"b was trained on labels \[1\] and c on labels \[2\]"):
+        check_targets(
+            [unknown, rule(kind="labels", labels=[1]), rule(kind="labels", labels=[2])], [Path(c) for c in "abc"]
+        )
+
+
 def test_onnx_ensemble_matches_the_torch_ensemble(tiny_cv, tmp_path):
     pytest.importorskip("onnxruntime")
     from segapp.inference.engines import OnnxEngine
