@@ -80,6 +80,27 @@ def _unsafe_pickle(path: Path) -> str | None:
     return None
 
 
+MONITOR_MODES = {"val/loss": "min", "val/dice": "max", "val/iou": "max", "val/dice_at_best_threshold": "max"}
+"""The direction of each metric segapp logs that a checkpoint may monitor (other names are not checked)."""
+
+
+def check_monitor_mode(monitor: str | None, mode: str | None) -> None:
+    """Refuse a checkpoint monitor whose direction the mode contradicts: ``--checkpoint.monitor
+    val/loss`` under the default ``mode: max`` kept the epoch with the highest loss as best.ckpt
+    (and the trust calibration and inference choice used it). Checked before any planning.
+
+    Raises:
+        SettingError: naming the mode to set.
+    """
+    expected = MONITOR_MODES.get(str(monitor))
+    if expected and mode != expected:
+        raise SettingError(
+            f"checkpoint.monitor {monitor} with checkpoint.mode {mode}: expected mode {expected} for it (lower is "
+            f"better for a loss, higher for Dice/IoU), or best.ckpt keeps the worst epoch; fix: --checkpoint.mode "
+            f"{expected}"
+        )
+
+
 class SegappCLI(LightningCLI):
     """LightningCLI with a fixed run-folder layout, a best/last checkpoint and TB + CSV loggers."""
 
@@ -121,6 +142,8 @@ class SegappCLI(LightningCLI):
         self.active_plan: ActivePlan | None = None
         sub = self.subcommand
         cfg = self.config.get(sub) if sub else None
+        if sub == "fit" and cfg is not None:
+            check_monitor_mode(cfg.get("checkpoint.monitor"), cfg.get("checkpoint.mode"))
         if cfg is None or (cfg.get("budget") is None and not cfg.get("plan_only")):
             self._refuse_overwrite(cfg)
             return
@@ -214,16 +237,40 @@ class SegappCLI(LightningCLI):
         resume = self.subcommand == "fit"
         self.datamodule.follow_checkpoint(CheckpointData.read(path), resume, given_keys(self._argv))
 
+    def _require_checkpoint(self) -> None:
+        """Refuse ``segapp validate/test/predict`` without a checkpoint to load: Lightning then scores
+        the net as built, never trained, and the report looked like any other (exit 0).
+
+        Raises:
+            SettingError: naming what was given and the fix.
+        """
+        sub = str(self.subcommand)
+        given = self.config[sub].get("ckpt_path")
+        if given and (given == "hpc" or "://" in str(given) or str(given).startswith("registry")):
+            return  # Lightning resolves these and says when they are missing
+        if self._ckpt_file() is None:
+            what = {
+                "last": f"no last.ckpt in {self._ckpt_folder()}",
+                "best": "--ckpt_path best names the best checkpoint of a fit in this same process",
+            }.get(str(given), "no --ckpt_path was given")
+            raise SettingError(
+                f"segapp {sub} scores a trained model, but {what}, so it would score a net that was never trained; "
+                f"fix: --ckpt_path runs/<run>/checkpoints/best.ckpt (the file segapp fit wrote)"
+            )
+
     def before_validate(self) -> None:
+        self._require_checkpoint()
         self._follow_checkpoint()
 
     def before_test(self) -> None:
         """``segapp test`` writes the evaluation report for the test split to ``<log_dir>/test_report/``."""
+        self._require_checkpoint()
         self._follow_checkpoint()
         if not any(isinstance(c, EvalReport) for c in self.trainer.callbacks):
             self.trainer.callbacks.append(EvalReport())
 
     def before_predict(self) -> None:
+        self._require_checkpoint()
         self._follow_checkpoint()
 
     def before_fit(self) -> None:

@@ -180,3 +180,25 @@ def test_validate_feeds_held_out_data_with_the_checkpoints_preprocessing(tiny_ru
         app = cli(["validate", *args])
     assert app.datamodule.spec == spec  # the dark copy's own statistics used to normalise it
     assert "data.image_size: expected 64" in _app_error(capsys, ["validate", *args, "--data.image_size", "32"])
+
+
+def test_validate_or_test_without_a_checkpoint_is_refused(synth_root, tmp_path, capsys):
+    """`segapp test --config <run>/config.yaml` with --ckpt_path forgotten scored the net as built,
+    never trained, and wrote a report like any other (exit 0)."""
+    args = tiny_fit_args(synth_root, tmp_path / "run")[1:]
+    for sub in ("validate", "test"):
+        err = _app_error(capsys, [sub, *args, "--data.test_fraction", "0.3"])
+        assert f"segapp {sub} scores a trained model, but no --ckpt_path was given" in err
+        assert "fix: --ckpt_path runs/<run>/checkpoints/best.ckpt" in err
+    err = _app_error(capsys, ["validate", *args, "--ckpt_path", "last"])
+    assert "but no last.ckpt in" in err
+    err = _app_error(capsys, ["test", *args, "--data.test_fraction", "0.3", "--ckpt_path", "best"])
+    assert "--ckpt_path best names the best checkpoint of a fit in this same process" in err
+
+
+def test_a_loss_monitored_under_mode_max_is_refused(synth_root, tmp_path, capsys):
+    """--checkpoint.monitor val/loss under the default mode max kept the epoch of the highest loss."""
+    args = tiny_fit_args(synth_root, tmp_path / "run", "--checkpoint.monitor", "val/loss")
+    err = _app_error(capsys, args)
+    assert "checkpoint.monitor val/loss with checkpoint.mode max: expected mode min" in err
+    assert "fix: --checkpoint.mode min" in err
