@@ -17,6 +17,7 @@ merged ``predictions.csv``, ``run.json`` and ``review.html``.
 from __future__ import annotations
 
 import json
+import os
 import platform
 import sys
 import time
@@ -102,6 +103,18 @@ class FolderSummary:
         )
 
 
+def _same_folder_above(output_dir: Path, input_dir: Path) -> bool:
+    """Whether the output folder, or an existing folder above it, is the input folder on disk (the
+    same device and inode: a bind mount or another mount of it, which no path comparison sees)."""
+    st = input_dir.stat()
+    for p in (output_dir, *output_dir.parents):
+        if p.exists():
+            here = p.stat()
+            if (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino):
+                return True
+    return False
+
+
 def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     """Resolve both folders; refuse a missing input or an output inside (or equal to) the input.
 
@@ -112,7 +125,7 @@ def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
     input_dir, output_dir = Path(input_dir).resolve(), Path(output_dir).resolve()
     if not input_dir.is_dir():
         raise ValueError(f"input folder {input_dir} not found; expected a folder of images or scans")
-    if output_dir == input_dir or input_dir in output_dir.parents:
+    if output_dir == input_dir or input_dir in output_dir.parents or _same_folder_above(output_dir, input_dir):
         raise ValueError(f"output folder {output_dir} is inside the input folder {input_dir}; choose another")
     if output_dir.exists() and not output_dir.is_dir():
         raise out.OutputError(
@@ -123,24 +136,87 @@ def check_folders(input_dir: Path, output_dir: Path) -> tuple[Path, Path]:
 
 
 def discover(input_dir: Path) -> tuple[list[Path], list[Path]]:
-    """Supported files under ``input_dir`` (sorted, recursive) and the skipped (unsupported) ones.
+    """Supported files under ``input_dir`` (sorted, recursive) and the skipped (unsupported) ones
+    (see :func:`discover_all`, which also says which folders were passed over)."""
+    found = discover_all(input_dir)
+    return found.files, found.skipped
+
+
+@dataclass
+class Discovered:
+    """What :func:`discover_all` found: inputs, unsupported files, and folders passed over with why."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)
+    passed: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def _run_folder(folder: Path) -> bool:
+    """Whether ``folder`` is a segapp-predict output folder: it holds a run record or a journal
+    (unsharded, or a shard's ``.segapp-predict.shard-...`` ones)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return False
+    return any(n in (out.RECORD, out.JOURNAL) or n.startswith(".segapp-predict.shard-") for n in names)
+
+
+def _pass_over(folder: Path, input_dir: Path, links: set[tuple[int, int]]) -> str | None:
+    """Why a subfolder is not walked (``None``: walk it)."""
+    if _run_folder(folder):
+        return "a segapp-predict output folder"
+    if not folder.is_symlink():
+        return None
+    real = folder.resolve()
+    if real == input_dir or input_dir in real.parents:
+        return f"a link to {real}, a folder of the input walked under its own name"
+    st = folder.stat()
+    if (st.st_dev, st.st_ino) in links:
+        return f"a link to {real}, walked already through another link"
+    links.add((st.st_dev, st.st_ino))
+    return None
+
+
+def discover_all(input_dir: Path) -> Discovered:
+    """Walk ``input_dir`` (recursive, in sorted order) for scans.
 
     Hidden files and everything in hidden folders (``.snapshot/``, ``.git/``, a viewer's
     ``.cache/``) are left out, as old copies there would be predicted as scans. Dangling symlinks
-    are kept (whatever their name): the loader turns each into an error row.
+    are kept (whatever their name): the loader turns each into an error row. Symlinked folders are
+    walked (``rglob`` skipped them without a word), except a link to a folder of the input (walked
+    under its own name) or to one another link reached. Passed over, and named: those links, a
+    folder that is a segapp-predict output (its masks, overlays and thumbnails would be predicted
+    as scans: an output folder reached inside the input through another path, e.g. a container's
+    bind mounts) and a folder that cannot be read.
     """
-    files: list[Path] = []
-    skipped: list[Path] = []
-    for p in sorted(input_dir.rglob("*")):
-        if any(part.startswith(".") for part in p.relative_to(input_dir).parts):
-            continue
-        if p.is_symlink() and not p.exists():
-            files.append(p)
-            continue
-        if not p.is_file():
-            continue
-        (skipped if scan_kind(p) is None else files).append(p)
-    return files, skipped
+    found = Discovered()
+    links: set[tuple[int, int]] = set()
+    input_dir = Path(input_dir)
+
+    def unreadable(e: OSError) -> None:
+        found.passed.append((Path(e.filename), f"cannot be read ({e.strerror})"))
+
+    for root, dirs, names in os.walk(input_dir, followlinks=True, onerror=unreadable):
+        here = Path(root)
+        keep = []
+        for d in sorted(x for x in dirs if not x.startswith(".")):
+            why = _pass_over(here / d, input_dir.resolve(), links)
+            if why:
+                found.passed.append((here / d, why))
+            else:
+                keep.append(d)
+        dirs[:] = keep
+        for name in names:
+            p = here / name
+            if name.startswith("."):
+                continue
+            if p.is_symlink() and not p.exists():
+                found.files.append(p)
+            elif p.is_file():
+                (found.skipped if scan_kind(p) is None else found.files).append(p)
+    found.files.sort()
+    found.skipped.sort()
+    return found
 
 
 class FolderRun:
@@ -167,7 +243,10 @@ class FolderRun:
         with out.writing(self.output_dir):
             out.remove_stale_temps(self.output_dir, self.files.temp_prefix if shard else None)
             journal = out.Journal(self.output_dir, self.opts.resume, self.input_dir, name=self.files.journal)
-        files, skipped = discover(self.input_dir)
+        found = discover_all(self.input_dir)
+        files, skipped = found.files, found.skipped
+        for folder, why in found.passed:
+            _note(f"passed over {folder.relative_to(self.input_dir).as_posix()}: {why}")
         self.summary.skipped_unsupported = len(skipped)
         if skipped:
             names = ", ".join(p.relative_to(self.input_dir).as_posix() for p in skipped[:SKIPPED_NAMED])

@@ -141,9 +141,17 @@ def is_lossy(path: str | Path) -> bool:
 def mask_pixels(path: str | Path, limits: ReadLimits | None = None) -> np.ndarray:
     """Pixel values of one mask file as float32 ``H x W`` on the 0-255 scale, not yet binarised.
 
+    A TIFF mask keeps its stored sample values (no MinIsWhite inversion, no palette applied:
+    :func:`segapp.io.formats.raster.read_raster` with ``samples``), as it was always read.
+
     Raises:
         ReadError: when the file cannot be decoded or is over the size ``limits``.
     """
+    from segapp.io.formats.common import TIFF_EXTENSIONS
+    from segapp.io.formats.raster import read_raster
+
+    if Path(path).suffix.lower() in TIFF_EXTENSIONS:
+        return mask_values(read_raster(Path(path), limits, samples=True).frames[0])
     return mask_values(read_image(path, limits))
 
 

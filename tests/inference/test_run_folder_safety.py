@@ -157,3 +157,29 @@ def test_resume_predicts_again_an_input_replaced_since(tiny_ckpt, tmp_path, caps
     os.utime(inp / "im2.png", ns=(st.st_atime_ns, st.st_mtime_ns))
     code, stdout, _ = predict_in_process(capsys, *args, "--resume")
     assert "2 already done" in stdout, stdout  # im2.png was predicted again (it may now be an error row)
+
+
+def test_symlinked_folders_are_walked_and_an_output_folder_inside_the_input_is_passed_over(tmp_path):
+    """`in/siteB -> /mnt/pacs/siteB` was never predicted (rglob does not enter linked folders), and a
+    segapp-predict output reached inside the input (a container's bind mounts) had its masks,
+    overlays and thumbnails predicted as scans on the next run."""
+    from segapp.inference.folder import discover_all
+
+    make_images(tmp_path / "in", 2)
+    make_images(tmp_path / "elsewhere", 1)
+    (tmp_path / "in" / "siteB").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tmp_path / "in" / "loop").symlink_to(tmp_path / "in", target_is_directory=True)  # walked once
+    run = tmp_path / "in" / "old_run"
+    make_images(run, 1)
+    (run / ".segapp-predict.options.json").write_text("{}")
+    found = discover_all(tmp_path / "in")
+    rels = [p.relative_to(tmp_path / "in").as_posix() for p in found.files]
+    assert rels == ["im0.png", "im1.png", "siteB/im0.png"]
+    assert [(p.name, why.split(",")[0]) for p, why in found.passed] == [
+        ("loop", f"a link to {(tmp_path / 'in').resolve()}"),
+        ("old_run", "a segapp-predict output folder"),
+    ]
+    (tmp_path / "in" / "siteC").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    found = discover_all(tmp_path / "in")  # the second link to one folder: walked once, the first in order
+    assert [p.relative_to(tmp_path / "in").as_posix() for p in found.files][-1] == "siteB/im0.png"
+    assert any(p.name == "siteC" and "walked already through another link" in why for p, why in found.passed)

@@ -98,3 +98,44 @@ def test_run_labeller_matches_scipy_and_cleaning_keeps_what_it_should():
     assert n == 1 and big.sum() == 64
     no_dots, n = clean_mask(mask, min_size=4)
     assert n == 2 and no_dots.sum() == 68
+
+
+def test_tiff_miniswhite_and_palette_read_as_displayed_and_cmyk_is_refused(tmp_path):
+    """tifffile leaves MinIsWhite uninverted and palettes unapplied: a scanner's negative and palette
+    indices reached the model as the picture; CMYK samples were read as RGB."""
+    import tifffile
+
+    x = np.random.default_rng(0).integers(0, 256, (16, 20), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "white.tif", 255 - x, photometric="miniswhite")
+    assert np.array_equal(read_image(tmp_path / "white.tif")[..., 0], x)
+    x16 = x.astype(np.uint16) * 257
+    tifffile.imwrite(tmp_path / "white16.tif", 65535 - x16, photometric="miniswhite")
+    assert np.array_equal(read_image(tmp_path / "white16.tif")[..., 0], x16)
+    cmap = np.zeros((3, 256), np.uint16)
+    cmap[0, 1] = 65535  # index 1 = red
+    idx = (x > 128).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "pal.tif", idx, photometric="palette", colormap=cmap)
+    pal = read_image(tmp_path / "pal.tif")
+    assert pal.shape == (16, 20, 3) and np.array_equal(pal[..., 0] == 255, idx == 1) and not pal[..., 1:].any()
+    tifffile.imwrite(tmp_path / "cmyk.tif", np.zeros((16, 20, 4), np.uint8), photometric="separated")
+    with pytest.raises(ReadError, match=r"TIFF colour model SEPARATED \(CMYK\) is not supported"):
+        read_image(tmp_path / "cmyk.tif")
+
+
+def test_a_miniswhite_tiff_inverts_against_its_declared_depth_and_tiff_masks_keep_their_samples(tmp_path):
+    """12-bit data in 16-bit MinIsWhite samples (MaxSampleValue 4095) inverted to 61440-65535: white.
+    An ImageJ mask saved with an inverting LUT is MinIsWhite with 255 = object: a mask keeps it."""
+    import tifffile
+
+    from segapp.io.masks import mask_pixels
+
+    x = np.random.default_rng(1).integers(0, 4096, (16, 20), dtype=np.uint16)
+    tifffile.imwrite(tmp_path / "w12.tif", 4095 - x, photometric="miniswhite", extratags=[(281, "H", 1, 4095, True)])
+    tifffile.imwrite(tmp_path / "b12.tif", x, photometric="minisblack", extratags=[(281, "H", 1, 4095, True)])
+    black = read_image(tmp_path / "b12.tif")
+    assert black.max() > 4095  # the declared 12 bits were scaled to the 16-bit range
+    assert np.array_equal(read_image(tmp_path / "w12.tif"), black)
+    m = np.zeros((16, 20), np.uint8)
+    m[4:9, 5:12] = 255
+    tifffile.imwrite(tmp_path / "mask.tif", m, photometric="miniswhite")
+    assert np.array_equal(mask_pixels(tmp_path / "mask.tif") > 127, m > 0)

@@ -175,8 +175,44 @@ def _read_pillow(path: Path, limits: ReadLimits | None) -> tuple[np.ndarray, int
         raise ReadError(path, f"not a readable image ({e})") from e
 
 
-def _read_tiff(path: Path, limits: ReadLimits | None) -> tuple[np.ndarray, int | None]:
-    """tifffile's first page as displayed (Orientation tag applied) and its declared depth."""
+_TIFF_UNSUPPORTED = {5: "SEPARATED (CMYK)", 8: "CIELAB", 9: "ICCLAB", 10: "ITULAB"}
+
+
+def _tiff_as_displayed(path: Path, page, arr: np.ndarray, declared: int | None = None) -> np.ndarray:
+    """Apply what tifffile leaves to the caller: MinIsWhite grey inverted, a palette applied;
+    CMYK and Lab refused (tifffile returns their raw samples, which read as RGB would be a wrong
+    picture: a negative, palette indices as grey, C/M/Y as R/G/B).
+
+    MinIsWhite is inverted against the declared depth (``declared`` bits: MaxSampleValue 4095 in
+    16-bit samples inverts to 0-4095, not to 61440-65535), else BitsPerSample.
+
+    Raises:
+        ReadError: for a photometric interpretation segapp does not convert.
+    """
+    photometric = int(page.photometric)
+    if photometric in _TIFF_UNSUPPORTED:
+        raise ReadError(
+            path,
+            f"TIFF colour model {_TIFF_UNSUPPORTED[photometric]} is not supported: expected grey, RGB or palette; "
+            "fix: save the image as RGB",
+        )
+    if photometric == 0:  # MINISWHITE: 0 is white
+        if arr.dtype == bool:
+            return ~arr
+        if np.issubdtype(arr.dtype, np.integer):
+            bits = min(declared or int(page.bitspersample), np.iinfo(arr.dtype).bits)
+            return np.clip((1 << bits) - 1 - arr.astype(np.int64), 0, None).astype(arr.dtype)
+        return np.nanmax(arr) - arr
+    if photometric == 3 and page.colormap is not None and arr.ndim == 2:  # PALETTE
+        cmap = np.asarray(page.colormap)
+        rgb = cmap[:, arr.astype(np.int64)].transpose(1, 2, 0)
+        return (rgb // 257).astype(np.uint8) if cmap.max() > 255 else rgb.astype(np.uint8)
+    return arr
+
+
+def _read_tiff(path: Path, limits: ReadLimits | None, samples: bool = False) -> tuple[np.ndarray, int | None]:
+    """tifffile's first page as displayed (Orientation tag applied; ``samples``: the stored sample
+    values, no colour-model conversion) and its declared depth."""
     import tifffile
 
     try:
@@ -190,6 +226,7 @@ def _read_tiff(path: Path, limits: ReadLimits | None) -> tuple[np.ndarray, int |
             planar = int(page.planarconfig) == 2  # tifffile.PLANARCONFIG.SEPARATE: (C, H, W)
             orientation = int(page.tags[274].value) if 274 in page.tags else 1
             bits = _tiff_declared_bits(int(page.bitspersample), _tiff_max_sample(page))
+            arr = arr if samples else _tiff_as_displayed(path, page, arr, bits)
     except ReadError:
         raise
     except Exception as e:  # tifffile raises many types for broken files
@@ -199,8 +236,12 @@ def _read_tiff(path: Path, limits: ReadLimits | None) -> tuple[np.ndarray, int |
     return _orient(arr, orientation), bits
 
 
-def read_raster(path: Path, limits: ReadLimits | None = None) -> Scan:
+def read_raster(path: Path, limits: ReadLimits | None = None, samples: bool = False) -> Scan:
     """Decode a 2D image file: tifffile for ``.tif``/``.tiff``, Pillow for everything else.
+
+    ``samples``: a TIFF's stored sample values, without the colour-model conversion (for masks:
+    an ImageJ mask saved with an inverting LUT is MinIsWhite with 255 = object, and a label map
+    with a colour LUT is a palette TIFF of label values).
 
     Returns:
         A one-frame :class:`Scan` of kind ``image``: the pixels as displayed (orientation
@@ -210,8 +251,9 @@ def read_raster(path: Path, limits: ReadLimits | None = None) -> Scan:
     Raises:
         ReadError: undecodable, degenerate, or over the size limits (checked from the header).
     """
-    read = _read_tiff if path.suffix.lower() in TIFF_EXTENSIONS else _read_pillow
-    arr, bits = read(path, limits)
+    arr, bits = (
+        _read_tiff(path, limits, samples) if path.suffix.lower() in TIFF_EXTENSIONS else _read_pillow(path, limits)
+    )
     arr, bits = _scale_declared(arr, bits)
     frame = arr[:, :, None] if arr.ndim == 2 else arr
     return Scan(path, "image", check_frames(path, [frame]), {"n_frames": 1, "declared_bits": bits})
