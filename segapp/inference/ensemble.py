@@ -65,6 +65,12 @@ def resolve(paths: list[str | Path]) -> tuple[list[Path], dict[str, Any] | None]
                 f"{folder} is a folder without {ENSEMBLE_FILE} or fold_*/checkpoints/best.ckpt; expected a "
                 "`segapp-cv --out` folder, or pass checkpoint files"
             )
+        warnings.warn(
+            f"{folder} has no {ENSEMBLE_FILE} (segapp-cv writes it once every fold has trained): ensembling the "
+            f"{len(found)} fold(s) found ({', '.join(p.parts[-3] for p in found)}) with the means of their own "
+            "thresholds and temperatures, not the out-of-fold fit; if folds are missing, finish them with segapp-cv",
+            stacklevel=2,
+        )
         return found, None
     return [Path(p) for p in paths], None
 

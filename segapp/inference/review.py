@@ -260,6 +260,8 @@ def _thumb_uri(path: Path) -> str | None:
 def _card(output_dir: Path, number: int, row: dict[str, Any], flagged: bool) -> str:
     """One card: thumbnail, input (+ frame), scores, reasons and the CSV row it comes from."""
     rel, frame = _text(row.get("input")), _frame(row.get("frame"))
+    if frame is not None and _text(row.get("output")) != output_name(Path(rel), "mask", frame).as_posix():
+        frame = None  # a one-frame DICOM: its row says frame 0, its files carry no frame part
     reasons = _reasons(row)
     uri = _thumb_uri(thumb_path(output_dir, rel, frame)) if rel else None
     alt = f"thumbnail of {rel}"

@@ -95,6 +95,8 @@ def input_checks(
     ``channels``: a grey scan (one channel, or equal channels) for a model trained on colour scans.
     """
     f = np.asarray(frame)
+    if f.ndim == 3 and f.shape[2] in (2, 4):  # grey+alpha or RGBA: the alpha is no image content
+        f = f[:, :, :-1]
     sample = f[:: max(1, f.shape[0] // 128), :: max(1, f.shape[1] // 128)].astype(np.float32)
     out = []
     if not np.isfinite(sample).all():

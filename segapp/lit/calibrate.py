@@ -314,6 +314,8 @@ def fit_ensemble(oof: list[dict[str, Tensor]], member_trust: list[dict[str, Any]
         "flag_empty": bool(present) and all(t.get("flag_empty", False) for t in present),
         "trained_on_colour": any(t.get("trained_on_colour") for t in present),
         "trained_on_low_range": all(t.get("trained_on_low_range") for t in present),
+        # the members' own checks do not carry over: the pooled out-of-fold predictions are the ensemble's
+        "unreliable": overstated(logits, targets, threshold, temperature),
     }
     return {
         "threshold": float(threshold),

@@ -80,7 +80,7 @@ def row(name: str, risk: float, review: str = "yes", reasons: str = "uncertain",
     return {
         "input": name,
         "frame": frame,
-        "output": f"{name}.mask.png",
+        "output": f"{name}.f{int(frame):03d}.mask.png" if frame else f"{name}.mask.png",  # as segapp-predict names
         "status": "ok",
         "reason": "",
         "lesion_fraction": "0.12",
@@ -317,3 +317,15 @@ def test_review_page_renders_in_headless_chromium(tmp_path):
     filtered.write_text(html.replace('value="out of distribution" checked', 'value="out of distribution"'))
     hidden = {c["row"] for c in dump_dom(exe, filtered, tmp_path / "profile").cards if c["hidden"]}
     assert hidden == {4}, hidden  # s3 (row 4) is the one flagged card whose only reason is "out of distribution"
+
+
+def test_a_one_frame_dicom_card_finds_its_thumbnail(tmp_path):
+    """Its row says frame 0, its thumbnail has no frame part: every card said "no thumbnail"."""
+    from segapp.inference.review import _card, thumb_path, write_thumb
+
+    write_thumb(thumb_path(tmp_path, "x.dcm", None), np.zeros((8, 8, 3), np.uint8))
+    html = _card(tmp_path, 1, {"input": "x.dcm", "frame": "0", "output": "x.dcm.mask.png"}, True)
+    assert '<img class="thumb"' in html and "no thumbnail" not in html and "frame 0" not in html
+    write_thumb(thumb_path(tmp_path, "m.dcm", 3), np.zeros((8, 8, 3), np.uint8))
+    html = _card(tmp_path, 2, {"input": "m.dcm", "frame": "3", "output": "m.dcm.f003.mask.png"}, True)
+    assert '<img class="thumb"' in html and "frame 3" in html

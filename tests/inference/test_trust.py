@@ -199,6 +199,8 @@ def test_ood_score_ranks_foreign_scans_above_the_training_kind(tiny_ckpt, holdou
 def test_input_checks_and_review_rules():
     grey = np.repeat(np.random.default_rng(0).integers(0, 255, (32, 32, 1), dtype=np.uint8), 3, axis=2)
     assert input_checks(np.full((8, 8, 3), 7, np.uint8), 3, True) == ["blank"]
+    opaque_black = np.dstack([np.zeros((8, 8, 3), np.uint8), np.full((8, 8), 255, np.uint8)])
+    assert input_checks(opaque_black, 3, True) == ["blank"]  # its alpha made it neither blank nor grey
     assert input_checks(np.full((8, 8, 1), 65535, np.uint16) * np.ones((1, 1, 1), np.uint16), 1, False) == ["blank"]
     assert input_checks(grey, 3, True) == ["channels"] and input_checks(grey, 3, False) == []
     bright = np.full((32, 32, 3), 255, np.uint8)
@@ -289,3 +291,31 @@ def test_a_folder_that_is_not_a_cv_run_and_a_broken_ensemble_record_are_one_line
     (tmp_path / "ensemble.json").write_text('{"members": ["a.ckpt"]}')
     with pytest.raises(CheckpointError, match="ensemble.json lacks threshold"):
         create_engine(checkpoint=[tmp_path])
+
+
+def test_the_cv_ensemble_checks_its_own_out_of_fold_estimates():
+    """ensemble.json's trust rules had no `unreliable`: overconfident folds predicted review=no."""
+    from segapp.lit.calibrate import fit_ensemble
+
+    targets = torch.zeros(12, 16, 16)
+    targets[:, 4:8, 4:8] = 1
+    logits = torch.full((12, 16, 16), 8.0)  # a lesion everywhere, confidently: est_dice high, true Dice 0.12
+    oof = [{"logits": logits[:6], "targets": targets[:6]}, {"logits": logits[6:], "targets": targets[6:]}]
+    assert "overstates the true Dice" in fit_ensemble(oof, [None, None])["trust"]["unreliable"]
+    good = [
+        {"logits": (targets[:6] - 0.5) * 16, "targets": targets[:6]},
+        {"logits": (targets[6:] - 0.5) * 16, "targets": targets[6:]},
+    ]
+    assert fit_ensemble(good, [None, None])["trust"]["unreliable"] == ""
+
+
+def test_a_cv_folder_without_its_ensemble_record_says_what_it_ensembles(tiny_ckpt, tmp_path):
+    """2 of 5 folds trained (or a crash): the folds found were ensembled with their own mean threshold,
+    no word that the out-of-fold fit was missing."""
+    import shutil
+
+    for k in (0, 3):
+        (tmp_path / "cv" / f"fold_{k}" / "checkpoints").mkdir(parents=True)
+        shutil.copy(tiny_ckpt, tmp_path / "cv" / f"fold_{k}" / "checkpoints" / "best.ckpt")
+    with pytest.warns(UserWarning, match=r"has no ensemble.json .* the 2 fold\(s\) found \(fold_0, fold_3\)"):
+        create_engine(checkpoint=[tmp_path / "cv"], precision="fp32")
