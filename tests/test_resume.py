@@ -94,3 +94,15 @@ def test_last_ckpt_is_the_last_epoch_when_validation_stopped_improving(synth_roo
     assert best["epoch"] == 0  # lr 0, no batch norm: the same val/dice every epoch, none is better
     assert last["epoch"] == 2 and last["global_step"] == 3 * 2  # the end of the run, 2 steps per epoch
     assert not [p.name for p in (run / "checkpoints").iterdir() if p.name not in ("best.ckpt", "last.ckpt")]
+
+
+def test_last_ckpt_holds_the_epochs_after_the_last_validation(synth_root, tmp_path):
+    """check_val_every_n_epoch 2 over 3 epochs: last.ckpt was written at the validation after epoch 1,
+    and epoch 2 (the cosine's lowest learning rate) was lost."""
+    from segapp.app import cli
+    from tests.conftest import tiny_fit_args
+
+    run = tmp_path / "run"
+    cli(tiny_fit_args(synth_root, run, "--trainer.max_epochs", "3", "--trainer.check_val_every_n_epoch", "2"))
+    last = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["global_step"] == 3 * 2  # 2 steps per epoch: the end of the run, not of epoch 1 (4)

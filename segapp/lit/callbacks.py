@@ -81,6 +81,13 @@ class BestAndLastCheckpoint(ModelCheckpoint):
         if self._should_save_on_train_epoch_end(trainer):
             self._save_last_too(trainer)
 
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """The epochs after the last validation are in ``last.ckpt`` too: with
+        ``check_val_every_n_epoch > 1`` they trained and were lost (Lightning's own end-of-training
+        save is skipped once any ``last.ckpt`` was written)."""
+        self._save_last_too(trainer)
+        super().on_train_end(trainer, pl_module)
+
     def _save_last_too(self, trainer: L.Trainer) -> None:
         # skipped when this step saved already (a new best, with last.ckpt beside it), in sanity checks,
         # fast_dev_run and outside fit: the conditions ModelCheckpoint itself uses
